@@ -1,0 +1,119 @@
+"""Django admin for django-dunning: policies, templates, cases and their timeline.
+
+(The collections workbench, previews and the dashboard build on this.)"""
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from ..hosts import get_customer_model, get_invoice_model
+from ..models import (
+    Case,
+    CaseEvent,
+    CaseStep,
+    Customer,
+    Invoice,
+    MessageTemplate,
+    Policy,
+    Run,
+    Step,
+)
+
+
+class ReadOnlyAdminMixin:
+    """Log and timeline rows are written by the engine only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class StepInline(admin.TabularInline):
+    model = Step
+    extra = 0
+    fields = ["key", "offset_days", "channel", "action"]
+    ordering = ["offset_days"]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "key", "is_active", "min_gap_days", "grace_days"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "key"]
+    inlines = [StepInline]
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    list_display = ["step_key", "language", "channel", "policy", "subject", "updated_at"]
+    list_filter = ["policy", "channel", "language", "step_key"]
+    search_fields = ["subject", "step_key"]
+
+
+class CaseStepInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = CaseStep
+    extra = 0
+    fields = ["executed_on", "step_key", "channel", "recipient", "status", "reason", "sent_at"]
+    readonly_fields = fields
+    ordering = ["created_at", "pk"]
+
+
+class CaseEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = CaseEvent
+    extra = 0
+    fields = ["created_at", "kind", "message"]
+    readonly_fields = fields
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = ["pk", "customer", "status", "last_step_key", "last_step_on", "next_due_on",
+                    "suspended", "needs_person", "policy", "opened_on"]
+    list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key"]
+    list_select_related = ["customer", "policy"]
+    raw_id_fields = ["customer"]
+    readonly_fields = ["opened_on", "opened_at", "opened_in", "closed_on", "last_step_key",
+                       "last_step_on", "updated_at"]
+    date_hierarchy = "opened_on"
+    inlines = [CaseStepInline, CaseEventInline]
+
+
+@admin.register(CaseStep)
+class CaseStepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["case", "step_key", "executed_on", "recipient", "status", "reason"]
+    list_filter = ["status", "step_key", "channel"]
+    search_fields = ["recipient", "step_key"]
+    list_select_related = ["case"]
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["as_of", "status", "started_at", "finished_at", "host", "summary"]
+    list_filter = ["status"]
+
+
+# The shipped default models, when the host has not swapped them.
+if get_customer_model() is Customer:
+
+    @admin.register(Customer)
+    class CustomerAdmin(admin.ModelAdmin):
+        list_display = ["name", "email", "language", "timezone"]
+        search_fields = ["name", "email"]
+
+
+if get_invoice_model() is Invoice:
+
+    @admin.register(Invoice)
+    class InvoiceAdmin(admin.ModelAdmin):
+        list_display = ["number", "customer", "amount_due", "currency", "due_date"]
+        list_filter = ["currency"]
+        search_fields = ["number"]
+        raw_id_fields = ["customer"]
+        date_hierarchy = "due_date"
+
+
+admin.site.site_header = admin.site.site_header or _("Dunning")

@@ -1,0 +1,208 @@
+"""System checks (tag ``dunning``). Ids are stable and never reused; see the README."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.db import models
+
+from .conf import (
+    CUSTOMER_MODEL_SETTING,
+    DEFAULTS,
+    INVOICE_MODEL_SETTING,
+    customer_model_label,
+    dunning_settings,
+    invoice_model_label,
+)
+from .exceptions import DunningConfigurationError
+from .hosts import CUSTOMER_CANONICAL, CUSTOMER_OPTIONAL, INVOICE_CANONICAL, resolve_path
+
+TEXT_FIELDS = (models.CharField, models.TextField)
+
+# canonical invoice field -> (accepted field classes, description)
+INVOICE_TYPES = {
+    "number": ((models.CharField, models.TextField, models.IntegerField), "a text or integer field"),
+    "amount_due": ((models.DecimalField,), "a DecimalField"),
+    "currency": (TEXT_FIELDS, "a CharField holding an ISO 4217 code"),
+    "due_date": ((models.DateField,), "a DateField"),
+}
+CUSTOMER_TYPES = {
+    "name": TEXT_FIELDS,
+    "email": TEXT_FIELDS,
+    "phone": TEXT_FIELDS,
+    "language": TEXT_FIELDS,
+    "timezone": TEXT_FIELDS,
+}
+
+
+def _model(label, setting, error_id):
+    from django.apps import apps
+
+    try:
+        return apps.get_model(label), None
+    except ValueError:
+        return None, Error(
+            f"{setting} = {label!r} is not of the form 'app_label.ModelName'.",
+            hint=f"Set {setting} to a model label such as 'billing.Invoice'.",
+            id=error_id,
+        )
+    except LookupError:
+        return None, Error(
+            f"{setting} refers to model {label!r}, which is not installed.",
+            hint="Add its app to INSTALLED_APPS or correct the label.",
+            id=error_id,
+        )
+
+
+@register(Tags.models, "dunning")
+def check_host_models(app_configs=None, **kwargs):
+    errors = []
+    try:
+        user = dunning_settings.user_settings
+    except DunningConfigurationError as exc:
+        return [Error(str(exc), hint="DUNNING = {...}", id="dunning.E009")]
+    for key in user:
+        if key not in DEFAULTS:
+            errors.append(Warning(
+                f"DUNNING[{key!r}] is not a django-dunning setting.",
+                hint="Known keys: " + ", ".join(sorted(DEFAULTS)),
+                id="dunning.W001",
+            ))
+    customer, error = _model(customer_model_label(), CUSTOMER_MODEL_SETTING, "dunning.E001")
+    if error:
+        errors.append(error)
+    invoice, error = _model(invoice_model_label(), INVOICE_MODEL_SETTING, "dunning.E002")
+    if error:
+        errors.append(error)
+    for key in ("ADAPTER", "EMAIL_CHANNEL"):
+        try:
+            getattr(dunning_settings, key)
+        except DunningConfigurationError as exc:
+            errors.append(Error(str(exc), hint="Give a dotted path to a class.", id="dunning.E007"))
+    for key, canonical in (("INVOICE_FIELDS", INVOICE_CANONICAL), ("CUSTOMER_FIELDS", CUSTOMER_CANONICAL)):
+        mapping = user.get(key, {})
+        if not isinstance(mapping, dict):
+            errors.append(Error(f"DUNNING[{key!r}] must be a dict.", hint="{'amount_due': 'balance'}", id="dunning.E008"))
+            continue
+        for name in mapping:
+            if name not in canonical:
+                errors.append(Error(
+                    f"DUNNING[{key!r}] maps {name!r}, which is not one of its canonical names.",
+                    hint="Canonical names: " + ", ".join(canonical),
+                    id="dunning.E008",
+                ))
+    if invoice is not None:
+        computed = _computed_fields()
+        names = [n for n in INVOICE_CANONICAL if n not in computed]
+        errors.extend(_check_invoice_fields(invoice, customer, user.get("INVOICE_FIELDS", {}), names))
+    if customer is not None:
+        errors.extend(_check_customer_fields(customer, user.get("CUSTOMER_FIELDS", {})))
+    return errors
+
+
+def _computed_fields():
+    """Invoice fields a custom adapter computes itself (no host field to check)."""
+    try:
+        adapter = dunning_settings.ADAPTER
+    except DunningConfigurationError:
+        return frozenset()
+    return frozenset(getattr(adapter, "computed_invoice_fields", ()))
+
+
+def _mapped(mapping, name):
+    value = mapping.get(name, name) if isinstance(mapping, dict) else name
+    return value
+
+
+def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
+    errors = []
+    label = invoice._meta.label
+    for name in only:
+        path = _mapped(mapping, name)
+        if not isinstance(path, str) or not path:
+            errors.append(Error(
+                f"DUNNING['INVOICE_FIELDS'][{name!r}] must be a field name.",
+                hint="Map it to a field of " + label, id="dunning.E003",
+            ))
+            continue
+        try:
+            field = resolve_path(invoice, path)
+        except LookupError as exc:
+            errors.append(Error(
+                f"The invoice model {label} has no field {path!r} (for {name!r}; "
+                f"{exc.args[0]!r} does not exist).",
+                hint=f"Set DUNNING['INVOICE_FIELDS'][{name!r}] to the field of {label} that "
+                "holds it, or name an adapter in DUNNING['ADAPTER'].",
+                id="dunning.E003",
+            ))
+            continue
+        if name == "customer":
+            if not (field.many_to_one or field.one_to_one) or (
+                customer is not None and field.related_model is not customer
+            ):
+                errors.append(Error(
+                    f"{label}.{path} must be a ForeignKey to the customer model "
+                    f"{customer_model_label()}.",
+                    hint="Point DUNNING['INVOICE_FIELDS']['customer'] at that ForeignKey.",
+                    id="dunning.E004",
+                ))
+            continue
+        classes, description = INVOICE_TYPES[name]
+        if not isinstance(field, classes) or (
+            name == "due_date" and isinstance(field, models.DateTimeField)
+        ):
+            errors.append(Error(
+                f"{label}.{path} ({type(field).__name__}) cannot hold the invoice's {name}: "
+                f"it must be {description}.",
+                hint="Map another field, or compute the value in an adapter (DUNNING['ADAPTER']).",
+                id="dunning.E004",
+            ))
+    return errors
+
+
+def _check_customer_fields(customer, mapping):
+    errors = []
+    label = customer._meta.label
+    for name in CUSTOMER_CANONICAL:
+        explicit = isinstance(mapping, dict) and name in mapping
+        path = _mapped(mapping, name)
+        if path is None and name in CUSTOMER_OPTIONAL:
+            continue
+        try:
+            field = resolve_path(customer, path)
+        except (LookupError, AttributeError):
+            if name in CUSTOMER_OPTIONAL and not explicit:
+                continue  # an optional field the host does not have
+            errors.append(Error(
+                f"The customer model {label} has no field {path!r} (for {name!r}).",
+                hint=f"Set DUNNING['CUSTOMER_FIELDS'][{name!r}] to the field of {label} that "
+                "holds it (a '__' path through a relation is allowed).",
+                id="dunning.E005",
+            ))
+            continue
+        if not isinstance(field, CUSTOMER_TYPES[name]):
+            errors.append(Error(
+                f"{label}.{path} ({type(field).__name__}) cannot hold the customer's {name}: "
+                "it must be a CharField, EmailField or TextField.",
+                hint=f"Map DUNNING['CUSTOMER_FIELDS'][{name!r}] to a text field.",
+                id="dunning.E006",
+            ))
+    return errors
+
+
+@register("dunning")
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    try:
+        batch = dunning_settings.BATCH_SIZE
+        if not isinstance(batch, int) or batch < 1:
+            errors.append(Error(
+                f"DUNNING['BATCH_SIZE'] must be a positive integer, not {batch!r}.",
+                hint="The default is 500.", id="dunning.E010",
+            ))
+    except DunningConfigurationError:
+        pass
+    if not (getattr(settings, "DEFAULT_FROM_EMAIL", None) or dunning_settings.user_settings.get("FROM_EMAIL")):
+        errors.append(Warning(
+            "Dunning email has no sender address.",
+            hint="Set DUNNING['FROM_EMAIL'] or DEFAULT_FROM_EMAIL.", id="dunning.W002",
+        ))
+    return errors

@@ -1,0 +1,101 @@
+"""Settings of django-dunning, read lazily from ``settings.DUNNING``.
+
+Modelled on Django REST framework's ``api_settings``: defaults first, then the host's
+``DUNNING`` dict, dotted paths imported on first use, and a reload on ``setting_changed``
+so that ``override_settings`` works in tests. Nothing is read at import time and nothing
+is ever written to ``django.conf.settings``.
+"""
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .exceptions import DunningConfigurationError
+
+CUSTOMER_MODEL_SETTING = "DUNNING_CUSTOMER_MODEL"
+INVOICE_MODEL_SETTING = "DUNNING_INVOICE_MODEL"
+DEFAULT_CUSTOMER_MODEL = "dunning.Customer"
+DEFAULT_INVOICE_MODEL = "dunning.Invoice"
+
+DEFAULTS = {
+    # Canonical name -> host field name or ``__`` lookup path.
+    "INVOICE_FIELDS": {},
+    "CUSTOMER_FIELDS": {},
+    # The class that reads the host's models; see dunning.hosts.HostAdapter.
+    "ADAPTER": "dunning.hosts.FieldMapAdapter",
+    # The class that sends email; see dunning.channels.base.Channel.
+    "EMAIL_CHANNEL": "dunning.channels.email.EmailChannel",
+    # Sender of dunning email; None means settings.DEFAULT_FROM_EMAIL.
+    "FROM_EMAIL": None,
+    "REPLY_TO": [],
+    # Key of the policy new cases get when no other applies.
+    "DEFAULT_POLICY": "standard",
+    # Cases handled per transaction.
+    "BATCH_SIZE": 500,
+    # Seconds after which a message left queued by a crashed run is sent by a later run.
+    "OUTBOX_STALE_AFTER": 600,
+    # Shown in every message: name, email, phone, website, address, payment_url,
+    # update_payment_url.
+    "COMPANY": {},
+    # Language of messages when the customer has none (None: settings.LANGUAGE_CODE).
+    "DEFAULT_LANGUAGE": None,
+}
+
+IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL"}
+
+# Settings whose change must drop every cached value.
+RELOAD_ON = {"DUNNING", CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING, "LANGUAGE_CODE"}
+
+
+class DunningSettings:
+    def __init__(self, defaults=None, import_strings=None):
+        self.defaults = defaults or DEFAULTS
+        self.import_strings = import_strings or IMPORT_STRINGS
+        self._cached = set()
+        self._reload_hooks = []
+
+    @property
+    def user_settings(self):
+        value = getattr(settings, "DUNNING", None) or {}
+        if not isinstance(value, dict):
+            raise DunningConfigurationError("settings.DUNNING must be a dict.")
+        return value
+
+    def __getattr__(self, name):
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid django-dunning setting: {name!r}")
+        value = self.user_settings.get(name, self.defaults[name])
+        if name in self.import_strings and isinstance(value, str):
+            try:
+                value = import_string(value)
+            except ImportError as exc:
+                raise DunningConfigurationError(
+                    f"DUNNING[{name!r}] = {value!r} cannot be imported: {exc}"
+                ) from exc
+        self._cached.add(name)
+        setattr(self, name, value)
+        return value
+
+    def on_reload(self, hook):
+        """Register a callable that drops a cache derived from these settings."""
+        self._reload_hooks.append(hook)
+        return hook
+
+    def reload(self):
+        for name in self._cached:
+            self.__dict__.pop(name, None)
+        self._cached.clear()
+        for hook in self._reload_hooks:
+            hook()
+
+
+dunning_settings = DunningSettings()
+
+
+def customer_model_label():
+    """The customer model's label: ``settings.DUNNING_CUSTOMER_MODEL`` or the shipped model."""
+    return getattr(settings, CUSTOMER_MODEL_SETTING, DEFAULT_CUSTOMER_MODEL)
+
+
+def invoice_model_label():
+    """The invoice model's label: ``settings.DUNNING_INVOICE_MODEL`` or the shipped model."""
+    return getattr(settings, INVOICE_MODEL_SETTING, DEFAULT_INVOICE_MODEL)

@@ -1,0 +1,669 @@
+"""The imperative shell around ``schedule.decide``: one dunning run, in batches.
+
+A run has four stages:
+
+1. **drain** messages that a crashed run left queued (older than ``OUTBOX_STALE_AFTER``);
+2. **open** a case for every customer with an open overdue invoice and no open case, in one
+   ``INSERT ... SELECT`` (the partial unique index on open cases is the guard);
+3. **advance** due cases batch by batch: claim them with ``select_for_update(skip_locked=True)``
+   (on SQLite the run takes the database's write lock itself), decide each with the pure
+   rules, and record steps, events and case state in bulk, in one transaction;
+4. **send** the batch's queued messages outside that transaction, then record each outcome,
+   then fire the public signals.
+
+Queries per batch are constant; nothing is fetched per customer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+import socket
+import time
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from .. import signals
+from ..channels.base import Outgoing
+from ..conf import dunning_settings
+from ..exceptions import DunningConfigurationError, TemplateRenderError
+from ..hosts import CustomerRow, get_adapter, get_customer_model
+from ..models import Case, CaseEvent, CaseInvoice, CaseStep, MessageTemplate, Policy, Run
+from ..models.policy import PAYMENT_RECEIVED
+from ..rendering import Renderer, babel_locale, build_context, company_context, default_language
+from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
+
+logger = logging.getLogger("dunning.run")
+
+ONE_DAY = datetime.timedelta(days=1)
+
+# Case fields a run changes, written with grouped UPDATEs.
+CASE_STATE_FIELDS = (
+    "status",
+    "closed_on",
+    "last_step_key",
+    "last_step_on",
+    "suspended",
+    "needs_person",
+)
+
+
+@dataclass
+class RunResult:
+    as_of: datetime.date
+    dry_run: bool = False
+    opened: int = 0
+    executed: Counter = field(default_factory=Counter)
+    resolved: int = 0
+    terminated: int = 0
+    sent: int = 0
+    failed: int = 0
+    failures: list = field(default_factory=list)  # (case pk, reason)
+    planned: list = field(default_factory=list)  # dry run: (customer label, step key)
+    seconds: float = 0.0
+    run_id: int | None = None
+
+    def as_dict(self):
+        return {
+            "as_of": self.as_of.isoformat(),
+            "opened": self.opened,
+            "executed": dict(self.executed),
+            "resolved": self.resolved,
+            "terminated": self.terminated,
+            "sent": self.sent,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class LoadedPolicy:
+    policy: Policy
+    spec: PolicySpec
+    templates: dict  # (step_key, channel) -> {language: MessageTemplate}
+
+
+@dataclass
+class Pending:
+    """A queued message of this run: sent after the batch's transaction commits."""
+
+    step: CaseStep
+    case: Case
+    customer: CustomerRow
+    template: MessageTemplate | None
+    step_info: dict
+
+
+@dataclass
+class Batch:
+    pending: list = field(default_factory=list)
+    signals: list = field(default_factory=list)  # (signal, case)
+
+
+def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS):
+    """Run dunning for ``as_of`` (default: today in the site's time zone)."""
+    return DunningRun(as_of, dry_run=dry_run, batch_size=batch_size, using=using).execute()
+
+
+class DunningRun:
+    def __init__(self, as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS):
+        self.as_of = as_of or timezone.localdate()
+        self.dry_run = dry_run
+        self.batch_size = int(batch_size or dunning_settings.BATCH_SIZE)
+        if self.batch_size < 1:
+            raise DunningConfigurationError("DUNNING['BATCH_SIZE'] must be at least 1.")
+        self.using = using
+        self.adapter = get_adapter()
+        self.channel = dunning_settings.EMAIL_CHANNEL()
+        self.renderer = Renderer()
+        self.company = company_context()
+        self.result = RunResult(as_of=self.as_of, dry_run=dry_run)
+        self.run = None
+        self.now = timezone.now()
+        self._skip = set()  # cases that failed even on their own: left for the next run
+
+    # -- set-up -----------------------------------------------------------------------
+    def load_policies(self):
+        policies = {}
+        templates = defaultdict(dict)
+        for t in MessageTemplate.objects.using(self.using).all():
+            templates[(t.policy_id, t.step_key, t.channel)][t.language.lower()] = t
+        for policy in Policy.objects.using(self.using).prefetch_related("steps"):
+            steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
+            spec = PolicySpec(
+                steps=tuple(StepSpec(s.key, s.offset_days, s.channel, s.action) for s in steps),
+                min_gap_days=policy.min_gap_days,
+                grace_days=policy.grace_days,
+                minimum_balance={
+                    str(k).upper(): Decimal(str(v)) for k, v in (policy.minimum_balance or {}).items()
+                },
+            )
+            policy_templates = {
+                (key, channel): langs
+                for (pk, key, channel), langs in templates.items()
+                if pk == policy.pk
+            }
+            policies[policy.pk] = LoadedPolicy(policy, spec, policy_templates)
+        self.policies = policies
+        key = dunning_settings.DEFAULT_POLICY
+        default = next((p for p in policies.values() if p.policy.key == key), None)
+        if default is None or not default.policy.is_active:
+            raise DunningConfigurationError(
+                f"There is no active dunning policy with the key {key!r} "
+                "(DUNNING['DEFAULT_POLICY']). Run 'manage.py migrate dunning' to install the "
+                "default policy, or activate one in the admin."
+            )
+        self.default_policy = default
+
+    def template_for(self, policy_pk, step_key, channel, language):
+        """The template for a step in the customer's language, else the site's language,
+        else English, else any language the step has."""
+        langs = self.policies[policy_pk].templates.get((step_key, channel))
+        if not langs:
+            return None
+        language = (language or "").lower().replace("_", "-")
+        site = default_language().lower()
+        for code in (language, language.split("-")[0], site, site.split("-")[0], "en"):
+            if code and code in langs:
+                return langs[code]
+        return langs[sorted(langs)[0]]
+
+    # -- the run ----------------------------------------------------------------------
+    def execute(self):
+        started = time.perf_counter()
+        self.load_policies()
+        if self.dry_run:
+            self.plan_openings()
+            self.plan_due_cases()
+        else:
+            self.run = Run.objects.using(self.using).create(
+                as_of=self.as_of,
+                started_at=self.now,
+                host=f"{socket.gethostname()}:{os.getpid()}"[:255],
+            )
+            self.result.run_id = self.run.pk
+            try:
+                self.drain_stale_outbox()
+                self.open_cases()
+                self.advance()
+            except BaseException:
+                Run.objects.using(self.using).filter(pk=self.run.pk).update(
+                    status=Run.Status.FAILED, finished_at=timezone.now()
+                )
+                raise
+        self.result.seconds = time.perf_counter() - started
+        if self.run is not None:
+            Run.objects.using(self.using).filter(pk=self.run.pk).update(
+                status=Run.Status.COMPLETED,
+                finished_at=timezone.now(),
+                summary=self.result.as_dict(),
+            )
+        return self.result
+
+    @contextmanager
+    def write_transaction(self):
+        """A transaction that holds the database's write lock from its first statement.
+
+        On SQLite a deferred transaction that reads first and writes later fails at once
+        with "database is locked" when another connection writes; one that writes first
+        waits for the lock within the connection's timeout instead. Django leaves SQLite in
+        deferred mode, so the run takes the lock itself by touching its own Run row.
+        """
+        with transaction.atomic(using=self.using):
+            connection = connections[self.using]
+            if connection.vendor == "sqlite" and self.run is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {Run._meta.db_table} SET status = status WHERE id = %s",
+                        [self.run.pk],
+                    )
+            yield
+
+    # -- querysets --------------------------------------------------------------------
+    def overdue(self):
+        """Open, overdue invoices, less those of terminated cases."""
+        terminated = CaseInvoice.objects.filter(
+            invoice=OuterRef("pk"), case__status=Case.Status.TERMINATED
+        )
+        return self.adapter.overdue_invoices(self.as_of).using(self.using).filter(~Exists(terminated))
+
+    def customers_to_open(self):
+        p = self.adapter.customer_annotation
+        open_case = Case.objects.filter(customer=OuterRef(p), status=Case.Status.OPEN)
+        return self.overdue().filter(~Exists(open_case)).order_by().values_list(p, flat=True).distinct()
+
+    def due_cases(self):
+        p = self.adapter.customer_annotation
+        owing = self.overdue().filter(**{p: OuterRef("customer_id")})
+        return Case.objects.using(self.using).filter(status=Case.Status.OPEN).filter(
+            Q(next_due_on__lte=self.as_of) | ~Exists(owing)
+        )
+
+    # -- stage 1: drain ---------------------------------------------------------------
+    def drain_stale_outbox(self):
+        stale_before = self.now - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER)
+        while True:
+            with self.write_transaction():
+                rows = list(
+                    CaseStep.objects.using(self.using)
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .filter(status=CaseStep.Status.QUEUED, created_at__lt=stale_before)
+                    .select_related("case")
+                    .order_by("pk")[: self.batch_size]
+                )
+                if not rows:
+                    return
+                # Lease them to this run: another run sees them as fresh.
+                CaseStep.objects.using(self.using).filter(pk__in=[r.pk for r in rows]).update(
+                    created_at=timezone.now()
+                )
+            customers = self.adapter.customer_rows({r.case.customer_id for r in rows})
+            batch = Batch()
+            for row in rows:
+                customer = customers.get(row.case.customer_id)
+                if customer is None:
+                    continue
+                template = self.template_for(row.case.policy_id, row.step_key, row.channel, row.language)
+                batch.pending.append(Pending(row, row.case, customer, template, {"key": row.step_key}))
+            self.send(batch)
+
+    # -- stage 2: open ----------------------------------------------------------------
+    def open_cases(self):
+        connection = connections[self.using]
+        qn = connection.ops.quote_name
+        source_sql, source_params = self.customers_to_open().query.sql_with_params()
+        p = self.adapter.customer_annotation
+        values = {
+            "policy": self.default_policy.policy.pk,
+            "status": Case.Status.OPEN,
+            "opened_on": self.as_of,
+            "opened_at": self.now,
+            "opened_in": self.run.pk,
+            "last_step_key": "",
+            "next_due_on": self.as_of,
+            "suspended": False,
+            "needs_person": False,
+            "updated_at": self.now,
+        }
+        columns, exprs, params = [], [], []
+        for f in Case._meta.concrete_fields:
+            if f.primary_key:
+                continue
+            columns.append(qn(f.column))
+            if f.name == "customer":
+                exprs.append(f"src.{qn(p)}")
+            else:
+                exprs.append("%s")
+                params.append(f.get_db_prep_save(values.get(f.name), connection))
+        sql = (
+            f"INSERT INTO {qn(Case._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT {', '.join(exprs)} FROM ({source_sql}) src WHERE 1 = 1 "
+            "ON CONFLICT DO NOTHING"
+        )
+        with self.write_transaction(), connection.cursor() as cursor:
+            cursor.execute(sql, params + list(source_params))
+            self.result.opened = max(cursor.rowcount, 0)
+
+    # -- stage 3: advance -------------------------------------------------------------
+    def advance(self):
+        while True:
+            try:
+                with self.write_transaction():
+                    claimed = self.claim(self.due_cases())
+                    if not claimed:
+                        return
+                    batch = self.process(claimed)
+            except Exception:
+                logger.exception("Dunning batch failed; retrying its cases one by one")
+                for case in claimed:
+                    self.advance_one(case.pk)
+                continue
+            self.send(batch)
+            self.fire(batch)
+
+    def claim(self, queryset):
+        if self._skip:
+            queryset = queryset.exclude(pk__in=self._skip)
+        return list(
+            queryset.select_for_update(skip_locked=True, of=("self",))
+            .select_related(None)
+            .order_by("pk")[: self.batch_size]
+        )
+
+    def advance_one(self, pk):
+        """Process one case on its own, so that one bad row cannot stop the others."""
+        try:
+            with self.write_transaction():
+                claimed = self.claim(self.due_cases().filter(pk=pk))
+                batch = self.process(claimed) if claimed else Batch()
+        except Exception as exc:
+            logger.exception("Dunning case %s failed", pk)
+            self.record_case_failure(pk, exc)
+            return
+        self.send(batch)
+        self.fire(batch)
+
+    def record_case_failure(self, pk, exc):
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        self.result.failed += 1
+        self.result.failures.append((pk, reason))
+        try:
+            with self.write_transaction():
+                Case.objects.using(self.using).filter(pk=pk).update(
+                    next_due_on=self.as_of + ONE_DAY, needs_person=True
+                )
+                CaseEvent.objects.using(self.using).create(
+                    case_id=pk, run=self.run, kind=CaseEvent.Kind.ERROR,
+                    created_at=timezone.now(), message=reason,
+                )
+        except Exception:
+            logger.exception("Could not record the failure of dunning case %s", pk)
+            self._skip.add(pk)
+        else:
+            self._skip.add(pk)
+
+    def gather(self, cases):
+        """Facts for a batch: open overdue invoices, customers and done steps (3 queries)."""
+        p = self.adapter.customer_annotation
+        customer_ids = {c.customer_id for c in cases}
+        invoices = defaultdict(list)
+        for row in self.adapter.invoice_rows(self.overdue().filter(**{f"{p}__in": customer_ids})):
+            invoices[row.customer_id].append(row)
+        customers = self.adapter.customer_rows(customer_ids)
+        done = defaultdict(set)
+        case_pks = [c.pk for c in cases if c.pk is not None]
+        if case_pks:
+            for case_id, key in CaseStep.objects.using(self.using).filter(
+                case_id__in=case_pks
+            ).values_list("case_id", "step_key"):
+                done[case_id].add(key)
+        return invoices, customers, done
+
+    def decide(self, case, invoices, done):
+        loaded = self.policies[case.policy_id]
+        balances = {}
+        for inv in invoices:
+            balances[inv.currency] = balances.get(inv.currency, Decimal(0)) + inv.amount_due
+        facts = CaseFacts(
+            oldest_due=min((i.due_date for i in invoices), default=None),
+            balances=balances,
+            done_keys=frozenset(done),
+            last_step_on=case.last_step_on,
+            paused_until=case.paused_until,
+        )
+        return decide(loaded.spec, facts, self.as_of)
+
+    def process(self, cases):
+        """Decide and record a claimed batch (inside the write transaction)."""
+        invoices, customers, done = self.gather(cases)
+        batch = Batch()
+        steps, events, links, changed = [], [], [], []
+        for case in cases:
+            try:
+                invs = invoices.get(case.customer_id, [])
+                decision = self.decide(case, invs, done.get(case.pk, ()))
+                self.apply(case, decision, invs, customers.get(case.customer_id),
+                           bool(done.get(case.pk)), batch, steps, events, links)
+            except Exception as exc:
+                logger.exception("Dunning case %s failed", case.pk)
+                reason = f"{type(exc).__name__}: {exc}"[:2000]
+                self.result.failed += 1
+                self.result.failures.append((case.pk, reason))
+                case.next_due_on = self.as_of + ONE_DAY
+                case.needs_person = True
+                events.append(self.event(case, CaseEvent.Kind.ERROR, reason))
+            changed.append(case)
+        db = self.using
+        CaseStep.objects.using(db).bulk_create(steps)
+        if events:
+            CaseEvent.objects.using(db).bulk_create(events)
+        if links:
+            CaseInvoice.objects.using(db).bulk_create(links, ignore_conflicts=True)
+        self.save_cases(changed)
+        return batch
+
+    def event(self, case, kind, message="", **data):
+        return CaseEvent(case=case, run=self.run, kind=kind, created_at=self.now,
+                         message=message, data=data)
+
+    def step_row(self, case, key, action, channel, customer, invoices):
+        address, reason = self.channel.recipient(customer)
+        row = CaseStep(
+            case=case,
+            run=self.run,
+            step_key=key,
+            action=action,
+            channel=channel,
+            executed_on=self.as_of,
+            created_at=self.now,
+            status=CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED,
+            recipient=address or customer.email[:320],
+            language=customer.language[:16],
+            reason=reason,
+            invoices=[
+                {
+                    "number": i.number,
+                    "amount_due": str(i.amount_due),
+                    "currency": i.currency,
+                    "due_date": i.due_date.isoformat(),
+                }
+                for i in sorted(invoices, key=lambda i: (i.due_date, i.number))
+            ],
+        )
+        if reason:
+            case.needs_person = True
+            self.result.failed += 1
+            self.result.failures.append((case.pk, reason))
+        return row
+
+    def apply(self, case, decision, invoices, customer, any_done, batch, steps, events, links):
+        if decision.kind is Kind.WAIT:
+            case.next_due_on = decision.next_check
+            return
+        if decision.kind is Kind.DONE:
+            case.next_due_on = None
+            return
+        if customer is None:
+            raise LookupError(f"customer {case.customer_id} of case {case.pk} not found")
+        if decision.kind is Kind.RESOLVE:
+            case.status = Case.Status.RESOLVED
+            case.closed_on = self.as_of
+            case.next_due_on = None
+            self.result.resolved += 1
+            events.append(self.event(case, CaseEvent.Kind.RESOLVED))
+            if any_done:
+                row = self.step_row(case, PAYMENT_RECEIVED, "", "email", customer, [])
+                steps.append(row)
+                self.queue(batch, row, case, customer, {"key": PAYMENT_RECEIVED})
+            batch.signals.append((signals.case_resolved, case))
+            if case.suspended:
+                case.suspended = False
+                events.append(self.event(case, CaseEvent.Kind.RESTORED))
+                batch.signals.append((signals.service_restored, case))
+            return
+        step = decision.step
+        row = self.step_row(case, step.key, step.action, step.channel, customer, invoices)
+        steps.append(row)
+        self.result.executed[step.key] += 1
+        case.last_step_key = step.key
+        case.last_step_on = self.as_of
+        case.next_due_on = decision.next_check
+        info = {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+        self.queue(batch, row, case, customer, info)
+        if step.action == "suspend" and not case.suspended:
+            case.suspended = True
+            events.append(self.event(case, CaseEvent.Kind.SUSPENDED, step_key=step.key))
+            batch.signals.append((signals.service_suspended, case))
+        elif step.action == "terminate":
+            case.status = Case.Status.TERMINATED
+            case.closed_on = self.as_of
+            case.next_due_on = None
+            self.result.terminated += 1
+            events.append(self.event(case, CaseEvent.Kind.TERMINATED, step_key=step.key))
+            links.extend(CaseInvoice(case=case, invoice_id=i.pk) for i in invoices)
+            batch.signals.append((signals.account_terminated, case))
+
+    def queue(self, batch, row, case, customer, info):
+        if row.status != CaseStep.Status.QUEUED:
+            return
+        template = self.template_for(case.policy_id, row.step_key, row.channel, customer.language)
+        batch.pending.append(Pending(row, case, customer, template, info))
+
+    def save_cases(self, cases):
+        """Write the batch's case state with as few UPDATEs as the values allow."""
+        if not cases:
+            return
+        manager = Case.objects.using(self.using)
+        by_state = defaultdict(list)
+        for case in cases:
+            by_state[tuple(getattr(case, f) for f in CASE_STATE_FIELDS)].append(case)
+        for state, group in by_state.items():
+            manager.filter(pk__in=[c.pk for c in group]).update(
+                updated_at=self.now, **dict(zip(CASE_STATE_FIELDS, state))
+            )
+        by_date = defaultdict(list)
+        for case in cases:
+            by_date[case.next_due_on].append(case.pk)
+        per_query = 300  # rows one bulk_update statement carries on SQLite (999 parameters)
+        if len(by_date) <= max(2, math.ceil(len(cases) / per_query)):
+            for day, pks in by_date.items():
+                manager.filter(pk__in=pks).update(next_due_on=day)
+        else:
+            manager.bulk_update(cases, ["next_due_on"])
+
+    # -- stage 4: send ----------------------------------------------------------------
+    def send(self, batch):
+        if not batch.pending:
+            return
+        messages, sent_rows, failures = [], [], []
+        for item in batch.pending:
+            try:
+                if item.template is None:
+                    raise TemplateRenderError(
+                        f"no {item.step.channel} template for step {item.step.step_key!r}"
+                    )
+                locale = babel_locale(item.customer.language)
+                context = build_context(
+                    customer=item.customer,
+                    invoices=item.step.invoices,
+                    step=item.step_info,
+                    as_of=self.as_of,
+                    locale=locale,
+                    company=self.company,
+                )
+                subject, text, html = self.renderer.render(item.template, context)
+                messages.append(self.channel.build(Outgoing(
+                    case_id=item.case.pk, customer_id=item.case.customer_id,
+                    step_key=item.step.step_key, recipient=item.step.recipient,
+                    subject=subject, text=text, html=html,
+                )))
+                sent_rows.append(item)
+            except Exception as exc:
+                failures.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
+        outcomes = self.channel.send(messages)
+        ok, with_ids = [], []
+        for item, outcome in zip(sent_rows, outcomes):
+            if outcome.ok:
+                ok.append(item.step.pk)
+                if outcome.message_id:
+                    item.step.message_id = outcome.message_id[:255]
+                    with_ids.append(item.step)
+            else:
+                failures.append((item, outcome.reason))
+        self.result.sent += len(ok)
+        now = timezone.now()
+        with self.write_transaction():
+            steps = CaseStep.objects.using(self.using)
+            if ok:
+                steps.filter(pk__in=ok).update(status=CaseStep.Status.SENT, sent_at=now)
+            if with_ids:
+                steps.bulk_update(with_ids, ["message_id"])
+            by_reason = defaultdict(list)
+            for item, reason in failures:
+                by_reason[reason].append(item.step.pk)
+                self.result.failed += 1
+                self.result.failures.append((item.case.pk, reason))
+            for reason, pks in by_reason.items():
+                steps.filter(pk__in=pks).update(status=CaseStep.Status.FAILED, reason=reason)
+            if failures:
+                Case.objects.using(self.using).filter(
+                    pk__in={item.case.pk for item, _ in failures}
+                ).update(needs_person=True)
+
+    def fire(self, batch):
+        if not batch.signals:
+            return
+        customers = get_customer_model()._default_manager.using(self.using).in_bulk(
+            {case.customer_id for _, case in batch.signals}
+        )
+        errors = []
+        for signal, case in batch.signals:
+            customer = customers.get(case.customer_id)
+            for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer):
+                if isinstance(response, Exception):
+                    logger.error("Receiver %r of a dunning signal failed: %s", receiver, response)
+                    errors.append(self.event(
+                        case, CaseEvent.Kind.SIGNAL_ERROR,
+                        f"{getattr(receiver, '__qualname__', receiver)}: {response}"[:2000],
+                    ))
+        if errors:
+            with self.write_transaction():
+                CaseEvent.objects.using(self.using).bulk_create(errors)
+
+    # -- dry run ----------------------------------------------------------------------
+    def plan_openings(self):
+        p = self.adapter.customer_annotation
+        source = self.customers_to_open().order_by(p)
+        last = None
+        while True:
+            page = source if last is None else source.filter(**{f"{p}__gt": last})
+            ids = list(page[: self.batch_size])
+            if not ids:
+                return
+            last = ids[-1]
+            self.result.opened += len(ids)
+            cases = [
+                Case(customer_id=cid, policy_id=self.default_policy.policy.pk,
+                     status=Case.Status.OPEN, last_step_key="")
+                for cid in ids
+            ]
+            self.plan(cases)
+
+    def plan_due_cases(self):
+        last = 0
+        while True:
+            cases = list(self.due_cases().filter(pk__gt=last).order_by("pk")[: self.batch_size])
+            if not cases:
+                return
+            last = cases[-1].pk
+            self.plan(cases)
+
+    def plan(self, cases):
+        invoices, customers, done = self.gather(cases)
+        for case in cases:
+            try:
+                decision = self.decide(case, invoices.get(case.customer_id, []),
+                                       done.get(case.pk, ()))
+            except Exception as exc:
+                self.result.failed += 1
+                self.result.failures.append((case.pk, f"{type(exc).__name__}: {exc}"))
+                continue
+            customer = customers.get(case.customer_id)
+            label = customer.label if customer else f"#{case.customer_id}"
+            if decision.kind is Kind.EXECUTE:
+                self.result.executed[decision.step.key] += 1
+                if decision.step.action == "terminate":
+                    self.result.terminated += 1
+                self.result.planned.append((label, decision.step.key))
+            elif decision.kind is Kind.RESOLVE:
+                self.result.resolved += 1
+                if done.get(case.pk):
+                    self.result.planned.append((label, PAYMENT_RECEIVED))

@@ -1,0 +1,135 @@
+"""The rules of dunning, as pure functions: no ORM, no clock, no I/O.
+
+Given a policy, the facts of one case and the run's date, :func:`decide` returns what the
+run does with that case. The shell (``engine/run.py``) gathers the facts in batches and
+applies the decisions.
+
+The rules:
+* a case whose customer has no open overdue invoice left is resolved;
+* a run executes at most one step per case, never two on the same day;
+* steps run in order and are never skipped: after a gap (go-live over old debt, a missed
+  schedule) the first step due goes out, the next one ``min_gap_days`` later, and so on;
+* a step is due once the oldest open invoice is ``offset_days + grace_days`` overdue and
+  ``min_gap_days`` have passed since the previous step;
+* nobody is dunned while every currency's balance is below the policy's minimum, nor while
+  the case is paused.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+
+ONE_DAY = datetime.timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    key: str
+    offset_days: int
+    channel: str = "email"
+    action: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    steps: tuple[StepSpec, ...]
+    min_gap_days: int = 3
+    grace_days: int = 0
+    minimum_balance: dict[str, Decimal] = field(default_factory=dict)
+
+    def __post_init__(self):
+        offsets = [s.offset_days for s in self.steps]
+        if offsets != sorted(offsets) or len(set(offsets)) != len(offsets):
+            raise ValueError("steps must have strictly increasing offsets")
+
+    def index_of(self, key):
+        for i, step in enumerate(self.steps):
+            if step.key == key:
+                return i
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    oldest_due: datetime.date | None  # None: no open overdue invoice left
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    done_keys: frozenset[str] = frozenset()
+    last_step_on: datetime.date | None = None
+    paused_until: datetime.date | None = None
+
+
+class Kind(Enum):
+    RESOLVE = "resolve"
+    EXECUTE = "execute"
+    WAIT = "wait"  # nothing today; look again on ``next_check``
+    DONE = "done"  # every step has run; only a payment changes anything
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: Kind
+    step: StepSpec | None = None
+    next_check: datetime.date | None = None
+    reason: str = ""
+
+
+def next_step_index(policy: PolicySpec, done_keys) -> int:
+    """Index of the step after the furthest executed one (a step removed from the
+    policy since is ignored; one added before the furthest is never sent backwards)."""
+    furthest = -1
+    for i, step in enumerate(policy.steps):
+        if step.key in done_keys:
+            furthest = i
+    return furthest + 1
+
+
+def step_due_on(policy: PolicySpec, step: StepSpec, facts: CaseFacts) -> datetime.date:
+    due = facts.oldest_due + datetime.timedelta(days=step.offset_days + policy.grace_days)
+    if facts.last_step_on is not None:
+        due = max(
+            due,
+            facts.last_step_on + datetime.timedelta(days=max(policy.min_gap_days, 1)),
+        )
+    if facts.paused_until is not None:
+        due = max(due, facts.paused_until)
+    return due
+
+
+def below_minimum(policy: PolicySpec, balances) -> bool:
+    """True when a minimum is set and every currency owed is below its minimum."""
+    if not policy.minimum_balance or not balances:
+        return False
+    return all(
+        amount < policy.minimum_balance.get(currency, Decimal(0))
+        for currency, amount in balances.items()
+    )
+
+
+def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decision:
+    if facts.oldest_due is None:
+        return Decision(Kind.RESOLVE)
+    index = next_step_index(policy, facts.done_keys)
+    if index >= len(policy.steps):
+        return Decision(Kind.DONE)
+    if below_minimum(policy, facts.balances):
+        return Decision(Kind.WAIT, next_check=as_of + ONE_DAY, reason="below minimum balance")
+    step = policy.steps[index]
+    due = step_due_on(policy, step, facts)
+    if facts.last_step_on is not None and facts.last_step_on >= as_of:
+        due = max(due, facts.last_step_on + ONE_DAY)
+    if due > as_of:
+        return Decision(Kind.WAIT, next_check=due)
+    following = None
+    if index + 1 < len(policy.steps) and step.action != "terminate":
+        after = CaseFacts(
+            oldest_due=facts.oldest_due,
+            balances=facts.balances,
+            done_keys=facts.done_keys | {step.key},
+            last_step_on=as_of,
+            paused_until=facts.paused_until,
+        )
+        following = step_due_on(policy, policy.steps[index + 1], after)
+    return Decision(Kind.EXECUTE, step=step, next_check=following)

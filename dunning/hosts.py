@@ -1,0 +1,261 @@
+"""The bridge to the host's own Customer and Invoice models.
+
+The engine never touches host models directly: it asks an adapter, named by
+``DUNNING["ADAPTER"]``, for querysets and for plain rows in canonical names.
+
+The default :class:`FieldMapAdapter` reads ``DUNNING["INVOICE_FIELDS"]`` and
+``DUNNING["CUSTOMER_FIELDS"]`` (canonical name -> host field or ``__`` lookup path).
+Where a mapping is not enough, subclass it and override one method per question, e.g.::
+
+    class Adapter(FieldMapAdapter):
+        def invoice_expression(self, name):
+            if name == "amount_due":
+                return F("total") - F("paid")
+            return super().invoice_expression(name)
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.apps import apps as django_apps
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Expression, F, QuerySet, Value
+
+from .conf import (
+    CUSTOMER_MODEL_SETTING,
+    INVOICE_MODEL_SETTING,
+    customer_model_label,
+    dunning_settings,
+    invoice_model_label,
+)
+
+INVOICE_CANONICAL = ("customer", "number", "amount_due", "currency", "due_date")
+CUSTOMER_CANONICAL = ("name", "email", "phone", "language", "timezone")
+CUSTOMER_OPTIONAL = frozenset({"phone", "language", "timezone"})
+
+# Prefix of the annotations the adapter adds to host querysets (never a host field).
+ANNOTATION_PREFIX = "dunning_"
+
+
+def _get_model(label, setting):
+    try:
+        return django_apps.get_model(label, require_ready=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{setting} must be of the form 'app_label.model_name'"
+        ) from None
+    except LookupError:
+        raise ImproperlyConfigured(
+            f"{setting} refers to model '{label}' that has not been installed"
+        ) from None
+
+
+def get_customer_model():
+    """The host's customer model class (``settings.DUNNING_CUSTOMER_MODEL``)."""
+    return _get_model(customer_model_label(), CUSTOMER_MODEL_SETTING)
+
+
+def get_invoice_model():
+    """The host's invoice model class (``settings.DUNNING_INVOICE_MODEL``)."""
+    return _get_model(invoice_model_label(), INVOICE_MODEL_SETTING)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    pk: Any
+    customer_id: Any
+    number: str
+    amount_due: Decimal
+    currency: str
+    due_date: datetime.date
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    pk: Any
+    name: str
+    email: str
+    phone: str = ""
+    language: str = ""
+    timezone: str = ""
+
+    @property
+    def label(self):
+        return self.name or self.email or f"#{self.pk}"
+
+
+class HostAdapter(Protocol):
+    """What the engine asks of the host. Implement it, or subclass FieldMapAdapter."""
+
+    customer_annotation: str
+
+    def overdue_invoices(self, as_of: datetime.date) -> QuerySet:
+        """Invoices with an open balance (> 0) due before ``as_of``, annotated with
+        ``dunning_customer`` (the customer's pk)."""
+
+    def invoice_rows(self, queryset: QuerySet) -> Iterable[InvoiceRow]:
+        """Canonical rows for a queryset returned by ``overdue_invoices``."""
+
+    def customer_rows(self, pks: Iterable[Any]) -> dict[Any, CustomerRow]:
+        """Canonical rows of the given customers, by pk."""
+
+
+class FieldMapAdapter:
+    """The default adapter: canonical names mapped to host fields by the settings."""
+
+    customer_annotation = ANNOTATION_PREFIX + "customer"
+    #: Canonical invoice fields that a subclass computes in ``invoice_expression`` rather
+    #: than reads from a mapped field; the system checks do not look for them.
+    computed_invoice_fields: frozenset = frozenset()
+
+    def __init__(self, invoice_fields=None, customer_fields=None):
+        self.invoice_fields = dict(
+            invoice_fields if invoice_fields is not None else dunning_settings.INVOICE_FIELDS
+        )
+        self.customer_fields = dict(
+            customer_fields if customer_fields is not None else dunning_settings.CUSTOMER_FIELDS
+        )
+
+    # -- models -----------------------------------------------------------------------
+    @property
+    def invoice_model(self):
+        return get_invoice_model()
+
+    @property
+    def customer_model(self):
+        return get_customer_model()
+
+    # -- mapping ----------------------------------------------------------------------
+    def invoice_field(self, name):
+        """The host's lookup path for a canonical invoice field."""
+        return self.invoice_fields.get(name, name)
+
+    def customer_field(self, name):
+        """The host's lookup path for a canonical customer field, or None when the host
+        has no such (optional) field."""
+        if name in self.customer_fields:
+            return self.customer_fields[name]
+        if name in CUSTOMER_OPTIONAL and not _has_path(self.customer_model, name):
+            return None
+        return name
+
+    def invoice_expression(self, name) -> Expression:
+        """The expression that yields canonical invoice field ``name``."""
+        return F(self.invoice_field(name))
+
+    def customer_expression(self, name) -> Expression:
+        path = self.customer_field(name)
+        return F(path) if path else Value("")
+
+    # -- querysets --------------------------------------------------------------------
+    def invoices(self) -> QuerySet:
+        """Every invoice the engine may look at. Override to exclude drafts, say."""
+        return self.invoice_model._default_manager.all()
+
+    def annotated_invoices(self) -> QuerySet:
+        return self.invoices().annotate(
+            **{ANNOTATION_PREFIX + name: self.invoice_expression(name) for name in INVOICE_CANONICAL}
+        )
+
+    def overdue_invoices(self, as_of) -> QuerySet:
+        p = ANNOTATION_PREFIX
+        return self.annotated_invoices().filter(
+            **{f"{p}amount_due__gt": 0, f"{p}due_date__lt": as_of}
+        )
+
+    # -- rows -------------------------------------------------------------------------
+    def invoice_rows(self, queryset) -> list[InvoiceRow]:
+        p = ANNOTATION_PREFIX
+        names = [p + n for n in INVOICE_CANONICAL]
+        rows = []
+        for pk, customer, number, amount, currency, due in queryset.order_by().values_list(
+            "pk", *names
+        ):
+            if isinstance(due, datetime.datetime):
+                due = due.date()
+            rows.append(
+                InvoiceRow(
+                    pk=pk,
+                    customer_id=customer,
+                    number=str(number),
+                    amount_due=_to_decimal(amount),
+                    currency=(currency or "").strip().upper(),
+                    due_date=due,
+                )
+            )
+        return rows
+
+    def customer_queryset(self) -> QuerySet:
+        return self.customer_model._default_manager.all()
+
+    def customer_rows(self, pks) -> dict[Any, CustomerRow]:
+        p = ANNOTATION_PREFIX
+        qs = (
+            self.customer_queryset()
+            .filter(pk__in=list(pks))
+            .annotate(**{p + n: self.customer_expression(n) for n in CUSTOMER_CANONICAL})
+            .order_by()
+            .values_list("pk", *[p + n for n in CUSTOMER_CANONICAL])
+        )
+        result = {}
+        for pk, *values in qs:
+            result[pk] = CustomerRow(pk, *[("" if v is None else str(v)) for v in values])
+        return result
+
+
+def _to_decimal(value):
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return Decimal(value)
+
+
+def _has_path(model, path):
+    try:
+        resolve_path(model, path)
+    except LookupError:
+        return False
+    return True
+
+
+def resolve_path(model, path):
+    """Follow a ``__`` lookup path from ``model``; return the final field.
+
+    Raises LookupError naming the part that does not exist.
+    """
+    field = None
+    current = model
+    for part in path.split("__"):
+        if current is None:
+            raise LookupError(part)
+        try:
+            field = current._meta.get_field(part)
+        except Exception:
+            raise LookupError(part) from None
+        current = field.related_model if field.is_relation else None
+    return field
+
+
+_adapter = None
+
+
+def get_adapter() -> HostAdapter:
+    """The configured adapter instance (cached until the settings change)."""
+    global _adapter
+    if _adapter is None:
+        _adapter = dunning_settings.ADAPTER()
+    return _adapter
+
+
+@dunning_settings.on_reload
+def _drop_adapter():
+    global _adapter
+    _adapter = None

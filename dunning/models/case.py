@@ -1,0 +1,178 @@
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from ..conf import customer_model_label, invoice_model_label
+from .policy import Policy
+
+
+class Run(models.Model):
+    """One execution of ``dunning run`` (dry runs write nothing, so they have none)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+
+    as_of = models.DateField(_("as of"))
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RUNNING
+    )
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    summary = models.JSONField(_("summary"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"{self.as_of} ({self.get_status_display()})"
+
+
+class Case(models.Model):
+    """One customer in collections: all of its overdue invoices together."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        RESOLVED = "resolved", _("Resolved")
+        TERMINATED = "terminated", _("Terminated")
+
+    customer = models.ForeignKey(
+        customer_model_label(),
+        on_delete=models.CASCADE,
+        related_name="dunning_cases",
+        verbose_name=_("customer"),
+    )
+    policy = models.ForeignKey(
+        Policy, on_delete=models.PROTECT, related_name="cases", verbose_name=_("policy")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    opened_on = models.DateField(_("opened on"))
+    opened_at = models.DateTimeField(_("opened at"))
+    opened_in = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    closed_on = models.DateField(_("closed on"), null=True, blank=True)
+    last_step_key = models.CharField(_("last step"), max_length=64, blank=True, default="")
+    last_step_on = models.DateField(_("last step on"), null=True, blank=True)
+    next_due_on = models.DateField(
+        _("next check on"),
+        null=True,
+        blank=True,
+        help_text=_("The date from which the next run looks at this case again."),
+    )
+    suspended = models.BooleanField(_("service suspended"), default=False)
+    needs_person = models.BooleanField(_("needs a person"), default=False)
+    paused_until = models.DateField(_("paused until"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("case")
+        verbose_name_plural = _("cases")
+        ordering = ["-opened_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(status="open"),
+                name="dunning_case_one_open_per_customer",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_due_on"], name="dunning_case_due_idx"),
+        ]
+
+    def __str__(self):
+        return _("Case %(pk)s (%(status)s)") % {"pk": self.pk, "status": self.get_status_display()}
+
+    @property
+    def is_open(self):
+        return self.status == self.Status.OPEN
+
+
+class CaseStep(models.Model):
+    """An executed step of a case and its message: what, when, to whom, which invoices,
+    and the outcome. The database guarantees that a case records a step only once."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="steps")
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="steps")
+    step_key = models.CharField(_("step"), max_length=64)
+    action = models.CharField(_("action"), max_length=16, blank=True, default="")
+    channel = models.CharField(_("channel"), max_length=16, default="email")
+    executed_on = models.DateField(_("executed on"))
+    created_at = models.DateTimeField(_("created at"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    recipient = models.CharField(_("recipient"), max_length=320, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True)
+    reason = models.TextField(_("failure reason"), blank=True)
+    invoices = models.JSONField(
+        _("invoices"), default=list, blank=True, help_text=_("The invoices the message listed.")
+    )
+    message_id = models.CharField(_("message id"), max_length=255, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("executed step")
+        verbose_name_plural = _("executed steps")
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "step_key"], name="dunning_casestep_once"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="dunning_outbox_idx")]
+
+    def __str__(self):
+        return f"{self.step_key} ({self.get_status_display()})"
+
+
+class CaseInvoice(models.Model):
+    """An invoice a closed case covered (written when a case is terminated, so that no
+    later case is opened for it)."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="case_invoices")
+    invoice = models.ForeignKey(
+        invoice_model_label(), on_delete=models.CASCADE, related_name="dunning_case_links"
+    )
+
+    class Meta:
+        verbose_name = _("case invoice")
+        verbose_name_plural = _("case invoices")
+        constraints = [
+            models.UniqueConstraint(fields=["case", "invoice"], name="dunning_caseinvoice_unique"),
+        ]
+
+
+class CaseEvent(models.Model):
+    """Everything on a case's timeline that is not an executed step."""
+
+    class Kind(models.TextChoices):
+        RESOLVED = "resolved", _("Resolved")
+        SUSPENDED = "suspended", _("Service suspended")
+        RESTORED = "restored", _("Service restored")
+        TERMINATED = "terminated", _("Account terminated")
+        ERROR = "error", _("Error")
+        SIGNAL_ERROR = "signal-error", _("Signal receiver failed")
+        NOTE = "note", _("Note")
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    created_at = models.DateTimeField(_("created at"))
+    message = models.TextField(_("message"), blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("case event")
+        verbose_name_plural = _("case events")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return self.get_kind_display()

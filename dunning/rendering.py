@@ -1,0 +1,236 @@
+"""Rendering of dunning messages: the template sandbox and Babel formatting.
+
+Templates are data written by staff, so they are compiled by a private template engine
+whose only library is ``dunning.sandbox`` (no ``load``, ``include``, ``extends``, ...),
+and they only ever see plain values: dicts, lists, strings, numbers and dates.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import zoneinfo
+from decimal import Decimal
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal, list_currencies
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.template import Context, Engine, TemplateSyntaxError
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+
+from .conf import dunning_settings
+from .exceptions import TemplateRenderError
+
+SANDBOX_LIBRARY = "dunning.sandbox"
+
+# The variables a message template can use (documented in the README).
+TEMPLATE_VARIABLES = (
+    "customer",
+    "invoices",
+    "totals",
+    "total",
+    "days_overdue",
+    "step",
+    "company",
+    "portal_url",
+    "today",
+)
+
+
+@functools.cache
+def sandbox_engine():
+    engine = Engine(autoescape=True, debug=False, string_if_invalid="", libraries={})
+    # Engine() always prepends Django's default builtins; replace them by the allow-list.
+    engine.builtins = [SANDBOX_LIBRARY]
+    engine.template_builtins = engine.get_template_builtins(engine.builtins)
+    engine.template_libraries = {}
+    return engine
+
+
+def compile_template(source):
+    """Compile ``source`` in the sandbox; raise TemplateRenderError with the line."""
+    try:
+        return sandbox_engine().from_string(source or "")
+    except TemplateSyntaxError as exc:
+        line = _error_line(source, exc)
+        where = _(" (line %(line)s)") % {"line": line} if line else ""
+        raise TemplateRenderError(f"{exc}{where}") from exc
+
+
+def _error_line(source, exc):
+    info = getattr(exc, "template_debug", None)
+    if info:
+        return info.get("line")
+    token = getattr(exc, "token", None)
+    if token is not None and getattr(token, "lineno", None):
+        return token.lineno
+    return None
+
+
+def validate_template_source(source):
+    """Raise ValidationError when ``source`` does not compile in the sandbox."""
+    try:
+        compile_template(source)
+    except TemplateRenderError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+# -- locale, money and dates ---------------------------------------------------------
+
+KNOWN_CURRENCIES = frozenset(list_currencies())
+
+
+def default_language():
+    return (dunning_settings.DEFAULT_LANGUAGE or settings.LANGUAGE_CODE or "en").replace("_", "-")
+
+
+@functools.lru_cache(maxsize=256)
+def babel_locale(language):
+    """A Babel locale for a language code, falling back to the site's language."""
+    for code in (language, default_language(), "en"):
+        if not code:
+            continue
+        try:
+            return Locale.parse(code.replace("-", "_"))
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+    return Locale.parse("en")
+
+
+@functools.lru_cache(maxsize=512)
+def customer_timezone(name):
+    """The customer's time zone, falling back to the site's ``TIME_ZONE``."""
+    for candidate in (name, settings.TIME_ZONE, "UTC"):
+        if not candidate:
+            continue
+        try:
+            return zoneinfo.ZoneInfo(candidate)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            continue
+    return datetime.timezone.utc
+
+
+def format_money(amount: Decimal, currency: str, locale: Locale) -> str:
+    """An amount in the customer's language; an unknown currency keeps its raw code."""
+    if currency in KNOWN_CURRENCIES:
+        return format_currency(amount, currency, locale=locale)
+    return f"{format_decimal(amount, locale=locale, decimal_quantization=False)} {currency or '?'}"
+
+
+def format_day(value: datetime.date, locale: Locale) -> str:
+    return format_date(value, format="medium", locale=locale)
+
+
+def totals_by_currency(invoices):
+    """Sum of the open amounts per currency (never a sum across currencies)."""
+    totals: dict[str, Decimal] = {}
+    for invoice in invoices:
+        totals[invoice["currency"]] = totals.get(invoice["currency"], Decimal(0)) + Decimal(
+            invoice["amount_due"]
+        )
+    return totals
+
+
+# -- message context -----------------------------------------------------------------
+
+
+def company_context():
+    company = dict(dunning_settings.COMPANY or {})
+    for key in ("name", "email", "phone", "website", "address", "payment_url", "update_payment_url"):
+        company.setdefault(key, "")
+    return {k: str(v) for k, v in company.items()}
+
+
+def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=""):
+    """The plain-value context of one message.
+
+    ``invoices`` are snapshot dicts (number, amount_due, currency, due_date as ISO text);
+    ``customer`` is a CustomerRow.
+    """
+    rows = []
+    oldest = None
+    for inv in invoices:
+        due = inv["due_date"]
+        if isinstance(due, str):
+            due = datetime.date.fromisoformat(due)
+        oldest = due if oldest is None or due < oldest else oldest
+        rows.append(
+            {
+                "number": inv["number"],
+                "amount": format_money(Decimal(inv["amount_due"]), inv["currency"], locale),
+                "currency": inv["currency"],
+                "due_date": format_day(due, locale),
+                "days_overdue": (as_of - due).days,
+            }
+        )
+    totals = [
+        {"currency": cur, "amount": format_money(amount, cur, locale)}
+        for cur, amount in sorted(totals_by_currency(invoices).items())
+    ]
+    return {
+        "customer": {"name": customer.name, "email": customer.email, "language": locale.language},
+        "invoices": rows,
+        "totals": totals,
+        "total": " + ".join(t["amount"] for t in totals),
+        "days_overdue": (as_of - oldest).days if oldest else 0,
+        "step": dict(step),
+        "company": company,
+        "portal_url": portal_url,
+        "today": format_day(as_of, locale),
+    }
+
+
+class CompiledMessage:
+    __slots__ = ("subject", "text", "html")
+
+    def __init__(self, subject, text, html):
+        self.subject = compile_template(subject)
+        self.text = compile_template(text)
+        self.html = compile_template(html) if html else None
+
+
+HTML_LAYOUT = """<!DOCTYPE html>
+<html lang="{{ lang }}"><head><meta charset="utf-8"><title>{{ subject }}</title></head>
+<body style="font-family: Arial, Helvetica, sans-serif; color: #222; line-height: 1.5;">
+<div style="max-width: 640px; margin: 0 auto;">{{ body }}</div></body></html>"""
+
+
+class Renderer:
+    """Compiles each template once per run and renders messages from plain values."""
+
+    def __init__(self):
+        self._compiled = {}
+        self._layout = compile_template(HTML_LAYOUT)
+
+    def compiled(self, template):
+        key = (template.pk, template.updated_at)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = CompiledMessage(
+                template.subject, template.text_body, template.html_body
+            )
+        return compiled
+
+    def render(self, template, context):
+        """Return (subject, text, html) for a MessageTemplate and a context dict."""
+        compiled = self.compiled(template)
+        try:
+            text_ctx = Context(context, autoescape=False)
+            subject = " ".join(compiled.subject.render(text_ctx).split())
+            text = compiled.text.render(text_ctx).strip() + "\n"
+            html = None
+            if compiled.html is not None:
+                body = compiled.html.render(Context(context, autoescape=True))
+                html = self._layout.render(
+                    Context(
+                        {"lang": context["customer"]["language"], "subject": subject,
+                         "body": mark_safe(body)},  # noqa: S308 - autoescaped above
+                        autoescape=True,
+                    )
+                )
+        except Exception as exc:  # a template filter may raise anything
+            raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+        return subject, text, html

@@ -1,0 +1,21 @@
+"""The public signals of django-dunning.
+
+Every signal is sent with the keyword arguments ``case`` (a :class:`dunning.models.Case`)
+and ``customer`` (the host's customer instance), after the database work of the run that
+caused it has been committed. Receivers that raise are recorded on the case's timeline and
+do not stop the run.
+"""
+
+from django.dispatch import Signal
+
+# case, customer: a suspension step was executed; the host should suspend its service.
+service_suspended = Signal()
+
+# case, customer: a suspended customer paid everything; the host should restore the service.
+service_restored = Signal()
+
+# case, customer: the termination step was executed; the case is closed for good.
+account_terminated = Signal()
+
+# case, customer: every overdue invoice of the case has been paid.
+case_resolved = Signal()
