@@ -315,6 +315,7 @@ class DunningRun:
     # -- stage 3: advance -------------------------------------------------------------
     def advance(self):
         while True:
+            claimed = []
             try:
                 with self.write_transaction():
                     claimed = self.claim(self.due_cases())
@@ -322,6 +323,8 @@ class DunningRun:
                         return
                     batch = self.process(claimed)
             except Exception:
+                if not claimed:
+                    raise  # the claim itself failed: a database problem, not a bad row
                 logger.exception("Dunning batch failed; retrying its cases one by one")
                 for case in claimed:
                     self.advance_one(case.pk)
@@ -527,7 +530,7 @@ class DunningRun:
             by_state[tuple(getattr(case, f) for f in CASE_STATE_FIELDS)].append(case)
         for state, group in by_state.items():
             manager.filter(pk__in=[c.pk for c in group]).update(
-                updated_at=self.now, **dict(zip(CASE_STATE_FIELDS, state))
+                updated_at=self.now, **dict(zip(CASE_STATE_FIELDS, state, strict=True))
             )
         by_date = defaultdict(list)
         for case in cases:
@@ -570,7 +573,7 @@ class DunningRun:
                 failures.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
         outcomes = self.channel.send(messages)
         ok, with_ids = [], []
-        for item, outcome in zip(sent_rows, outcomes):
+        for item, outcome in zip(sent_rows, outcomes, strict=True):
             if outcome.ok:
                 ok.append(item.step.pk)
                 if outcome.message_id:

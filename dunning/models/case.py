@@ -149,6 +149,9 @@ class CaseInvoice(models.Model):
             models.UniqueConstraint(fields=["case", "invoice"], name="dunning_caseinvoice_unique"),
         ]
 
+    def __str__(self):
+        return f"{self.case_id}: {self.invoice_id}"
+
 
 class CaseEvent(models.Model):
     """Everything on a case's timeline that is not an executed step."""
