@@ -3,7 +3,6 @@
 (The collections workbench, previews and the dashboard build on this.)"""
 
 from django.contrib import admin
-from django.utils.translation import gettext_lazy as _
 
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
@@ -115,5 +114,3 @@ if get_invoice_model() is Invoice:
         raw_id_fields = ["customer"]
         date_hierarchy = "due_date"
 
-
-admin.site.site_header = admin.site.site_header or _("Dunning")

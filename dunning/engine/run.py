@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .. import signals
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
+from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, TemplateRenderError
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, MessageTemplate, Policy, Run
@@ -44,6 +45,12 @@ from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
 logger = logging.getLogger("dunning.run")
 
 ONE_DAY = datetime.timedelta(days=1)
+
+# The columns of an executed step the run writes.
+STEP_FIELDS = (
+    "case", "run", "step_key", "action", "channel", "executed_on", "created_at", "status",
+    "recipient", "language", "reason", "invoices", "message_id", "sent_at",
+)
 
 # Case fields a run changes, written with grouped UPDATEs.
 CASE_STATE_FIELDS = (
@@ -91,12 +98,16 @@ class LoadedPolicy:
     templates: dict  # (step_key, channel) -> {language: MessageTemplate}
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """A queued message of this run: sent after the batch's transaction commits."""
 
-    step: CaseStep
-    case: Case
+    case_id: int
+    customer_id: object
+    step_key: str
+    channel: str
+    recipient: str
+    invoices: list
     customer: CustomerRow
     template: MessageTemplate | None
     step_info: dict
@@ -240,11 +251,20 @@ class DunningRun:
         open_case = Case.objects.filter(customer=OuterRef(p), status=Case.Status.OPEN)
         return self.overdue().filter(~Exists(open_case)).order_by().values_list(p, flat=True).distinct()
 
+    def open_case_set(self):
+        return Case.objects.using(self.using).filter(status=Case.Status.OPEN)
+
     def due_cases(self):
+        """Open cases whose next check date has come (an index range scan)."""
+        return self.open_case_set().filter(next_due_on__lte=self.as_of)
+
+    def paid_case_pks(self):
+        """Open cases whose customer owes nothing overdue any more, whatever their next
+        check date: one pass over the open cases, at the start of the run."""
         p = self.adapter.customer_annotation
         owing = self.overdue().filter(**{p: OuterRef("customer_id")})
-        return Case.objects.using(self.using).filter(status=Case.Status.OPEN).filter(
-            Q(next_due_on__lte=self.as_of) | ~Exists(owing)
+        return list(
+            self.open_case_set().filter(~Exists(owing)).order_by("pk").values_list("pk", flat=True)
         )
 
     # -- stage 1: drain ---------------------------------------------------------------
@@ -272,7 +292,11 @@ class DunningRun:
                 if customer is None:
                     continue
                 template = self.template_for(row.case.policy_id, row.step_key, row.channel, row.language)
-                batch.pending.append(Pending(row, row.case, customer, template, {"key": row.step_key}))
+                batch.pending.append(Pending(
+                    case_id=row.case_id, customer_id=row.case.customer_id, step_key=row.step_key,
+                    channel=row.channel, recipient=row.recipient, invoices=row.invoices,
+                    customer=customer, template=template, step_info={"key": row.step_key},
+                ))
             self.send(batch)
 
     # -- stage 2: open ----------------------------------------------------------------
@@ -314,38 +338,46 @@ class DunningRun:
 
     # -- stage 3: advance -------------------------------------------------------------
     def advance(self):
-        while True:
-            claimed = []
-            try:
-                with self.write_transaction():
-                    claimed = self.claim(self.due_cases())
-                    if not claimed:
-                        return
-                    batch = self.process(claimed)
-            except Exception:
+        paid = self.paid_case_pks()
+        for start in range(0, len(paid), self.batch_size):
+            chunk = paid[start : start + self.batch_size]
+            self.advance_batch(self.open_case_set().filter(pk__in=chunk))
+        while self.advance_batch(self.due_cases()):
+            pass
+
+    def advance_batch(self, queryset):
+        """Claim one batch of ``queryset``, process it, send, signal. False when empty."""
+        claimed = []
+        try:
+            with self.write_transaction():
+                claimed = self.claim(queryset)
                 if not claimed:
-                    raise  # the claim itself failed: a database problem, not a bad row
-                logger.exception("Dunning batch failed; retrying its cases one by one")
-                for case in claimed:
-                    self.advance_one(case.pk)
-                continue
-            self.send(batch)
-            self.fire(batch)
+                    return False
+                batch = self.process(claimed)
+        except Exception:
+            if not claimed:
+                raise  # the claim itself failed: a database problem, not a bad row
+            logger.exception("Dunning batch failed; retrying its cases one by one")
+            for case in claimed:
+                self.advance_one(case.pk)
+            return True
+        self.send(batch)
+        self.fire(batch)
+        return True
 
     def claim(self, queryset):
         if self._skip:
             queryset = queryset.exclude(pk__in=self._skip)
         return list(
             queryset.select_for_update(skip_locked=True, of=("self",))
-            .select_related(None)
-            .order_by("pk")[: self.batch_size]
+            .order_by("next_due_on", "pk")[: self.batch_size]
         )
 
     def advance_one(self, pk):
         """Process one case on its own, so that one bad row cannot stop the others."""
         try:
             with self.write_transaction():
-                claimed = self.claim(self.due_cases().filter(pk=pk))
+                claimed = self.claim(self.open_case_set().filter(pk=pk))
                 batch = self.process(claimed) if claimed else Batch()
         except Exception as exc:
             logger.exception("Dunning case %s failed", pk)
@@ -425,7 +457,7 @@ class DunningRun:
                 events.append(self.event(case, CaseEvent.Kind.ERROR, reason))
             changed.append(case)
         db = self.using
-        CaseStep.objects.using(db).bulk_create(steps)
+        insert_rows(CaseStep, steps, STEP_FIELDS, db)
         if events:
             CaseEvent.objects.using(db).bulk_create(events)
         if links:
@@ -438,20 +470,21 @@ class DunningRun:
                          message=message, data=data)
 
     def step_row(self, case, key, action, channel, customer, invoices):
+        """The row of an executed step (a dict of CaseStep fields)."""
         address, reason = self.channel.recipient(customer)
-        row = CaseStep(
-            case=case,
-            run=self.run,
-            step_key=key,
-            action=action,
-            channel=channel,
-            executed_on=self.as_of,
-            created_at=self.now,
-            status=CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED,
-            recipient=address or customer.email[:320],
-            language=customer.language[:16],
-            reason=reason,
-            invoices=[
+        row = {
+            "case": case.pk,
+            "run": self.run.pk,
+            "step_key": key,
+            "action": action,
+            "channel": channel,
+            "executed_on": self.as_of,
+            "created_at": self.now,
+            "status": CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED,
+            "recipient": address or customer.email[:320],
+            "language": customer.language[:16],
+            "reason": reason,
+            "invoices": [
                 {
                     "number": i.number,
                     "amount_due": str(i.amount_due),
@@ -460,7 +493,9 @@ class DunningRun:
                 }
                 for i in sorted(invoices, key=lambda i: (i.due_date, i.number))
             ],
-        )
+            "message_id": "",
+            "sent_at": None,
+        }
         if reason:
             case.needs_person = True
             self.result.failed += 1
@@ -515,10 +550,14 @@ class DunningRun:
             batch.signals.append((signals.account_terminated, case))
 
     def queue(self, batch, row, case, customer, info):
-        if row.status != CaseStep.Status.QUEUED:
+        if row["status"] != CaseStep.Status.QUEUED:
             return
-        template = self.template_for(case.policy_id, row.step_key, row.channel, customer.language)
-        batch.pending.append(Pending(row, case, customer, template, info))
+        template = self.template_for(case.policy_id, row["step_key"], row["channel"], customer.language)
+        batch.pending.append(Pending(
+            case_id=case.pk, customer_id=case.customer_id, step_key=row["step_key"],
+            channel=row["channel"], recipient=row["recipient"], invoices=row["invoices"],
+            customer=customer, template=template, step_info=info,
+        ))
 
     def save_cases(self, cases):
         """Write the batch's case state with as few UPDATEs as the values allow."""
@@ -551,54 +590,60 @@ class DunningRun:
             try:
                 if item.template is None:
                     raise TemplateRenderError(
-                        f"no {item.step.channel} template for step {item.step.step_key!r}"
+                        f"no {item.channel} template for step {item.step_key!r}"
                     )
-                locale = babel_locale(item.customer.language)
                 context = build_context(
                     customer=item.customer,
-                    invoices=item.step.invoices,
+                    invoices=item.invoices,
                     step=item.step_info,
                     as_of=self.as_of,
-                    locale=locale,
+                    locale=babel_locale(item.customer.language),
                     company=self.company,
                 )
                 subject, text, html = self.renderer.render(item.template, context)
                 messages.append(self.channel.build(Outgoing(
-                    case_id=item.case.pk, customer_id=item.case.customer_id,
-                    step_key=item.step.step_key, recipient=item.step.recipient,
+                    case_id=item.case_id, customer_id=item.customer_id,
+                    step_key=item.step_key, recipient=item.recipient,
                     subject=subject, text=text, html=html,
                 )))
                 sent_rows.append(item)
             except Exception as exc:
                 failures.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
         outcomes = self.channel.send(messages)
-        ok, with_ids = [], []
+        sent, with_ids = defaultdict(list), []
         for item, outcome in zip(sent_rows, outcomes, strict=True):
             if outcome.ok:
-                ok.append(item.step.pk)
+                sent[item.step_key].append(item.case_id)
                 if outcome.message_id:
-                    item.step.message_id = outcome.message_id[:255]
-                    with_ids.append(item.step)
+                    with_ids.append((item, outcome.message_id[:255]))
             else:
                 failures.append((item, outcome.reason))
-        self.result.sent += len(ok)
+        self.result.sent += sum(len(ids) for ids in sent.values())
         now = timezone.now()
+        # A case records a step once, so (step key, case) names the row.
+        steps = CaseStep.objects.using(self.using)
         with self.write_transaction():
-            steps = CaseStep.objects.using(self.using)
-            if ok:
-                steps.filter(pk__in=ok).update(status=CaseStep.Status.SENT, sent_at=now)
-            if with_ids:
-                steps.bulk_update(with_ids, ["message_id"])
-            by_reason = defaultdict(list)
+            for key, case_ids in sent.items():
+                steps.filter(step_key=key, case_id__in=case_ids).update(
+                    status=CaseStep.Status.SENT, sent_at=now
+                )
+            for item, message_id in with_ids:
+                steps.filter(step_key=item.step_key, case_id=item.case_id).update(
+                    message_id=message_id
+                )
+            by_reason = defaultdict(lambda: defaultdict(list))
             for item, reason in failures:
-                by_reason[reason].append(item.step.pk)
+                by_reason[reason][item.step_key].append(item.case_id)
                 self.result.failed += 1
-                self.result.failures.append((item.case.pk, reason))
-            for reason, pks in by_reason.items():
-                steps.filter(pk__in=pks).update(status=CaseStep.Status.FAILED, reason=reason)
+                self.result.failures.append((item.case_id, reason))
+            for reason, keys in by_reason.items():
+                for key, case_ids in keys.items():
+                    steps.filter(step_key=key, case_id__in=case_ids).update(
+                        status=CaseStep.Status.FAILED, reason=reason
+                    )
             if failures:
                 Case.objects.using(self.using).filter(
-                    pk__in={item.case.pk for item, _ in failures}
+                    pk__in={item.case_id for item, _ in failures}
                 ).update(needs_person=True)
 
     def fire(self, batch):
@@ -641,13 +686,17 @@ class DunningRun:
             self.plan(cases)
 
     def plan_due_cases(self):
+        paid = self.paid_case_pks()
+        for start in range(0, len(paid), self.batch_size):
+            self.plan(list(self.open_case_set().filter(pk__in=paid[start : start + self.batch_size])))
+        paid = set(paid)
         last = 0
         while True:
             cases = list(self.due_cases().filter(pk__gt=last).order_by("pk")[: self.batch_size])
             if not cases:
                 return
             last = cases[-1].pk
-            self.plan(cases)
+            self.plan([c for c in cases if c.pk not in paid])
 
     def plan(self, cases):
         invoices, customers, done = self.gather(cases)

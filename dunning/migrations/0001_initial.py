@@ -210,7 +210,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='case',
-            index=models.Index(fields=['status', 'next_due_on'], name='dunning_case_due_idx'),
+            index=models.Index(fields=['status', 'next_due_on', 'id'], name='dunning_case_due_idx'),
         ),
         migrations.AddConstraint(
             model_name='case',

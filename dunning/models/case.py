@@ -83,7 +83,8 @@ class Case(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["status", "next_due_on"], name="dunning_case_due_idx"),
+            # The run claims due cases in this order, straight from the index.
+            models.Index(fields=["status", "next_due_on", "id"], name="dunning_case_due_idx"),
         ]
 
     def __str__(self):

@@ -1,0 +1,49 @@
+"""Small database helpers the engine's hot path uses."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from django.db import connections
+
+# Upper bound per statement where the backend sets none we can read.
+FALLBACK_MAX_PARAMS = 999
+
+
+def max_query_params(connection) -> int:
+    """The parameters one statement may carry on this connection.
+
+    Django sizes ``bulk_create`` for SQLite by the historical default of 999; SQLite 3.32+
+    allows 32,766, and Python 3.11 can read the real limit of the linked library.
+    """
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        getlimit = getattr(connection.connection, "getlimit", None)
+        if getlimit is not None:
+            return getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return FALLBACK_MAX_PARAMS
+    if connection.vendor == "postgresql":
+        return 65535
+    return connection.features.max_query_params or FALLBACK_MAX_PARAMS
+
+
+def insert_rows(model, rows, fields, using):
+    """INSERT ``rows`` (dicts by field name) with as few multi-row statements as the
+    database allows. Like ``bulk_create`` without instantiating models or RETURNING ids;
+    values are prepared by the model's own fields, so dates, time zones and JSON are
+    stored exactly as the ORM would store them."""
+    if not rows:
+        return
+    connection = connections[using]
+    opts = model._meta
+    fields = [opts.get_field(name) for name in fields]
+    qn = connection.ops.quote_name
+    per_statement = max(1, min(max_query_params(connection) // len(fields), 5000))
+    head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    prep = [(f.name, f.get_db_prep_save) for f in fields]
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            params = [p(row[name], connection) for row in chunk for name, p in prep]
+            cursor.execute(head + ", ".join([row_sql] * len(chunk)), params)
