@@ -3,10 +3,15 @@
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .conf import RELOAD_ON, dunning_settings
+from .conf import CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING, RELOAD_ON, dunning_settings
 
 
 @receiver(setting_changed)
 def reload_dunning_settings(*, setting, **kwargs):
     if setting in RELOAD_ON:
         dunning_settings.reload()
+    if setting in (CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING):
+        # As Django does for AUTH_USER_MODEL: swapped models change the relation caches.
+        from django.apps import apps
+
+        apps.clear_cache()

@@ -152,11 +152,12 @@ def company_context():
     return {k: str(v) for k, v in company.items()}
 
 
-def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=""):
+def build_context(*, customer, invoices, step, as_of, locale, company, portal_url="", today=None):
     """The plain-value context of one message.
 
     ``invoices`` are snapshot dicts (number, amount_due, currency, due_date as ISO text);
-    ``customer`` is a CustomerRow.
+    ``customer`` is a CustomerRow; ``today`` is the date in the customer's time zone
+    (default: ``as_of``).
     """
     rows = []
     oldest = None
@@ -187,7 +188,7 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
         "step": dict(step),
         "company": company,
         "portal_url": portal_url,
-        "today": format_day(as_of, locale),
+        "today": format_day(today or as_of, locale),
     }
 
 

@@ -39,7 +39,14 @@ from ..exceptions import DunningConfigurationError, TemplateRenderError
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, MessageTemplate, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED
-from ..rendering import Renderer, babel_locale, build_context, company_context, default_language
+from ..rendering import (
+    Renderer,
+    babel_locale,
+    build_context,
+    company_context,
+    customer_timezone,
+    default_language,
+)
 from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
 
 logger = logging.getLogger("dunning.run")
@@ -126,6 +133,9 @@ def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_
 
 class DunningRun:
     def __init__(self, as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS):
+        # Days overdue count in the site's time zone; with no explicit date, the date a
+        # message shows is the customer's own (see local_today).
+        self.explicit_date = as_of is not None
         self.as_of = as_of or timezone.localdate()
         self.dry_run = dry_run
         self.batch_size = int(batch_size or dunning_settings.BATCH_SIZE)
@@ -140,6 +150,7 @@ class DunningRun:
         self.run = None
         self.now = timezone.now()
         self._skip = set()  # cases that failed even on their own: left for the next run
+        self._local_today = {}
 
     # -- set-up -----------------------------------------------------------------------
     def load_policies(self):
@@ -582,6 +593,16 @@ class DunningRun:
             manager.bulk_update(cases, ["next_due_on"])
 
     # -- stage 4: send ----------------------------------------------------------------
+    def local_today(self, tz_name):
+        """The run's date in the customer's time zone (an unknown zone falls back to the
+        site's). A run for an explicit ``--as-of`` date shows that date to everyone."""
+        if self.explicit_date:
+            return self.as_of
+        today = self._local_today.get(tz_name)
+        if today is None:
+            today = self._local_today[tz_name] = self.now.astimezone(customer_timezone(tz_name)).date()
+        return today
+
     def send(self, batch):
         if not batch.pending:
             return
@@ -599,6 +620,7 @@ class DunningRun:
                     as_of=self.as_of,
                     locale=babel_locale(item.customer.language),
                     company=self.company,
+                    today=self.local_today(item.customer.timezone),
                 )
                 subject, text, html = self.renderer.render(item.template, context)
                 messages.append(self.channel.build(Outgoing(

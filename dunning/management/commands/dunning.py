@@ -8,6 +8,7 @@ Examples::
     python manage.py dunning --help                 # the subcommands
 """
 
+import argparse
 import datetime
 
 from django.core.management.base import BaseCommand, CommandError
@@ -52,6 +53,24 @@ class Command(BaseCommand):
             help="Cases per transaction (default: DUNNING['BATCH_SIZE']).",
         )
         run.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(run)
+
+    @staticmethod
+    def add_common_options(subparser):
+        """Accept Django's common options after the subcommand too (``dunning run -v 0``).
+
+        SUPPRESS keeps a value given before the subcommand from being reset by a default.
+        """
+        common = {
+            ("-v", "--verbosity"): {"type": int, "choices": [0, 1, 2, 3]},
+            ("--settings",): {},
+            ("--pythonpath",): {},
+            ("--traceback",): {"action": "store_true"},
+            ("--no-color",): {"action": "store_true"},
+            ("--force-color",): {"action": "store_true"},
+        }
+        for flags, kwargs in common.items():
+            subparser.add_argument(*flags, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
 
     def handle(self, *args, subcommand, **options):
         return getattr(self, f"handle_{subcommand.replace('-', '_')}")(**options)
@@ -62,7 +81,7 @@ class Command(BaseCommand):
         as_of = iso_date(as_of) if as_of else None
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be a positive number.")
-        if dry_run:
+        if dry_run and verbosity >= 1:
             self.stdout.write(self.style.WARNING("Dry run: nothing is written, sent or signalled."))
         try:
             result = run_dunning(as_of, dry_run=dry_run, batch_size=batch_size, using=database)

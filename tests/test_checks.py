@@ -1,0 +1,281 @@
+"""System checks of dunning/checks.py, called directly and through Django's check framework.
+
+``override_settings`` of DUNNING_CUSTOMER_MODEL / DUNNING_INVOICE_MODEL only changes what the
+checks see (the models are bound at start-up), which is all these tests need.
+"""
+
+import pytest
+from django.apps import apps
+from django.core.checks import Error, Warning, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from dunning.checks import check_host_models, check_settings
+from dunning.testing import override_dunning_settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_caches():
+    """Overriding a swappable setting leaves Django's model caches (apps.get_models, the
+    reverse relations of the swapped model) computed for the override; drop them after."""
+    yield
+    apps.clear_cache()
+
+
+def dunning_messages():
+    """The dunning check messages, asserting that both ways of running them agree."""
+    direct = check_host_models() + check_settings()
+    framework = run_checks(tags=["dunning"])
+    assert sorted(map(repr, direct)) == sorted(map(repr, framework))
+    for message in direct:
+        assert message.id.startswith("dunning."), message
+        assert message.hint, f"{message.id} has no hint: {message.msg}"
+    return direct
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+def only(error_id):
+    messages = dunning_messages()
+    assert ids(messages) == [error_id], [m.msg for m in messages]
+    return messages[0]
+
+
+def test_the_test_settings_pass():
+    assert dunning_messages() == []
+
+
+def test_check_command_runs_the_dunning_checks():
+    with override_settings(DUNNING_CUSTOMER_MODEL="missing.Model"):
+        with pytest.raises(SystemCheckError, match="dunning.E001"):
+            call_command("check", tags=["dunning"])
+    call_command("check", tags=["dunning"])  # and passes again
+
+
+# -- the models -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["nope", "missing.Model", "dunning.NoSuchModel", "a.b.c"])
+def test_bad_customer_model(label):
+    with override_settings(DUNNING_CUSTOMER_MODEL=label):
+        error = only("dunning.E001")
+    assert isinstance(error, Error)
+    assert "DUNNING_CUSTOMER_MODEL" in error.msg
+    assert repr(label) in error.msg
+
+
+@pytest.mark.parametrize("label", ["nope", "missing.Invoice", "dunning.Bill"])
+def test_bad_invoice_model(label):
+    with override_settings(DUNNING_INVOICE_MODEL=label):
+        error = only("dunning.E002")
+    assert "DUNNING_INVOICE_MODEL" in error.msg
+    assert repr(label) in error.msg
+
+
+def test_not_installed_hint_says_what_to_do():
+    with override_settings(DUNNING_INVOICE_MODEL="missing.Invoice"):
+        error = only("dunning.E002")
+    assert "INSTALLED_APPS" in error.hint
+
+
+def test_form_hint_gives_an_example():
+    with override_settings(DUNNING_CUSTOMER_MODEL="nope"):
+        error = only("dunning.E001")
+    assert "app_label.ModelName" in error.msg
+
+
+def test_invoice_foreign_key_must_point_at_the_customer_model():
+    # A customer model that the invoice model's ForeignKey does not point at.
+    with override_settings(DUNNING_CUSTOMER_MODEL="auth.User"), override_dunning_settings(
+        CUSTOMER_FIELDS={"name": "username"}
+    ):
+        error = only("dunning.E004")
+    assert "dunning.Invoice.customer" in error.msg
+    assert "auth.User" in error.msg
+    assert "INVOICE_FIELDS" in error.hint
+
+
+# -- the invoice field mapping --------------------------------------------------------
+
+
+@pytest.mark.parametrize("canonical", ["amount_due", "number", "currency", "due_date", "customer"])
+def test_invoice_field_mapped_to_a_missing_field(canonical):
+    with override_dunning_settings(INVOICE_FIELDS={canonical: "no_such_field"}):
+        error = only("dunning.E003")
+    assert "'no_such_field'" in error.msg
+    assert "dunning.Invoice" in error.msg
+    assert f"DUNNING['INVOICE_FIELDS'][{canonical!r}]" in error.hint
+
+
+def test_invoice_field_path_through_a_relation_to_a_missing_field():
+    with override_dunning_settings(INVOICE_FIELDS={"currency": "customer__currency"}):
+        error = only("dunning.E003")
+    assert "'customer__currency'" in error.msg
+
+
+def test_invoice_field_mapped_to_nothing():
+    with override_dunning_settings(INVOICE_FIELDS={"number": ""}):
+        error = only("dunning.E003")
+    assert "'number'" in error.msg
+
+
+@pytest.mark.parametrize(
+    "canonical, target, expected",
+    [
+        ("amount_due", "number", "DecimalField"),  # a CharField
+        ("due_date", "number", "DateField"),  # a CharField
+        ("due_date", "amount_due", "DateField"),  # a DecimalField
+        ("currency", "amount_due", "CharField"),
+        ("number", "due_date", "text or integer"),
+        ("amount_due", "customer__name", "DecimalField"),  # through a relation
+    ],
+)
+def test_invoice_field_of_the_wrong_type(canonical, target, expected):
+    with override_dunning_settings(INVOICE_FIELDS={canonical: target}):
+        error = only("dunning.E004")
+    assert f"dunning.Invoice.{target}" in error.msg
+    assert canonical in error.msg
+    assert expected in error.msg
+
+
+def test_invoice_customer_mapped_to_a_non_relation():
+    with override_dunning_settings(INVOICE_FIELDS={"customer": "number"}):
+        error = only("dunning.E004")
+    assert "ForeignKey" in error.msg
+
+
+def test_a_computed_invoice_field_is_not_looked_for():
+    from dunning.hosts import FieldMapAdapter
+
+    class Computed(FieldMapAdapter):
+        computed_invoice_fields = frozenset({"amount_due"})
+
+    import sys
+    import types
+
+    module = types.ModuleType("tests._computed_adapter")
+    module.Computed = Computed
+    sys.modules[module.__name__] = module
+    try:
+        with override_dunning_settings(INVOICE_FIELDS={"amount_due": "no_such_field"}):
+            assert ids(dunning_messages()) == ["dunning.E003"]
+            with override_dunning_settings(ADAPTER="tests._computed_adapter.Computed"):
+                assert dunning_messages() == []
+    finally:
+        del sys.modules[module.__name__]
+
+
+# -- the customer field mapping -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {"email": "mail"},
+        {"name": "full_name"},
+        {"email": "invoices__mail"},  # through a relation
+        {"phone": "mobile"},  # optional, but mapped explicitly
+        {"language": "contact__lang"},
+    ],
+)
+def test_customer_field_mapped_to_a_missing_field(mapping):
+    ((canonical, path),) = mapping.items()
+    with override_dunning_settings(CUSTOMER_FIELDS=mapping):
+        error = only("dunning.E005")
+    assert repr(path) in error.msg
+    assert "dunning.Customer" in error.msg
+    assert f"DUNNING['CUSTOMER_FIELDS'][{canonical!r}]" in error.hint
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {"email": "id"},
+        {"name": "invoices__amount_due"},
+        {"timezone": "invoices__due_date"},
+    ],
+)
+def test_customer_field_of_the_wrong_type(mapping):
+    ((canonical, path),) = mapping.items()
+    with override_dunning_settings(CUSTOMER_FIELDS=mapping):
+        error = only("dunning.E006")
+    assert f"dunning.Customer.{path}" in error.msg
+    assert canonical in error.msg
+    assert f"DUNNING['CUSTOMER_FIELDS'][{canonical!r}]" in error.hint
+
+
+def test_customer_model_without_optional_fields_passes():
+    # auth.User has no phone, language or timezone: the optional fields are left out.
+    with override_settings(DUNNING_CUSTOMER_MODEL="auth.User"), override_dunning_settings(
+        CUSTOMER_FIELDS={"name": "username"}
+    ):
+        assert [m.id for m in check_host_models() if m.id in {"dunning.E005", "dunning.E006"}] == []
+
+
+# -- the dunning settings -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["ADAPTER", "EMAIL_CHANNEL"])
+@pytest.mark.parametrize("path", ["no.such.Adapter", "dunning.hosts.NoSuchClass", "nodots"])
+def test_bad_dotted_path(key, path):
+    with override_dunning_settings(**{key: path}):
+        error = only("dunning.E007")
+    assert f"DUNNING[{key!r}]" in error.msg
+    assert repr(path) in error.msg
+
+
+@pytest.mark.parametrize("setting", ["INVOICE_FIELDS", "CUSTOMER_FIELDS"])
+def test_unknown_canonical_name(setting):
+    with override_dunning_settings(**{setting: {"amount": "amount_due"}}):
+        error = only("dunning.E008")
+    assert f"DUNNING[{setting!r}]" in error.msg
+    assert "'amount'" in error.msg
+    assert "Canonical names" in error.hint
+
+
+def test_field_mapping_that_is_not_a_dict():
+    with override_dunning_settings(INVOICE_FIELDS=[("amount_due", "balance")]):
+        error = only("dunning.E008")
+    assert "must be a dict" in error.msg
+
+
+def test_unknown_dunning_key_is_a_warning():
+    with override_dunning_settings(BATCH_SZE=100):
+        warning = only("dunning.W001")
+    assert isinstance(warning, Warning)
+    assert "'BATCH_SZE'" in warning.msg
+    assert "BATCH_SIZE" in warning.hint
+
+
+def test_dunning_setting_that_is_not_a_dict():
+    with override_settings(DUNNING=[("BATCH_SIZE", 10)]):
+        error = only("dunning.E009")
+    assert "settings.DUNNING must be a dict" in error.msg
+
+
+@pytest.mark.parametrize("value", [0, -1, "500"])
+def test_bad_batch_size(value):
+    with override_dunning_settings(BATCH_SIZE=value):
+        error = only("dunning.E010")
+    assert repr(value) in error.msg
+
+
+def test_no_sender_address_is_a_warning():
+    with override_settings(DEFAULT_FROM_EMAIL=""):
+        assert only("dunning.W002").hint
+        with override_dunning_settings(FROM_EMAIL="dunning@example.com"):
+            assert dunning_messages() == []
+
+
+def test_several_problems_are_all_reported():
+    with override_settings(DUNNING_INVOICE_MODEL="missing.Invoice"), override_dunning_settings(
+        ADAPTER="no.such.Adapter",
+        CUSTOMER_FIELDS={"email": "mail", "mail": "email"},
+        COLOUR="blue",
+    ):
+        assert ids(dunning_messages()) == [
+            "dunning.E002", "dunning.E005", "dunning.E007", "dunning.E008", "dunning.W001",
+        ]
