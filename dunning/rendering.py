@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 import zoneinfo
 from decimal import Decimal
 
@@ -192,6 +193,9 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
     }
 
 
+_SUBJECT_SPACE = re.compile(r"[ \t\r\n\f\v]+")
+
+
 class CompiledMessage:
     __slots__ = ("subject", "text", "html")
 
@@ -229,7 +233,8 @@ class Renderer:
         compiled = self.compiled(template)
         try:
             text_ctx = Context(context, autoescape=False)
-            subject = " ".join(compiled.subject.render(text_ctx).split())
+            # One line; ordinary whitespace only (a no-break space in "1.234,50 €" stays).
+            subject = _SUBJECT_SPACE.sub(" ", compiled.subject.render(text_ctx)).strip()
             text = compiled.text.render(text_ctx).strip() + "\n"
             html = None
             if compiled.html is not None:
