@@ -41,9 +41,34 @@ def insert_rows(model, rows, fields, using):
     per_statement = max(1, min(max_query_params(connection) // len(fields), 5000))
     head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    prep = [(f.name, f.get_db_prep_save) for f in fields]
+    preparers = [_Preparer(f, connection) for f in fields]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
-            params = [p(row[name], connection) for row in chunk for name, p in prep]
+            params = [p(row) for row in chunk for p in preparers]
             cursor.execute(head + ", ".join([row_sql] * len(chunk)), params)
+
+
+class _Preparer:
+    """``field.get_db_prep_save`` with a memo for the hashable values a batch repeats
+    (the run, its date, a status, an empty string), which is most columns."""
+
+    __slots__ = ("name", "prep", "connection", "memo")
+
+    def __init__(self, field, connection):
+        self.name = field.name
+        self.prep = field.get_db_prep_save
+        self.connection = connection
+        self.memo = {}
+
+    def __call__(self, row):
+        value = row[self.name]
+        try:
+            return self.memo[value]
+        except KeyError:
+            prepared = self.memo[value] = self.prep(value, self.connection)
+            if len(self.memo) > 64:
+                self.memo.clear()
+            return prepared
+        except TypeError:  # unhashable (JSON)
+            return self.prep(value, self.connection)

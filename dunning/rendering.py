@@ -129,7 +129,9 @@ def format_money(amount: Decimal, currency: str, locale: Locale) -> str:
     return f"{number} {currency or '?'}"
 
 
+@functools.lru_cache(maxsize=4096)
 def format_day(value: datetime.date, locale: Locale) -> str:
+    """A date in the customer's language (cached: invoices share due dates)."""
     return format_date(value, format="medium", locale=locale)
 
 
@@ -162,23 +164,33 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
     """
     rows = []
     oldest = None
+    sums: dict[str, list] = {}  # currency -> [total, formatted amount of a lone invoice]
     for inv in invoices:
         due = inv["due_date"]
         if isinstance(due, str):
             due = datetime.date.fromisoformat(due)
         oldest = due if oldest is None or due < oldest else oldest
+        amount = Decimal(inv["amount_due"])
+        currency = inv["currency"]
+        formatted = format_money(amount, currency, locale)
+        if currency in sums:
+            sums[currency][0] += amount
+            sums[currency][1] = None
+        else:
+            sums[currency] = [amount, formatted]
         rows.append(
             {
                 "number": inv["number"],
-                "amount": format_money(Decimal(inv["amount_due"]), inv["currency"], locale),
-                "currency": inv["currency"],
+                "amount": formatted,
+                "currency": currency,
                 "due_date": format_day(due, locale),
                 "days_overdue": (as_of - due).days,
             }
         )
+    # A currency with one invoice totals to that invoice's amount, already formatted.
     totals = [
-        {"currency": cur, "amount": format_money(amount, cur, locale)}
-        for cur, amount in sorted(totals_by_currency(invoices).items())
+        {"currency": cur, "amount": lone or format_money(total, cur, locale)}
+        for cur, (total, lone) in sorted(sums.items())
     ]
     return {
         "customer": {"name": customer.name, "email": customer.email, "language": locale.language},
