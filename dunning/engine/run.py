@@ -151,6 +151,7 @@ class DunningRun:
         self.now = timezone.now()
         self._skip = set()  # cases that failed even on their own: left for the next run
         self._local_today = {}
+        self.batch_now = self.now
 
     # -- set-up -----------------------------------------------------------------------
     def load_policies(self):
@@ -280,7 +281,7 @@ class DunningRun:
 
     # -- stage 1: drain ---------------------------------------------------------------
     def drain_stale_outbox(self):
-        stale_before = self.now - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER)
+        stale_before = timezone.now() - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER)
         while True:
             with self.write_transaction():
                 rows = list(
@@ -341,6 +342,8 @@ class DunningRun:
         sql = (
             f"INSERT INTO {qn(Case._meta.db_table)} ({', '.join(columns)}) "
             f"SELECT {', '.join(exprs)} FROM ({source_sql}) src WHERE 1 = 1 "
+            # A fixed order: two runs inserting overlapping customers cannot deadlock.
+            f"ORDER BY src.{qn(p)} "
             "ON CONFLICT DO NOTHING"
         )
         with self.write_transaction(), connection.cursor() as cursor:
@@ -449,6 +452,7 @@ class DunningRun:
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
+        self.batch_now = timezone.now()
         invoices, customers, done = self.gather(cases)
         batch = Batch()
         steps, events, links, changed = [], [], [], []
@@ -477,7 +481,7 @@ class DunningRun:
         return batch
 
     def event(self, case, kind, message="", **data):
-        return CaseEvent(case=case, run=self.run, kind=kind, created_at=self.now,
+        return CaseEvent(case=case, run=self.run, kind=kind, created_at=self.batch_now,
                          message=message, data=data)
 
     def step_row(self, case, key, action, channel, customer, invoices):
@@ -490,7 +494,9 @@ class DunningRun:
             "action": action,
             "channel": channel,
             "executed_on": self.as_of,
-            "created_at": self.now,
+            # Stamped when queued, not when the run started: a later run drains only
+            # messages left queued for OUTBOX_STALE_AFTER, never a live run's new batch.
+            "created_at": self.batch_now,
             "status": CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED,
             "recipient": address or customer.email[:320],
             "language": customer.language[:16],
