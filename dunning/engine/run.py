@@ -47,6 +47,7 @@ from ..rendering import (
     customer_timezone,
     default_language,
 )
+from .pool import RenderPool
 from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
 
 logger = logging.getLogger("dunning.run")
@@ -116,7 +117,7 @@ class Pending:
     recipient: str
     invoices: list
     customer: CustomerRow
-    template: MessageTemplate | None
+    template: int | None  # pk of the MessageTemplate (picklable for the render pool)
     step_info: dict
 
 
@@ -139,6 +140,7 @@ class DunningRun:
         self.as_of = as_of or timezone.localdate()
         self.dry_run = dry_run
         self.batch_size = int(batch_size or dunning_settings.BATCH_SIZE)
+        self.render_processes = int(dunning_settings.RENDER_PROCESSES or 1)
         if self.batch_size < 1:
             raise DunningConfigurationError("DUNNING['BATCH_SIZE'] must be at least 1.")
         self.using = using
@@ -156,9 +158,11 @@ class DunningRun:
     # -- set-up -----------------------------------------------------------------------
     def load_policies(self):
         policies = {}
+        self.templates = {}
         templates = defaultdict(dict)
         for t in MessageTemplate.objects.using(self.using).all():
             templates[(t.policy_id, t.step_key, t.channel)][t.language.lower()] = t
+            self.templates[t.pk] = t
         for policy in Policy.objects.using(self.using).prefetch_related("steps"):
             steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
             spec = PolicySpec(
@@ -185,6 +189,10 @@ class DunningRun:
                 "default policy, or activate one in the admin."
             )
         self.default_policy = default
+
+    def template_pk(self, policy_pk, step_key, channel, language):
+        template = self.template_for(policy_pk, step_key, channel, language)
+        return None if template is None else template.pk
 
     def template_for(self, policy_pk, step_key, channel, language):
         """The template for a step in the customer's language, else the site's language,
@@ -303,13 +311,13 @@ class DunningRun:
                 customer = customers.get(row.case.customer_id)
                 if customer is None:
                     continue
-                template = self.template_for(row.case.policy_id, row.step_key, row.channel, row.language)
+                template = self.template_pk(row.case.policy_id, row.step_key, row.channel, row.language)
                 batch.pending.append(Pending(
                     case_id=row.case_id, customer_id=row.case.customer_id, step_key=row.step_key,
                     channel=row.channel, recipient=row.recipient, invoices=row.invoices,
                     customer=customer, template=template, step_info={"key": row.step_key},
                 ))
-            self.send(batch)
+            self.deliver(batch)
 
     # -- stage 2: open ----------------------------------------------------------------
     def open_cases(self):
@@ -355,18 +363,40 @@ class DunningRun:
         paid = self.paid_case_pks()
         for start in range(0, len(paid), self.batch_size):
             chunk = paid[start : start + self.batch_size]
-            self.advance_batch(self.open_case_set().filter(pk__in=chunk))
-        while self.advance_batch(self.due_cases()):
-            pass
+            self.advance_batch(self.open_case_set().filter(pk__in=chunk), deliver=True)
+        pool, in_flight = None, None
+        try:
+            while True:
+                batch = self.advance_batch(self.due_cases(), deliver=pool is None)
+                if batch is None:
+                    break
+                if pool is None:
+                    # This batch was delivered in-process. A full batch means a big run:
+                    # from the next batch on, render in the pool.
+                    if len(batch.pending) >= self.batch_size // 2 and self.render_processes > 1:
+                        pool = RenderPool.start(self, self.render_processes)
+                    continue
+                # Pipelined: the workers render this batch while the previous one is sent
+                # and the next one is claimed and recorded.
+                futures = pool.submit(batch.pending) if batch.pending else []
+                if in_flight is not None:
+                    self.deliver_rendered(pool, *in_flight)
+                in_flight = (batch, futures)
+            if in_flight is not None:
+                self.deliver_rendered(pool, *in_flight)
+        finally:
+            if pool is not None:
+                pool.close()
 
-    def advance_batch(self, queryset):
-        """Claim one batch of ``queryset``, process it, send, signal. False when empty."""
+    def advance_batch(self, queryset, *, deliver):
+        """Claim one batch of ``queryset`` and record it; with ``deliver``, also send its
+        messages and fire its signals. Returns the batch, or None when nothing was due."""
         claimed = []
         try:
             with self.write_transaction():
                 claimed = self.claim(queryset)
                 if not claimed:
-                    return False
+                    return None
                 batch = self.process(claimed)
         except Exception:
             if not claimed:
@@ -374,10 +404,22 @@ class DunningRun:
             logger.exception("Dunning batch failed; retrying its cases one by one")
             for case in claimed:
                 self.advance_one(case.pk)
-            return True
-        self.send(batch)
+            return Batch()
+        if deliver:
+            self.deliver(batch)
+        return batch
+
+    def deliver(self, batch, rendered=None):
+        self.send(batch, rendered)
         self.fire(batch)
-        return True
+
+    def deliver_rendered(self, pool, batch, futures):
+        try:
+            rendered = pool.results(futures) if futures else []
+        except Exception:
+            logger.exception("The render pool failed; rendering this batch in-process")
+            rendered = None
+        self.deliver(batch, rendered)
 
     def claim(self, queryset):
         if self._skip:
@@ -397,8 +439,7 @@ class DunningRun:
             logger.exception("Dunning case %s failed", pk)
             self.record_case_failure(pk, exc)
             return
-        self.send(batch)
-        self.fire(batch)
+        self.deliver(batch)
 
     def record_case_failure(self, pk, exc):
         reason = f"{type(exc).__name__}: {exc}"[:2000]
@@ -569,7 +610,7 @@ class DunningRun:
     def queue(self, batch, row, case, customer, info):
         if row["status"] != CaseStep.Status.QUEUED:
             return
-        template = self.template_for(case.policy_id, row["step_key"], row["channel"], customer.language)
+        template = self.template_pk(case.policy_id, row["step_key"], row["channel"], customer.language)
         batch.pending.append(Pending(
             case_id=case.pk, customer_id=case.customer_id, step_key=row["step_key"],
             channel=row["channel"], recipient=row["recipient"], invoices=row["invoices"],
@@ -609,34 +650,51 @@ class DunningRun:
             today = self._local_today[tz_name] = self.now.astimezone(customer_timezone(tz_name)).date()
         return today
 
-    def send(self, batch):
+    def render_item(self, item):
+        """(subject, text, html) of a queued message, or the reason it cannot be rendered.
+        Pure: runs in this process or in a worker of the render pool."""
+        try:
+            if item.template is None:
+                raise TemplateRenderError(f"no {item.channel} template for step {item.step_key!r}")
+            context = build_context(
+                customer=item.customer,
+                invoices=item.invoices,
+                step=item.step_info,
+                as_of=self.as_of,
+                locale=babel_locale(item.customer.language),
+                company=self.company,
+                today=self.local_today(item.customer.timezone),
+            )
+            return self.renderer.render(self.templates[item.template], context)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:2000]
+
+    def render(self, batch):
+        return [self.render_item(item) for item in batch.pending]
+
+    def send(self, batch, rendered=None):
+        """Send a batch's queued messages (rendered here unless the pool did it), then
+        record each outcome."""
         if not batch.pending:
             return
+        if rendered is None:
+            rendered = self.render(batch)
         messages, sent_rows, failures = [], [], []
-        for item in batch.pending:
+        for item, result in zip(batch.pending, rendered, strict=True):
+            if isinstance(result, str):
+                failures.append((item, result))
+                continue
+            subject, text, html = result
             try:
-                if item.template is None:
-                    raise TemplateRenderError(
-                        f"no {item.channel} template for step {item.step_key!r}"
-                    )
-                context = build_context(
-                    customer=item.customer,
-                    invoices=item.invoices,
-                    step=item.step_info,
-                    as_of=self.as_of,
-                    locale=babel_locale(item.customer.language),
-                    company=self.company,
-                    today=self.local_today(item.customer.timezone),
-                )
-                subject, text, html = self.renderer.render(item.template, context)
                 messages.append(self.channel.build(Outgoing(
                     case_id=item.case_id, customer_id=item.customer_id,
                     step_key=item.step_key, recipient=item.recipient,
                     subject=subject, text=text, html=html,
                 )))
-                sent_rows.append(item)
             except Exception as exc:
                 failures.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
+                continue
+            sent_rows.append(item)
         outcomes = self.channel.send(messages)
         sent, with_ids = defaultdict(list), []
         for item, outcome in zip(sent_rows, outcomes, strict=True):
