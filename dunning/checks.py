@@ -206,3 +206,20 @@ def check_settings(app_configs=None, **kwargs):
             hint="Set DUNNING['FROM_EMAIL'] or DEFAULT_FROM_EMAIL.", id="dunning.W002",
         ))
     return errors
+
+
+@register("dunning", deploy=True)
+def check_webhook_secret(app_configs=None, **kwargs):
+    """Delivery tracking trusts what anymail's webhooks report (a bounce suppresses an
+    address): in production the webhooks must be authenticated."""
+    from anymail.utils import get_anymail_setting
+
+    if settings.DEBUG or get_anymail_setting("webhook_secret", default=None):
+        return []
+    return [Error(
+        "django-anymail's WEBHOOK_SECRET is not set: anyone can post delivery events "
+        "(bounces suppress addresses and flag cases).",
+        hint='Set ANYMAIL = {"WEBHOOK_SECRET": "random:secret", ...} and give the same '
+        "credentials to your ESP's webhook URL.",
+        id="dunning.E011",
+    )]

@@ -1,5 +1,6 @@
 """Signal receivers of the app itself (the public signals live in ``signals.py``)."""
 
+from anymail.signals import tracking
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -15,3 +16,11 @@ def reload_dunning_settings(*, setting, **kwargs):
         from django.apps import apps
 
         apps.clear_cache()
+
+
+@receiver(tracking, dispatch_uid="dunning.record_tracking_event")
+def record_tracking_event(*, event, esp_name="", **kwargs):
+    """ESP delivery events (through django-anymail's webhooks) -> the executed step."""
+    from .tracking import record_tracking_event as record
+
+    record(event, esp_name)

@@ -258,3 +258,224 @@ class Renderer:
         except Exception as exc:  # a template filter may raise anything
             raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
         return subject, text, html
+
+
+# -- unknown-variable detection ------------------------------------------------------
+#
+# A template that compiles may still name things that are not there ({{ customer.password }}
+# renders as nothing, silently). Staff learn of that at save time: the compiled template's
+# nodes are walked and every variable is checked against the documented context, with the
+# loop and ``with`` variables in scope.
+
+
+class _Leaf:
+    """A plain value (string, number): no attribute of it is documented."""
+
+    def __repr__(self):
+        return "LEAF"
+
+
+LEAF = _Leaf()
+
+
+class _ListOf:
+    __slots__ = ("item",)
+
+    def __init__(self, item):
+        self.item = item
+
+
+def _record(*names):
+    return dict.fromkeys(names, LEAF)
+
+
+CUSTOMER_FIELDS = _record("name", "email", "language")
+STEP_FIELDS = _record("key", "offset_days", "action")
+COMPANY_FIELDS = _record(
+    "name", "email", "phone", "website", "address", "payment_url", "update_payment_url"
+)
+INVOICE_ITEM_FIELDS = _record("number", "amount", "currency", "due_date", "days_overdue")
+TOTAL_ITEM_FIELDS = _record("currency", "amount")
+FORLOOP_FIELDS = _record("counter", "counter0", "revcounter", "revcounter0", "first", "last")
+FORLOOP_FIELDS["parentloop"] = FORLOOP_FIELDS
+
+# The documented shape of the context (see build_context and TEMPLATE_VARIABLES).
+CONTEXT_SHAPE = {
+    "customer": CUSTOMER_FIELDS,
+    "invoices": _ListOf(INVOICE_ITEM_FIELDS),
+    "totals": _ListOf(TOTAL_ITEM_FIELDS),
+    "total": LEAF,
+    "days_overdue": LEAF,
+    "step": STEP_FIELDS,
+    "company": COMPANY_FIELDS,
+    "portal_url": LEAF,
+    "today": LEAF,
+}
+assert set(CONTEXT_SHAPE) == set(TEMPLATE_VARIABLES)
+
+# Names every Django context has.
+_BUILTIN_NAMES = {"True": LEAF, "False": LEAF, "None": LEAF}
+
+# Filters that keep a list a list, and those that pick one of its items.
+_LIST_KEEPING_FILTERS = {"dictsort", "dictsortreversed", "slice_filter", "default", "default_if_none"}
+_ITEM_FILTERS = {"first", "last", "random"}
+
+
+class UnknownVariable(Exception):
+    def __init__(self, name, line):
+        super().__init__(name)
+        self.name = name
+        self.line = line
+
+
+def _resolve_shape(lookups, scope):
+    """The shape of a dotted lookup in ``scope``, or None when it is not documented."""
+    shape = scope.get(lookups[0])
+    for part in lookups[1:]:
+        if shape is None or shape is LEAF:
+            return None
+        if isinstance(shape, _ListOf):
+            shape = shape.item if part.isdigit() else None
+        else:
+            shape = shape.get(part)
+    return shape
+
+
+def _filtered_shape(shape, filters):
+    for func, _args in filters:
+        name = getattr(func, "__name__", "")
+        if isinstance(shape, _ListOf) and name in _ITEM_FILTERS:
+            shape = shape.item
+        elif name not in _LIST_KEEPING_FILTERS:
+            shape = LEAF
+    return shape
+
+
+class _VariableChecker:
+    def __init__(self):
+        self.asvars = {}  # names bound by "... as name" (cycle, now, widthratio, firstof)
+
+    def line(self, node):
+        token = getattr(node, "token", None)
+        return getattr(token, "lineno", None)
+
+    def variable(self, var, scope, line, root_shape=None):
+        """Check a template Variable; return its shape (LEAF for literals)."""
+        from django.template.base import Variable
+
+        if not isinstance(var, Variable) or var.lookups is None:
+            return LEAF
+        if root_shape is not None:
+            shape = _resolve_shape(("_",) + var.lookups[1:], {"_": root_shape})
+        else:
+            shape = _resolve_shape(var.lookups, {**_BUILTIN_NAMES, **self.asvars, **scope})
+        if shape is None:
+            raise UnknownVariable(".".join(var.lookups), line)
+        return shape
+
+    def expression(self, fexpr, scope, line, *, check_var=True):
+        """Check a FilterExpression (its variable and every variable filter argument)."""
+        from django.template.base import FilterExpression
+
+        if not isinstance(fexpr, FilterExpression):
+            return LEAF
+        for _func, args in fexpr.filters:
+            for lookup, arg in args:
+                if lookup:
+                    self.variable(arg, scope, line)
+        shape = self.variable(fexpr.var, scope, line) if check_var else LEAF
+        return _filtered_shape(shape, fexpr.filters)
+
+    def condition(self, cond, scope, line):
+        if cond is None:
+            return
+        value = getattr(cond, "value", None)
+        if value is not None and hasattr(value, "filters"):
+            self.expression(value, scope, line)
+        for part in (getattr(cond, "first", None), getattr(cond, "second", None)):
+            if part is not None:
+                self.condition(part, scope, line)
+
+    def nodelist(self, nodes, scope):
+        for node in nodes or ():
+            self.node(node, scope)
+
+    def node(self, node, scope):
+        from django.template import defaulttags
+        from django.template.base import TextNode, VariableNode
+
+        line = self.line(node)
+        if isinstance(node, TextNode):
+            return
+        if isinstance(node, VariableNode):
+            self.expression(node.filter_expression, scope, line)
+        elif isinstance(node, defaulttags.IfNode):
+            for cond, nodelist in node.conditions_nodelists:
+                self.condition(cond, scope, line)
+                self.nodelist(nodelist, scope)
+        elif isinstance(node, defaulttags.ForNode):
+            shape = self.expression(node.sequence, scope, line)
+            if isinstance(shape, _ListOf) and len(node.loopvars) == 1:
+                item = shape.item
+            else:
+                item = LEAF
+            inner = dict(scope)
+            inner.update(dict.fromkeys(node.loopvars, item))
+            inner["forloop"] = FORLOOP_FIELDS
+            self.nodelist(node.nodelist_loop, inner)
+            self.nodelist(node.nodelist_empty, scope)
+        elif isinstance(node, defaulttags.WithNode):
+            inner = dict(scope)
+            for name, value in node.extra_context.items():
+                inner[name] = self.expression(value, scope, line)
+            self.nodelist(node.nodelist, inner)
+        elif isinstance(node, defaulttags.RegroupNode):
+            shape = self.expression(node.target, scope, line)
+            item = shape.item if isinstance(shape, _ListOf) else LEAF
+            # The grouping expression is "<var_name>.<attribute>", looked up on each item.
+            try:
+                self.variable(node.expression.var, scope, line, root_shape=item)
+            except UnknownVariable as exc:
+                attr = ".".join(node.expression.var.lookups[1:])
+                raise UnknownVariable(f"{node.target.token}.{attr}", line) from exc
+            self.asvars[node.var_name] = _ListOf({"grouper": LEAF, "list": _ListOf(item)})
+        elif isinstance(node, defaulttags.FilterNode):
+            # "{% filter upper %}": the expression is "var|upper" on the block's output.
+            self.expression(node.filter_expr, scope, line, check_var=False)
+            self.nodelist(node.nodelist, scope)
+        else:
+            for attr in ("cyclevars", "vars", "_varlist"):
+                for value in getattr(node, attr, None) or ():
+                    self.expression(value, scope, line)
+            for attr in ("val_expr", "max_expr", "max_width"):
+                value = getattr(node, attr, None)
+                if value is not None:
+                    self.expression(value, scope, line)
+            for attr in ("asvar", "variable_name"):
+                name = getattr(node, attr, None)
+                if isinstance(name, str) and name:
+                    self.asvars[name] = LEAF
+            for attr in getattr(node, "child_nodelists", ()):
+                self.nodelist(getattr(node, attr, None), scope)
+
+
+def check_template_variables(template):
+    """Raise UnknownVariable for the first undocumented variable of a compiled template."""
+    checker = _VariableChecker()
+    checker.nodelist(template.nodelist, dict(CONTEXT_SHAPE))
+
+
+def unknown_variable_message(exc):
+    if exc.line:
+        return _("line %(line)s: unknown variable '%(name)s'") % {"line": exc.line, "name": exc.name}
+    return _("unknown variable '%(name)s'") % {"name": exc.name}
+
+
+def validate_message_template(source):
+    """Raise ValidationError when ``source`` does not compile in the sandbox or uses a
+    variable that the message context does not have."""
+    validate_template_source(source)
+    try:
+        check_template_variables(compile_template(source))
+    except UnknownVariable as exc:
+        raise ValidationError(unknown_variable_message(exc)) from exc

@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_q",
     "dunning",
 ]
 
@@ -67,6 +68,8 @@ DATABASES = {"default": database()}
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 DEFAULT_FROM_EMAIL = "billing@example.com"
+# django-q2: the ORM broker (no Redis in tests); `dunning schedule` writes its Schedule.
+Q_CLUSTER = {"name": "dunning-tests", "orm": "default", "timeout": 60, "retry": 120}
 DUNNING = {
     "COMPANY": {"name": "Test Shop", "email": "billing@example.com", "payment_url": "https://pay.example.com"},
 }

@@ -781,3 +781,25 @@ def test_message_date_is_the_customers_local_date_when_no_date_is_given(
     subjects = {m.to[0]: m.subject for m in mailoutbox}
     assert subjects["l@example.com"] == "Reminder of Mar 3, 2026"
     assert subjects["t@example.com"] == "Reminder of Mar 4, 2026"
+
+
+def test_a_stale_queued_message_to_an_address_suppressed_since_is_failed_not_sent(
+    run, overdue_customer, mailoutbox
+):
+    from dunning.models import Suppression
+
+    overdue_customer(email="gone@example.com")
+    with override_settings(EMAIL_BACKEND="tests.test_engine.CrashingBackend"):
+        with pytest.raises(Crash):
+            run(1)
+    Suppression.objects.create(address="gone@example.com", reason="bounced")
+    stale = timezone.now() - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER + 5)
+    CaseStep.objects.update(created_at=stale)
+
+    run(2)
+
+    assert mailoutbox == []
+    step = CaseStep.objects.get()
+    assert step.status == CaseStep.Status.FAILED
+    assert step.reason.startswith("suppressed")
+    assert Case.objects.get().needs_person is True

@@ -3,6 +3,7 @@
 (The collections workbench, previews and the dashboard build on this.)"""
 
 from django.contrib import admin
+from django.urls import path
 
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
@@ -11,11 +12,12 @@ from ..models import (
     CaseStep,
     Customer,
     Invoice,
-    MessageTemplate,
-    Policy,
     Run,
-    Step,
 )
+from . import views
+from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
+
+__all__ = ["CaseAdmin", "MessageTemplateAdmin", "PolicyAdmin", "StepInline"]
 
 
 class ReadOnlyAdminMixin:
@@ -29,28 +31,6 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-class StepInline(admin.TabularInline):
-    model = Step
-    extra = 0
-    fields = ["key", "offset_days", "channel", "action"]
-    ordering = ["offset_days"]
-
-
-@admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "key", "is_active", "min_gap_days", "grace_days"]
-    list_filter = ["is_active"]
-    search_fields = ["name", "key"]
-    inlines = [StepInline]
-
-
-@admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
-    list_display = ["step_key", "language", "channel", "policy", "subject", "updated_at"]
-    list_filter = ["policy", "channel", "language", "step_key"]
-    search_fields = ["subject", "step_key"]
 
 
 class CaseStepInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -79,6 +59,18 @@ class CaseAdmin(admin.ModelAdmin):
                        "last_step_on", "updated_at"]
     date_hierarchy = "opened_on"
     inlines = [CaseStepInline, CaseEventInline]
+    change_list_template = "dunning/admin/case_change_list.html"
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("tomorrow/", wrap(lambda request: views.plan_view(self, request)),
+                 name="dunning_case_plan"),
+            path("<int:case_id>/hold-back/",
+                 wrap(lambda request, case_id: views.hold_back_view(self, request, case_id)),
+                 name="dunning_case_hold_back"),
+            *super().get_urls(),
+        ]
 
 
 @admin.register(CaseStep)

@@ -34,6 +34,17 @@ class EmailChannel(Channel):
 
     def __init__(self, connection=None):
         self.connection = connection
+        self._suppressed = None
+
+    @property
+    def suppressed(self):
+        """Suppressed address -> reason (see ``dunning.tracking``): loaded with one query
+        the first time a run asks, then kept for the channel's life (one run)."""
+        if self._suppressed is None:
+            from ..models import Suppression
+
+            self._suppressed = dict(Suppression.objects.values_list("address", "reason"))
+        return self._suppressed
 
     def recipient(self, customer):
         address = (customer.email or "").strip()
@@ -43,6 +54,9 @@ class EmailChannel(Channel):
             _validate_email(address)
         except ValidationError:
             return "", _("invalid email address: %(address)s") % {"address": address}
+        reason = self.suppressed.get(address.lower())
+        if reason is not None:
+            return "", _("suppressed: %(reason)s") % {"reason": reason}
         return address, ""
 
     def build(self, outgoing: Outgoing):

@@ -119,6 +119,7 @@ class Pending:
     customer: CustomerRow
     template: int | None  # pk of the MessageTemplate (picklable for the render pool)
     step_info: dict
+    failure: str = ""  # known before rendering: recorded as the step's failure reason
 
 
 @dataclass
@@ -309,13 +310,16 @@ class DunningRun:
             batch = Batch()
             for row in rows:
                 customer = customers.get(row.case.customer_id)
-                if customer is None:
-                    continue
+                # The address may have been suppressed (a bounce) since it was queued.
+                failure = "customer not found"
+                if customer is not None:
+                    failure = self.channel.recipient(customer)[1]
                 template = self.template_pk(row.case.policy_id, row.step_key, row.channel, row.language)
                 batch.pending.append(Pending(
                     case_id=row.case_id, customer_id=row.case.customer_id, step_key=row.step_key,
                     channel=row.channel, recipient=row.recipient, invoices=row.invoices,
-                    customer=customer, template=template, step_info={"key": row.step_key},
+                    customer=customer or CustomerRow(row.case.customer_id, "", ""),
+                    template=template, step_info={"key": row.step_key}, failure=failure,
                 ))
             self.deliver(batch)
 
@@ -653,6 +657,8 @@ class DunningRun:
     def render_item(self, item):
         """(subject, text, html) of a queued message, or the reason it cannot be rendered.
         Pure: runs in this process or in a worker of the render pool."""
+        if item.failure:
+            return item.failure
         try:
             if item.template is None:
                 raise TemplateRenderError(f"no {item.channel} template for step {item.step_key!r}")

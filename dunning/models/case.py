@@ -120,6 +120,12 @@ class CaseStep(models.Model):
     )
     message_id = models.CharField(_("message id"), max_length=255, blank=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    # The latest ESP tracking event (see dunning.tracking); the run inserts steps with
+    # its own column list, so the empty default lives in the database too.
+    delivery_status = models.CharField(
+        _("delivery status"), max_length=32, blank=True, default="", db_default=""
+    )
+    delivery_updated_at = models.DateTimeField(_("delivery updated at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("executed step")
@@ -128,7 +134,14 @@ class CaseStep(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["case", "step_key"], name="dunning_casestep_once"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="dunning_outbox_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="dunning_outbox_idx"),
+            # ESP tracking events find their step by message id.
+            models.Index(
+                fields=["message_id"], name="dunning_casestep_msgid_idx",
+                condition=~Q(message_id=""),
+            ),
+        ]
 
     def __str__(self):
         return f"{self.step_key} ({self.get_status_display()})"

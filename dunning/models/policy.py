@@ -1,3 +1,6 @@
+import re
+from decimal import Decimal, InvalidOperation
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -46,6 +49,101 @@ class Policy(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def is_default(self):
+        from ..conf import dunning_settings
+
+        return bool(self.key) and self.key == dunning_settings.DEFAULT_POLICY
+
+    def clean(self):
+        errors = {}
+        if self.is_default and not self.is_active:
+            errors["is_active"] = _(
+                "This is the default policy (DUNNING['DEFAULT_POLICY']); it cannot be "
+                "deactivated."
+            )
+        try:
+            self.minimum_balance = clean_minimum_balance(self.minimum_balance)
+        except ValidationError as exc:
+            errors["minimum_balance"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+
+
+_CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
+
+
+def clean_minimum_balance(value):
+    """The minimum balance per currency, normalised to {"EUR": "5.00"}; ValidationError
+    naming every bad entry otherwise."""
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(
+            _('Enter an object of currency codes and amounts, e.g. {"EUR": "5.00"}.')
+        )
+    cleaned, messages = {}, []
+    for code, amount in value.items():
+        if not isinstance(code, str) or not _CURRENCY_CODE.fullmatch(code):
+            messages.append(
+                _("'%(code)s' is not a currency code (three letters, e.g. EUR).") % {"code": code}
+            )
+            continue
+        try:
+            number = Decimal(str(amount).strip()) if not isinstance(amount, bool) else None
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number < 0:
+            messages.append(
+                _("The minimum balance for %(code)s must be an amount of 0 or more, not %(amount)s.")
+                % {"code": code.upper(), "amount": amount}
+            )
+            continue
+        cleaned[code.upper()] = str(number)
+    if messages:
+        raise ValidationError(messages)
+    return cleaned
+
+
+def validate_step_sequence(steps):
+    """Check the steps of one policy as a whole; ``steps`` are (key, offset_days, action).
+
+    Raises ValidationError with every problem found: keys unique, offsets unique (so they
+    strictly increase in the order the steps run), ``payment-received`` reserved, a
+    suspension only after a warning step, termination last.
+    """
+    messages = []
+    seen_keys, seen_offsets = set(), {}
+    for key, offset, _action in steps:
+        if key == PAYMENT_RECEIVED:
+            messages.append(_("'%(key)s' is reserved for the thank-you message.") % {"key": key})
+        elif key in seen_keys:
+            messages.append(_("The key '%(key)s' is used by two steps.") % {"key": key})
+        seen_keys.add(key)
+        if offset in seen_offsets:
+            messages.append(
+                _("Steps '%(first)s' and '%(second)s' have the same offset (%(days)s days); "
+                  "offsets must strictly increase.")
+                % {"first": seen_offsets[offset], "second": key, "days": offset}
+            )
+        else:
+            seen_offsets[offset] = key
+    ordered = sorted(steps, key=lambda s: s[1])
+    for index, (key, _offset, action) in enumerate(ordered):
+        if action == Action.SUSPEND and not any(
+            not earlier_action for _k, _o, earlier_action in ordered[:index]
+        ):
+            messages.append(
+                _("The suspension step '%(key)s' needs at least one warning step before it.")
+                % {"key": key}
+            )
+        if action == Action.TERMINATE and index != len(ordered) - 1:
+            messages.append(
+                _("The termination step '%(key)s' must be the last step.") % {"key": key}
+            )
+    if messages:
+        raise ValidationError(messages)
 
 
 class Step(models.Model):
@@ -119,12 +217,12 @@ class MessageTemplate(models.Model):
         return f"{self.step_key} [{self.language}]"
 
     def clean(self):
-        from ..rendering import validate_template_source
+        from ..rendering import validate_message_template
 
         errors = {}
         for field in ("subject", "text_body", "html_body"):
             try:
-                validate_template_source(getattr(self, field))
+                validate_message_template(getattr(self, field))
             except ValidationError as exc:
                 errors[field] = exc.messages
         if errors:

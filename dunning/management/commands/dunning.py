@@ -5,6 +5,8 @@ Examples::
     python manage.py dunning run                    # today's run
     python manage.py dunning run --as-of 2026-03-01 # the run as if it were that day
     python manage.py dunning run --dry-run          # who would get what; changes nothing
+    python manage.py dunning plan                   # who gets what tomorrow
+    python manage.py dunning plan --as-of 2026-03-05 -v 2  # ... with the message bodies
     python manage.py dunning --help                 # the subcommands
 """
 
@@ -54,6 +56,34 @@ class Command(BaseCommand):
         )
         run.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
         self.add_common_options(run)
+        plan = subparsers.add_parser(
+            "plan",
+            help="Show who gets what in the run of a day (default: tomorrow).",
+            description="Print one block per case the run on DATE would touch: customer, "
+            "step, channel, recipient and the rendered subject (with -v 2 also the "
+            "plain-text body). Writes, sends and signals nothing.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        plan.add_argument(
+            "--as-of", type=str, metavar="DATE",
+            help="The day of the run (ISO format; default: tomorrow in the site's time zone).",
+        )
+        plan.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(plan)
+        schedule = subparsers.add_parser(
+            "schedule",
+            help="Run dunning from django-q2: create or update its schedule.",
+            description="Create or update (idempotently) the django-q2 schedule "
+            "'dunning-run' that runs dunning.tasks.run: daily at --time in the site's "
+            "TIME_ZONE (default 06:00), or every --every-minutes N. Needs 'django_q' in "
+            "INSTALLED_APPS and a running 'manage.py qcluster'.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        when = schedule.add_mutually_exclusive_group()
+        when.add_argument("--time", metavar="HH:MM", help="Daily at this local time (default 06:00).")
+        when.add_argument("--every-minutes", type=int, metavar="N", help="Every N minutes instead.")
+        when.add_argument("--remove", action="store_true", help="Delete the schedule.")
+        self.add_common_options(schedule)
 
     @staticmethod
     def add_common_options(subparser):
@@ -91,6 +121,89 @@ class Command(BaseCommand):
             for label, key in result.planned:
                 self.stdout.write(f"{label}: {key}")
         self.summary(result, verbosity)
+
+    def handle_plan(self, *, as_of=None, database, verbosity, **_):
+        from ...engine.plan import build_plan
+
+        as_of = iso_date(as_of) if as_of else None
+        try:
+            plan = build_plan(as_of, using=database)
+        except DunningError as exc:
+            raise CommandError(str(exc)) from exc
+        write = self.stdout.write
+        if verbosity >= 1:
+            write(self.style.MIGRATE_HEADING(
+                f"Plan for {plan.as_of.isoformat()}: {len(plan.items)} message(s)"
+            ))
+        for item in plan.items:
+            write("")
+            write(f"customer:  {item.label}")
+            write(f"step:      {item.step_key}" + (f" ({item.action})" if item.action else ""))
+            write(f"channel:   {item.channel}")
+            write(f"recipient: {item.recipient or '-'}")
+            if item.problem:
+                write(self.style.ERROR(f"problem:   {item.problem}"))
+            else:
+                write(f"subject:   {item.subject}")
+                if verbosity >= 2:
+                    write("")
+                    for line in item.text.rstrip("\n").split("\n"):
+                        write(f"    {line}".rstrip())
+        for pk, reason in plan.failures:
+            self.stderr.write(self.style.ERROR(f"case {pk}: {reason}"))
+
+    def handle_schedule(self, *, time=None, every_minutes=None, remove=False, verbosity, **_):
+        from django.apps import apps
+        from django.conf import settings
+        from django.utils import timezone
+
+        if not apps.is_installed("django_q"):
+            raise CommandError(
+                'The schedule needs django-q2: add "django_q" to INSTALLED_APPS, run '
+                "'manage.py migrate' and start 'manage.py qcluster'."
+            )
+        from django_q.models import Schedule
+
+        from ...tasks import SCHEDULE_NAME
+
+        say = self.stdout.write if verbosity >= 1 else (lambda *a: None)
+        if remove:
+            deleted, _ = Schedule.objects.filter(name=SCHEDULE_NAME).delete()
+            say(f"Removed the schedule {SCHEDULE_NAME!r}." if deleted
+                else f"There was no schedule {SCHEDULE_NAME!r}.")
+            return
+        now = timezone.now()
+        if every_minutes is not None:
+            if not 1 <= every_minutes <= 32767:
+                raise CommandError("--every-minutes must be a number of minutes from 1 to 32767.")
+            values = {"schedule_type": Schedule.MINUTES, "minutes": every_minutes, "next_run": now}
+            what = f"every {every_minutes} minute(s)"
+        else:
+            try:
+                at = datetime.datetime.strptime(time or "06:00", "%H:%M").time()
+            except ValueError:
+                raise CommandError(f"--time expects HH:MM such as 06:00, not {time!r}.") from None
+            tz = timezone.get_default_timezone()
+            local_now = timezone.localtime(now, tz)
+            next_run = datetime.datetime.combine(local_now.date(), at, tzinfo=tz)
+            if next_run <= local_now:
+                next_run = datetime.datetime.combine(
+                    local_now.date() + datetime.timedelta(days=1), at, tzinfo=tz
+                )
+            values = {"schedule_type": Schedule.DAILY, "minutes": None, "next_run": next_run}
+            what = f"daily at {at.strftime('%H:%M')} ({settings.TIME_ZONE})"
+        if not settings.USE_TZ:
+            values["next_run"] = timezone.make_naive(values["next_run"], timezone.get_default_timezone())
+        schedule, created = Schedule.objects.update_or_create(
+            name=SCHEDULE_NAME,
+            defaults={"func": "dunning.tasks.run", "args": None, "kwargs": None, "cron": None,
+                      "repeats": -1, **values},
+        )
+        verb = "Created" if created else "Updated"
+        next_run = timezone.localtime(schedule.next_run) if settings.USE_TZ else schedule.next_run
+        say(f"{verb} the django-q2 schedule {SCHEDULE_NAME!r}: dunning.tasks.run {what}; "
+            f"next run {next_run:%Y-%m-%d %H:%M %Z}".rstrip())
+        say("It runs while 'manage.py qcluster' runs.")
 
     def summary(self, result, verbosity):
         if verbosity < 1:

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         ]
         for i in range(count):
             data = specials[i] if i < len(specials) else {
-                "name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                "name": f"{FIRST_NAMES[i % 20]} {LAST_NAMES[(i // 20 + i) % 8]}",
                 "email": f"customer{i}@example.com",
             }
             data.setdefault("language", rng.choice(["en", "en", "de", "de-AT"]))

@@ -1,0 +1,139 @@
+""""Who gets what tomorrow": the run of a day, decided but not done.
+
+``DunningPlan`` is a dry ``DunningRun`` that also keeps, for every message the run would
+send, the customer, step, channel, recipient, invoices and the rendered message. It reads
+only: nothing is written, sent or signalled.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
+
+from ..hosts import CustomerRow
+from ..models.policy import PAYMENT_RECEIVED
+from .run import DunningRun, Pending
+from .schedule import Kind
+
+
+@dataclass
+class PlannedMessage:
+    case_id: int | None  # None: the run opens the case
+    customer_id: object
+    customer: CustomerRow | None
+    label: str
+    step_key: str
+    action: str
+    channel: str
+    recipient: str
+    invoices: list
+    problem: str = ""  # why no message would go out (no address, no template, ...)
+    subject: str = ""
+    text: str = ""
+    html: str | None = None
+    resolves: bool = False
+
+    @property
+    def can_hold_back(self):
+        return self.case_id is not None and not self.resolves
+
+
+@dataclass
+class Plan:
+    as_of: datetime.date
+    items: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+
+
+def default_plan_date():
+    """Tomorrow in the site's time zone."""
+    return timezone.localdate() + datetime.timedelta(days=1)
+
+
+class DunningPlan(DunningRun):
+    def __init__(self, as_of=None, *, batch_size=None, using=DEFAULT_DB_ALIAS):
+        super().__init__(as_of or default_plan_date(), dry_run=True, batch_size=batch_size,
+                         using=using)
+        self.items = []
+
+    def build(self):
+        self.execute()
+        return Plan(as_of=self.as_of, items=self.items, failures=list(self.result.failures))
+
+    def snapshot(self, invoices):
+        """The invoices as a step records them (see DunningRun.step_row)."""
+        return [
+            {
+                "number": i.number,
+                "amount_due": str(i.amount_due),
+                "currency": i.currency,
+                "due_date": i.due_date.isoformat(),
+            }
+            for i in sorted(invoices, key=lambda i: (i.due_date, i.number))
+        ]
+
+    def item(self, case, customer, key, action, channel, invoices, info, *, resolves=False):
+        snapshot = self.snapshot(invoices)
+        if customer is None:
+            return PlannedMessage(case.pk, case.customer_id, None, f"#{case.customer_id}", key,
+                                  action, channel, "", snapshot,
+                                  problem=f"customer {case.customer_id} not found",
+                                  resolves=resolves)
+        address, reason = self.channel.recipient(customer)
+        planned = PlannedMessage(
+            case.pk, case.customer_id, customer, customer.label, key, action, channel,
+            address or customer.email, snapshot, problem=reason, resolves=resolves,
+        )
+        if reason:
+            return planned
+        template = self.template_pk(case.policy_id, key, channel, customer.language)
+        rendered = self.render_item(Pending(
+            case_id=case.pk, customer_id=case.customer_id, step_key=key, channel=channel,
+            recipient=address, invoices=snapshot, customer=customer, template=template,
+            step_info=info,
+        ))
+        if isinstance(rendered, str):
+            planned.problem = rendered
+        else:
+            planned.subject, planned.text, planned.html = rendered
+        return planned
+
+    def plan(self, cases):
+        # DunningRun.plan, keeping each message as well as its (label, key) line.
+        invoices, customers, done = self.gather(cases)
+        for case in cases:
+            invs = invoices.get(case.customer_id, [])
+            try:
+                decision = self.decide(case, invs, done.get(case.pk, ()))
+            except Exception as exc:
+                self.result.failed += 1
+                self.result.failures.append((case.pk, f"{type(exc).__name__}: {exc}"))
+                continue
+            customer = customers.get(case.customer_id)
+            label = customer.label if customer else f"#{case.customer_id}"
+            if decision.kind is Kind.EXECUTE:
+                step = decision.step
+                self.result.executed[step.key] += 1
+                if step.action == "terminate":
+                    self.result.terminated += 1
+                self.result.planned.append((label, step.key))
+                info = {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+                self.items.append(
+                    self.item(case, customer, step.key, step.action, step.channel, invs, info)
+                )
+            elif decision.kind is Kind.RESOLVE:
+                self.result.resolved += 1
+                if done.get(case.pk):
+                    self.result.planned.append((label, PAYMENT_RECEIVED))
+                    self.items.append(self.item(
+                        case, customer, PAYMENT_RECEIVED, "", "email", [],
+                        {"key": PAYMENT_RECEIVED}, resolves=True,
+                    ))
+
+
+def build_plan(as_of=None, *, batch_size=None, using=DEFAULT_DB_ALIAS):
+    """The plan of the run on ``as_of`` (default: tomorrow in the site's time zone)."""
+    return DunningPlan(as_of, batch_size=batch_size, using=using).build()

@@ -1,0 +1,69 @@
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .case import CaseStep
+
+
+class DeliveryEvent(models.Model):
+    """One ESP tracking event (delivered, bounced, opened, ...) of an executed step's
+    message, as django-anymail's ``tracking`` signal reported it. An event the ESP sends
+    more than once is recorded once (``event_id`` is unique)."""
+
+    case_step = models.ForeignKey(
+        CaseStep, on_delete=models.CASCADE, related_name="delivery_events",
+        verbose_name=_("executed step"),
+    )
+    esp = models.CharField(_("ESP"), max_length=32, blank=True)
+    event_id = models.CharField(_("event id"), max_length=255, null=True, blank=True, unique=True)
+    event_type = models.CharField(_("event"), max_length=32)
+    recipient = models.CharField(_("recipient"), max_length=320, blank=True)
+    timestamp = models.DateTimeField(_("time"))
+    reject_reason = models.CharField(_("reject reason"), max_length=32, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    esp_event = models.JSONField(_("ESP payload"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("delivery event")
+        verbose_name_plural = _("delivery events")
+        ordering = ["timestamp", "pk"]
+
+    def __str__(self):
+        return f"{self.event_type} {self.recipient}"
+
+
+class Suppression(models.Model):
+    """An address dunning never emails again: it bounced hard, complained or
+    unsubscribed. Delete the row to email the address again."""
+
+    class Reason(models.TextChoices):
+        BOUNCED = "bounced", _("Hard bounce")
+        COMPLAINED = "complained", _("Spam complaint")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        MANUAL = "manual", _("Added by hand")
+
+    address = models.CharField(_("address"), max_length=320, unique=True)
+    reason = models.CharField(_("reason"), max_length=16, choices=Reason.choices)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    event = models.ForeignKey(
+        DeliveryEvent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("delivery event"),
+    )
+
+    class Meta:
+        verbose_name = _("suppressed address")
+        verbose_name_plural = _("suppressed addresses")
+        ordering = ["-created_at", "pk"]
+
+    def __str__(self):
+        return f"{self.address} ({self.reason})"
+
+    def save(self, *args, **kwargs):
+        self.address = normalize_address(self.address)
+        super().save(*args, **kwargs)
+
+
+def normalize_address(address):
+    """The form suppressed addresses are stored and compared in."""
+    return (address or "").strip().lower()
