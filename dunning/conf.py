@@ -32,8 +32,8 @@ DEFAULTS = {
     # Cases handled per transaction.
     "BATCH_SIZE": 500,
     # Worker processes that render messages during big runs (1: render in the run's own
-    # process). See dunning/engine/pool.py.
-    "RENDER_PROCESSES": 1,
+    # process; None: one per core, at most 4). See dunning/engine/pool.py.
+    "RENDER_PROCESSES": None,
     # Seconds after which a message left queued by a crashed run is sent by a later run.
     "OUTBOX_STALE_AFTER": 600,
     # Shown in every message: name, email, phone, website, address, payment_url,

@@ -66,3 +66,29 @@ def test_a_failing_pool_falls_back_to_rendering_in_process(overdue_customer, mai
     assert result.sent == 30
     assert sorted(m.to[0] for m in mailoutbox) == sorted(f"pool{i}@example.com" for i in range(30))
     assert DAY0  # the fixture's due date is DAY0: one day overdue on day(1)
+
+
+@pytest.mark.django_db
+def test_a_pool_that_cannot_take_work_falls_back_for_the_rest_of_the_run(
+    overdue_customer, mailoutbox, monkeypatch
+):
+    seed(overdue_customer, 30)
+    submitted = []
+
+    def refuse(self, items):
+        submitted.append(len(items))
+        raise OSError("cannot fork")
+
+    monkeypatch.setattr(pool_module.RenderPool, "submit", refuse)
+    with override_dunning_settings(RENDER_PROCESSES=2):
+        result = run_dunning(day(1), batch_size=10)
+    assert result.sent == 30 and len(mailoutbox) == 30
+    assert submitted == [10]  # tried once, then in-process for the rest of the run
+
+
+@pytest.mark.django_db
+def test_no_pool_in_a_daemonic_process(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    assert pool_module.RenderPool.start(object(), 2) is None

@@ -47,7 +47,7 @@ from ..rendering import (
     customer_timezone,
     default_language,
 )
-from .pool import RenderPool
+from .pool import RenderPool, default_processes
 from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
 
 logger = logging.getLogger("dunning.run")
@@ -141,7 +141,8 @@ class DunningRun:
         self.as_of = as_of or timezone.localdate()
         self.dry_run = dry_run
         self.batch_size = int(batch_size or dunning_settings.BATCH_SIZE)
-        self.render_processes = int(dunning_settings.RENDER_PROCESSES or 1)
+        processes = dunning_settings.RENDER_PROCESSES
+        self.render_processes = default_processes() if processes is None else int(processes)
         if self.batch_size < 1:
             raise DunningConfigurationError("DUNNING['BATCH_SIZE'] must be at least 1.")
         self.using = using
@@ -382,7 +383,18 @@ class DunningRun:
                     continue
                 # Pipelined: the workers render this batch while the previous one is sent
                 # and the next one is claimed and recorded.
-                futures = pool.submit(batch.pending) if batch.pending else []
+                try:
+                    futures = pool.submit(batch.pending) if batch.pending else []
+                except Exception:
+                    logger.exception("The render pool failed; rendering in-process from now on")
+                    pool.close()
+                    pool = None
+                    self.render_processes = 1
+                    if in_flight is not None:
+                        self.deliver(in_flight[0])
+                        in_flight = None
+                    self.deliver(batch)
+                    continue
                 if in_flight is not None:
                     self.deliver_rendered(pool, *in_flight)
                 in_flight = (batch, futures)
