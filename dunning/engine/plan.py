@@ -14,9 +14,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from ..hosts import CustomerRow
-from ..models.policy import PAYMENT_RECEIVED
-from .run import DunningRun, Pending
-from .schedule import Kind
+from .run import DunningRun, Pending, invoice_snapshot
 
 
 @dataclass
@@ -63,20 +61,8 @@ class DunningPlan(DunningRun):
         self.execute()
         return Plan(as_of=self.as_of, items=self.items, failures=list(self.result.failures))
 
-    def snapshot(self, invoices):
-        """The invoices as a step records them (see DunningRun.step_row)."""
-        return [
-            {
-                "number": i.number,
-                "amount_due": str(i.amount_due),
-                "currency": i.currency,
-                "due_date": i.due_date.isoformat(),
-            }
-            for i in sorted(invoices, key=lambda i: (i.due_date, i.number))
-        ]
-
     def item(self, case, customer, key, action, channel, invoices, info, *, resolves=False):
-        snapshot = self.snapshot(invoices)
+        snapshot = invoice_snapshot(invoices)
         if customer is None:
             return PlannedMessage(case.pk, case.customer_id, None, f"#{case.customer_id}", key,
                                   action, channel, "", snapshot,
@@ -101,37 +87,11 @@ class DunningPlan(DunningRun):
             planned.subject, planned.text, planned.html = rendered
         return planned
 
-    def plan(self, cases):
-        # DunningRun.plan, keeping each message as well as its (label, key) line.
-        invoices, customers, done = self.gather(cases)
-        for case in cases:
-            invs = invoices.get(case.customer_id, [])
-            try:
-                decision = self.decide(case, invs, done.get(case.pk, ()))
-            except Exception as exc:
-                self.result.failed += 1
-                self.result.failures.append((case.pk, f"{type(exc).__name__}: {exc}"))
-                continue
-            customer = customers.get(case.customer_id)
-            label = customer.label if customer else f"#{case.customer_id}"
-            if decision.kind is Kind.EXECUTE:
-                step = decision.step
-                self.result.executed[step.key] += 1
-                if step.action == "terminate":
-                    self.result.terminated += 1
-                self.result.planned.append((label, step.key))
-                info = {"key": step.key, "offset_days": step.offset_days, "action": step.action}
-                self.items.append(
-                    self.item(case, customer, step.key, step.action, step.channel, invs, info)
-                )
-            elif decision.kind is Kind.RESOLVE:
-                self.result.resolved += 1
-                if done.get(case.pk):
-                    self.result.planned.append((label, PAYMENT_RECEIVED))
-                    self.items.append(self.item(
-                        case, customer, PAYMENT_RECEIVED, "", "email", [],
-                        {"key": PAYMENT_RECEIVED}, resolves=True,
-                    ))
+    def planned(self, case, customer, key, action, channel, invoices, info, *, resolves=False):
+        super().planned(case, customer, key, action, channel, invoices, info, resolves=resolves)
+        self.items.append(
+            self.item(case, customer, key, action, channel, invoices, info, resolves=resolves)
+        )
 
 
 def build_plan(as_of=None, *, batch_size=None, using=DEFAULT_DB_ALIAS):

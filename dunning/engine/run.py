@@ -71,6 +71,19 @@ CASE_STATE_FIELDS = (
 )
 
 
+def invoice_snapshot(invoices):
+    """The invoices as an executed step records (and its message lists) them."""
+    return [
+        {
+            "number": i.number,
+            "amount_due": str(i.amount_due),
+            "currency": i.currency,
+            "due_date": i.due_date.isoformat(),
+        }
+        for i in sorted(invoices, key=lambda i: (i.due_date, i.number))
+    ]
+
+
 @dataclass
 class RunResult:
     as_of: datetime.date
@@ -558,15 +571,7 @@ class DunningRun:
             "recipient": address or customer.email[:320],
             "language": customer.language[:16],
             "reason": reason,
-            "invoices": [
-                {
-                    "number": i.number,
-                    "amount_due": str(i.amount_due),
-                    "currency": i.currency,
-                    "due_date": i.due_date.isoformat(),
-                }
-                for i in sorted(invoices, key=lambda i: (i.due_date, i.number))
-            ],
+            "invoices": invoice_snapshot(invoices),
             "message_id": "",
             "sent_at": None,
         }
@@ -813,13 +818,21 @@ class DunningRun:
                 self.result.failures.append((case.pk, f"{type(exc).__name__}: {exc}"))
                 continue
             customer = customers.get(case.customer_id)
-            label = customer.label if customer else f"#{case.customer_id}"
             if decision.kind is Kind.EXECUTE:
-                self.result.executed[decision.step.key] += 1
-                if decision.step.action == "terminate":
+                step = decision.step
+                self.result.executed[step.key] += 1
+                if step.action == "terminate":
                     self.result.terminated += 1
-                self.result.planned.append((label, decision.step.key))
+                info = {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+                self.planned(case, customer, step.key, step.action, step.channel,
+                             invoices.get(case.customer_id, []), info)
             elif decision.kind is Kind.RESOLVE:
                 self.result.resolved += 1
                 if done.get(case.pk):
-                    self.result.planned.append((label, PAYMENT_RECEIVED))
+                    self.planned(case, customer, PAYMENT_RECEIVED, "", "email", [],
+                                 {"key": PAYMENT_RECEIVED}, resolves=True)
+
+    def planned(self, case, customer, key, action, channel, invoices, info, *, resolves=False):
+        """A message the dry run would send (a hook: ``dunning plan`` renders it too)."""
+        label = customer.label if customer else f"#{case.customer_id}"
+        self.result.planned.append((label, key))
