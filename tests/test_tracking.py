@@ -262,7 +262,7 @@ def test_other_customers_are_still_emailed(client, sent_step, overdue_customer, 
     assert CaseStep.objects.get(recipient="bob@example.com").status == CaseStep.Status.SENT
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
 def test_the_same_event_posted_concurrently_counts_once(sent_step):
     from django.test import Client
