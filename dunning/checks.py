@@ -223,3 +223,18 @@ def check_webhook_secret(app_configs=None, **kwargs):
         "credentials to your ESP's webhook URL.",
         id="dunning.E011",
     )]
+
+
+@register("dunning")
+def check_admin_dependencies(app_configs=None, **kwargs):
+    """The dunning admin uses django-import-export's admin templates."""
+    from django.apps import apps
+
+    if apps.is_installed("django.contrib.admin") and not apps.is_installed("import_export"):
+        return [Error(
+            "The dunning admin needs django-import-export's app in INSTALLED_APPS.",
+            hint='Add "import_export" to INSTALLED_APPS (the package is installed with '
+            "django-dunning).",
+            id="dunning.E012",
+        )]
+    return []

@@ -19,3 +19,6 @@ account_terminated = Signal()
 
 # case, customer: every overdue invoice of the case has been paid.
 case_resolved = Signal()
+
+# case, customer: a person wrote the case off in the admin; the engine leaves it alone.
+case_written_off = Signal()

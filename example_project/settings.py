@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "import_export",
     "dunning",
     "example_project.shop",
     "example_project.billing",

@@ -279,3 +279,13 @@ def test_several_problems_are_all_reported():
         assert ids(dunning_messages()) == [
             "dunning.E002", "dunning.E005", "dunning.E007", "dunning.E008", "dunning.W001",
         ]
+
+
+def test_the_admin_without_import_export_is_an_error(settings):
+    from dunning.checks import check_admin_dependencies
+
+    assert check_admin_dependencies() == []
+    apps_without = [a for a in settings.INSTALLED_APPS if a != "import_export"]
+    with override_settings(INSTALLED_APPS=apps_without):
+        (error,) = check_admin_dependencies()
+    assert error.id == "dunning.E012" and "import_export" in error.hint

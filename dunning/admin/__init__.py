@@ -4,6 +4,8 @@
 
 from django.contrib import admin
 from django.urls import path
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import CSV, XLSX
 
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
@@ -14,8 +16,9 @@ from ..models import (
     Invoice,
     Run,
 )
-from . import views
+from . import views, workbench
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
+from .resources import CustomerResource, InvoiceResource, export_cases_csv
 
 __all__ = ["CaseAdmin", "MessageTemplateAdmin", "PolicyAdmin", "StepInline"]
 
@@ -44,19 +47,25 @@ class CaseStepInline(ReadOnlyAdminMixin, admin.TabularInline):
 class CaseEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CaseEvent
     extra = 0
-    fields = ["created_at", "kind", "message"]
+    fields = ["created_at", "kind", "message", "actor"]
     readonly_fields = fields
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     list_display = ["pk", "customer", "status", "last_step_key", "last_step_on", "next_due_on",
-                    "suspended", "needs_person", "policy", "opened_on"]
-    list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key"]
-    list_select_related = ["customer", "policy"]
+                    "suspended", "needs_person", "paused_until", "assigned_to", "policy",
+                    "opened_on"]
+    list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key",
+                   "assigned_to"]
+    list_select_related = ["customer", "policy", "assigned_to"]
     raw_id_fields = ["customer"]
     readonly_fields = ["opened_on", "opened_at", "opened_in", "closed_on", "last_step_key",
-                       "last_step_on", "updated_at"]
+                       "last_step_on", "updated_at", "assigned_to", "paused_until",
+                       "pause_reason"]
+    actions = [workbench.assign, workbench.add_note, workbench.log_call, workbench.pause,
+               workbench.resume, workbench.escalate, workbench.write_off,
+               export_cases_csv]
     date_hierarchy = "opened_on"
     inlines = [CaseStepInline, CaseEventInline]
     change_list_template = "dunning/admin/case_change_list.html"
@@ -91,7 +100,10 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 if get_customer_model() is Customer:
 
     @admin.register(Customer)
-    class CustomerAdmin(admin.ModelAdmin):
+    class CustomerAdmin(ImportExportMixin, admin.ModelAdmin):
+        resource_classes = [CustomerResource]
+        import_formats = [CSV, XLSX]
+        export_formats = [CSV, XLSX]
         list_display = ["name", "email", "language", "timezone"]
         search_fields = ["name", "email"]
 
@@ -99,7 +111,11 @@ if get_customer_model() is Customer:
 if get_invoice_model() is Invoice:
 
     @admin.register(Invoice)
-    class InvoiceAdmin(admin.ModelAdmin):
+    class InvoiceAdmin(ImportExportMixin, admin.ModelAdmin):
+        # Invoices name their customer by email address (column customer_email).
+        resource_classes = [InvoiceResource]
+        import_formats = [CSV, XLSX]
+        export_formats = [CSV, XLSX]
         list_display = ["number", "customer", "amount_due", "currency", "due_date"]
         list_filter = ["currency"]
         search_fields = ["number"]

@@ -8,10 +8,13 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import CSV, JSON, XLSX
 
 from ..models import MessageTemplate, Policy, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
+from .resources import MessageTemplateResource, PolicyResource
 
 
 class StepFormSet(BaseInlineFormSet):
@@ -65,7 +68,13 @@ def delete_selected(modeladmin, request, queryset):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(ImportExportMixin, admin.ModelAdmin):
+    # Steps and templates travel with their policy (JSON columns of PolicyResource).
+    resource_classes = [PolicyResource]
+    # No XLSX: the templates column of a policy outgrows a spreadsheet cell (32,767
+    # characters); templates alone travel as XLSX through MessageTemplateAdmin.
+    import_formats = [CSV, JSON]
+    export_formats = [CSV, JSON]
     list_display = ["name", "key", "is_active", "min_gap_days", "grace_days"]
     list_filter = ["is_active"]
     search_fields = ["name", "key"]
@@ -114,7 +123,10 @@ class PolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(ImportExportMixin, admin.ModelAdmin):
+    resource_classes = [MessageTemplateResource]
+    import_formats = [CSV, XLSX, JSON]
+    export_formats = [CSV, XLSX, JSON]
     list_display = ["step_key", "language", "channel", "policy", "subject", "updated_at"]
     list_filter = ["policy", "channel", "language", "step_key"]
     search_fields = ["subject", "step_key"]

@@ -54,6 +54,9 @@ logger = logging.getLogger("dunning.run")
 
 ONE_DAY = datetime.timedelta(days=1)
 
+# Cases whose invoices are never dunned again (CaseInvoice rows link them).
+CLOSED_FOR_GOOD = (Case.Status.TERMINATED, Case.Status.WRITTEN_OFF)
+
 # The columns of an executed step the run writes.
 STEP_FIELDS = (
     "case", "run", "step_key", "action", "channel", "executed_on", "created_at", "status",
@@ -275,9 +278,9 @@ class DunningRun:
 
     # -- querysets --------------------------------------------------------------------
     def overdue(self):
-        """Open, overdue invoices, less those of terminated cases."""
+        """Open, overdue invoices, less those of terminated or written-off cases."""
         terminated = CaseInvoice.objects.filter(
-            invoice=OuterRef("pk"), case__status=Case.Status.TERMINATED
+            invoice=OuterRef("pk"), case__status__in=CLOSED_FOR_GOOD
         )
         return self.adapter.overdue_invoices(self.as_of).using(self.using).filter(~Exists(terminated))
 
@@ -364,7 +367,8 @@ class DunningRun:
                 exprs.append(f"src.{qn(p)}")
             else:
                 exprs.append("%s")
-                params.append(f.get_db_prep_save(values.get(f.name), connection))
+                value = values[f.name] if f.name in values else f.get_default()
+                params.append(f.get_db_prep_save(value, connection))
         sql = (
             f"INSERT INTO {qn(Case._meta.db_table)} ({', '.join(columns)}) "
             f"SELECT {', '.join(exprs)} FROM ({source_sql}) src WHERE 1 = 1 "

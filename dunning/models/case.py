@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -39,6 +40,7 @@ class Case(models.Model):
         OPEN = "open", _("Open")
         RESOLVED = "resolved", _("Resolved")
         TERMINATED = "terminated", _("Terminated")
+        WRITTEN_OFF = "written_off", _("Written off")
 
     customer = models.ForeignKey(
         customer_model_label(),
@@ -69,6 +71,17 @@ class Case(models.Model):
     suspended = models.BooleanField(_("service suspended"), default=False)
     needs_person = models.BooleanField(_("needs a person"), default=False)
     paused_until = models.DateField(_("paused until"), null=True, blank=True)
+    # Nullable: the run opens cases with one INSERT ... SELECT that writes NULL into every
+    # column it does not know.
+    pause_reason = models.TextField(_("pause reason"), blank=True, default="")
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("assigned to"),
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -85,6 +98,10 @@ class Case(models.Model):
         indexes = [
             # The run claims due cases in this order, straight from the index.
             models.Index(fields=["status", "next_due_on", "id"], name="dunning_case_due_idx"),
+        ]
+        permissions = [
+            ("send_by_hand", _("Can send a dunning step by hand")),
+            ("write_off", _("Can write off a case")),
         ]
 
     def __str__(self):
@@ -178,6 +195,12 @@ class CaseEvent(models.Model):
         ERROR = "error", _("Error")
         SIGNAL_ERROR = "signal-error", _("Signal receiver failed")
         NOTE = "note", _("Note")
+        CALL = "call", _("Call")
+        ASSIGNED = "assigned", _("Assigned")
+        PAUSED = "paused", _("Paused")
+        RESUMED = "resumed", _("Resumed")
+        ESCALATED = "escalated", _("Escalated")
+        WRITTEN_OFF = "written-off", _("Written off")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -185,6 +208,14 @@ class CaseEvent(models.Model):
     created_at = models.DateTimeField(_("created at"))
     message = models.TextField(_("message"), blank=True)
     data = models.JSONField(_("data"), default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("by"),
+    )
 
     class Meta:
         verbose_name = _("case event")

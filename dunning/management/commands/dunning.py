@@ -28,6 +28,15 @@ def iso_date(value):
         ) from None
 
 
+COLLECTIONS_GROUP = "Collections"
+# What a collector works with; "write_off" is deliberately not among them.
+COLLECTIONS_PERMISSIONS = [
+    "view_case", "change_case", "send_by_hand",
+    "view_caseevent", "view_casestep",
+    "view_policy", "view_messagetemplate",
+]
+
+
 class Command(BaseCommand):
     help = "Dunning: walk overdue customers through their dunning policy."
 
@@ -84,6 +93,16 @@ class Command(BaseCommand):
         when.add_argument("--every-minutes", type=int, metavar="N", help="Every N minutes instead.")
         when.add_argument("--remove", action="store_true", help="Delete the schedule.")
         self.add_common_options(schedule)
+        group = subparsers.add_parser(
+            "collections-group",
+            help="Create or update the permission group 'Collections' for collectors.",
+            description="Create or update (idempotently) the auth group 'Collections' with "
+            "the permissions collectors work with: view and change cases, view their steps "
+            "and events, view policies and templates, send a step by hand. Writing off "
+            "cases is left to those who are given it explicitly.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        self.add_common_options(group)
 
     @staticmethod
     def add_common_options(subparser):
@@ -204,6 +223,34 @@ class Command(BaseCommand):
         say(f"{verb} the django-q2 schedule {SCHEDULE_NAME!r}: dunning.tasks.run {what}; "
             f"next run {next_run:%Y-%m-%d %H:%M %Z}".rstrip())
         say("It runs while 'manage.py qcluster' runs.")
+
+    def handle_collections_group(self, *, verbosity, **_):
+        from django.apps import apps
+        from django.contrib.auth.management import create_permissions
+        from django.contrib.auth.models import Group, Permission
+
+        # Permissions are created after migrate; make sure they exist right now too.
+        create_permissions(apps.get_app_config("dunning"), verbosity=0)
+        wanted = COLLECTIONS_PERMISSIONS
+        perms = list(
+            Permission.objects.filter(content_type__app_label="dunning", codename__in=wanted)
+        )
+        missing = set(wanted) - {p.codename for p in perms}
+        if missing:
+            raise CommandError(
+                "Missing permissions (run 'manage.py migrate' first): " + ", ".join(sorted(missing))
+            )
+        group, created = Group.objects.get_or_create(name=COLLECTIONS_GROUP)
+        before = set(group.permissions.values_list("pk", flat=True))
+        group.permissions.add(*perms)
+        added = sorted(p.codename for p in perms if p.pk not in before)
+        if verbosity >= 1:
+            if created:
+                self.stdout.write(f"Created the group {COLLECTIONS_GROUP!r} with: {', '.join(added)}.")
+            elif added:
+                self.stdout.write(f"Updated the group {COLLECTIONS_GROUP!r}: added {', '.join(added)}.")
+            else:
+                self.stdout.write(f"The group {COLLECTIONS_GROUP!r} is up to date; nothing changed.")
 
     def summary(self, result, verbosity):
         if verbosity < 1:

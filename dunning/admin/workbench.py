@@ -1,0 +1,314 @@
+"""The collections workbench: what a collector does with cases in the admin.
+
+Every action works on the cases selected in the case changelist, reports per case with
+``message_user`` and records a :class:`~dunning.models.CaseEvent` with the acting user on
+the case's timeline. Actions that need input (a collector, a note, a call's outcome, a
+pause reason, a write-off reason) show an intermediate page first.
+"""
+
+import datetime
+import logging
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from .. import signals
+from ..hosts import get_adapter
+from ..models import Case, CaseEvent, CaseInvoice
+
+logger = logging.getLogger(__name__)
+
+#: "Paused without an end date": the engine compares dates, so a date far away will do.
+PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
+
+
+# -- forms -----------------------------------------------------------------------------
+class AssignForm(forms.Form):
+    collector = forms.ModelChoiceField(
+        label=gettext_lazy("Collector"),
+        queryset=get_user_model()._default_manager.none(),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["collector"].queryset = (
+            get_user_model()._default_manager.filter(is_staff=True, is_active=True)
+        )
+
+
+class NoteForm(forms.Form):
+    text = forms.CharField(label=gettext_lazy("Note"), widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class CallForm(forms.Form):
+    OUTCOMES = [
+        ("reached", gettext_lazy("Reached")),
+        ("no-answer", gettext_lazy("No answer")),
+        ("promised", gettext_lazy("Promised to pay")),
+        ("refused", gettext_lazy("Refused to pay")),
+    ]
+    outcome = forms.ChoiceField(label=gettext_lazy("Outcome"), choices=OUTCOMES)
+    text = forms.CharField(
+        label=gettext_lazy("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+
+
+class PauseForm(forms.Form):
+    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+    until = forms.DateField(
+        label=gettext_lazy("Paused until"),
+        required=False,
+        help_text=gettext_lazy("Leave empty to pause until someone resumes the case."),
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+    def clean_until(self):
+        until = self.cleaned_data["until"]
+        if until is not None and until <= timezone.localdate():
+            raise forms.ValidationError(_("The end of a pause must lie in the future."))
+        return until
+
+
+class WriteOffForm(forms.Form):
+    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+# -- helpers ---------------------------------------------------------------------------
+def record(case, kind, request, message="", **data):
+    return CaseEvent.objects.create(
+        case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
+        actor=request.user if request.user.is_authenticated else None,
+    )
+
+
+def intermediate_page(modeladmin, request, queryset, *, form, action, title, submit,
+                      intro="", danger=False):
+    """The page between choosing an action and applying it (posted back to the changelist)."""
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "opts": opts,
+        "title": title,
+        "intro": intro,
+        "form": form,
+        "cases": list(queryset),
+        "action": action,
+        "submit": submit,
+        "danger": danger,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media + form.media,
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "dunning/admin/workbench_action.html", context)
+
+
+def bound_form(form_class, request):
+    """The form bound to the POST of the intermediate page, or None on the first visit."""
+    if "apply" in request.POST:
+        return form_class(request.POST)
+    return None
+
+
+def only_open(modeladmin, request, case):
+    if case.status != Case.Status.OPEN:
+        modeladmin.message_user(
+            request,
+            _("%(case)s is not open; left unchanged.") % {"case": case},
+            messages.WARNING,
+        )
+        return False
+    return True
+
+
+def recheck_from(case):
+    """A next check date that lets the next run decide again for ``case``."""
+    return case.last_step_on or case.opened_on
+
+
+# -- actions ---------------------------------------------------------------------------
+@admin.action(description=gettext_lazy("Assign to a collector"), permissions=["change"])
+def assign(modeladmin, request, queryset):
+    form = bound_form(AssignForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or AssignForm(), action="assign",
+            title=_("Assign cases to a collector"), submit=_("Assign"),
+        )
+    collector = form.cleaned_data["collector"]
+    for case in queryset:
+        with transaction.atomic():
+            Case.objects.filter(pk=case.pk).update(assigned_to=collector)
+            record(case, CaseEvent.Kind.ASSIGNED,
+                   request, _("Assigned to %(user)s.") % {"user": collector.get_username()},
+                   user=collector.pk, username=collector.get_username())
+        modeladmin.message_user(
+            request, _("%(case)s assigned to %(user)s.")
+            % {"case": case, "user": collector.get_username()}, messages.SUCCESS,
+        )
+
+
+@admin.action(description=gettext_lazy("Add a note"), permissions=["change"])
+def add_note(modeladmin, request, queryset):
+    form = bound_form(NoteForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or NoteForm(), action="add_note",
+            title=_("Add a note"), submit=_("Add note"),
+        )
+    for case in queryset:
+        record(case, CaseEvent.Kind.NOTE, request, form.cleaned_data["text"])
+        modeladmin.message_user(request, _("Note added to %(case)s.") % {"case": case},
+                                messages.SUCCESS)
+
+
+@admin.action(description=gettext_lazy("Log a call"), permissions=["change"])
+def log_call(modeladmin, request, queryset):
+    form = bound_form(CallForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or CallForm(), action="log_call",
+            title=_("Log a call"), submit=_("Log call"),
+        )
+    outcome = form.cleaned_data["outcome"]
+    label = dict(CallForm.OUTCOMES)[outcome]
+    for case in queryset:
+        record(case, CaseEvent.Kind.CALL, request, form.cleaned_data["text"], outcome=outcome)
+        modeladmin.message_user(
+            request, _("Call logged on %(case)s: %(outcome)s.") % {"case": case, "outcome": label},
+            messages.SUCCESS,
+        )
+
+
+@admin.action(description=gettext_lazy("Pause dunning"), permissions=["change"])
+def pause(modeladmin, request, queryset):
+    form = bound_form(PauseForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or PauseForm(), action="pause",
+            title=_("Pause dunning"), submit=_("Pause"),
+            intro=_("A paused case gets no dunning step until the pause ends or someone "
+                    "resumes it."),
+        )
+    reason, until = form.cleaned_data["reason"], form.cleaned_data["until"]
+    for case in queryset:
+        if not only_open(modeladmin, request, case):
+            continue
+        with transaction.atomic():
+            Case.objects.filter(pk=case.pk).update(
+                paused_until=until or PAUSED_INDEFINITELY, pause_reason=reason,
+                next_due_on=recheck_from(case),
+            )
+            record(case, CaseEvent.Kind.PAUSED, request, reason,
+                   until=until.isoformat() if until else None)
+        if until:
+            text = _("%(case)s paused until %(date)s.") % {"case": case, "date": until.isoformat()}
+        else:
+            text = _("%(case)s paused until further notice.") % {"case": case}
+        modeladmin.message_user(request, text, messages.SUCCESS)
+
+
+@admin.action(description=gettext_lazy("Resume dunning"), permissions=["change"])
+def resume(modeladmin, request, queryset):
+    for case in queryset:
+        if not only_open(modeladmin, request, case):
+            continue
+        if case.paused_until is None:
+            modeladmin.message_user(request, _("%(case)s is not paused.") % {"case": case},
+                                    messages.WARNING)
+            continue
+        with transaction.atomic():
+            Case.objects.filter(pk=case.pk).update(
+                paused_until=None, pause_reason="", next_due_on=recheck_from(case)
+            )
+            record(case, CaseEvent.Kind.RESUMED, request)
+        modeladmin.message_user(request, _("%(case)s resumed.") % {"case": case},
+                                messages.SUCCESS)
+
+
+@admin.action(description=gettext_lazy("Escalate to a person"), permissions=["change"])
+def escalate(modeladmin, request, queryset):
+    for case in queryset:
+        if not only_open(modeladmin, request, case):
+            continue
+        with transaction.atomic():
+            Case.objects.filter(pk=case.pk).update(needs_person=True)
+            record(case, CaseEvent.Kind.ESCALATED, request)
+        modeladmin.message_user(request, _("%(case)s escalated to a person.") % {"case": case},
+                                messages.SUCCESS)
+
+
+def send_written_off(case):
+    for receiver, response in signals.case_written_off.send_robust(
+        sender=Case, case=case, customer=case.customer
+    ):
+        if isinstance(response, Exception):
+            logger.error("case_written_off receiver %r failed for case %s", receiver, case.pk,
+                         exc_info=response)
+            CaseEvent.objects.create(
+                case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
+                message=f"case_written_off: {type(response).__name__}: {response}"[:2000],
+            )
+
+
+@admin.action(description=gettext_lazy("Write off"), permissions=["write_off"])
+def write_off(modeladmin, request, queryset):
+    if not modeladmin.has_write_off_permission(request):  # belt and braces
+        modeladmin.message_user(request, _("You may not write off cases."), messages.ERROR)
+        return None
+    form = bound_form(WriteOffForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or WriteOffForm(), action="write_off",
+            title=_("Write off cases"), submit=_("Yes, write them off"), danger=True,
+            intro=_("Written-off cases are closed for good: their invoices get no further "
+                    "dunning message. This cannot be undone here."),
+        )
+    reason = form.cleaned_data["reason"]
+    today = timezone.localdate()
+    adapter = get_adapter()
+    for case in queryset.select_related("customer"):
+        if not only_open(modeladmin, request, case):
+            continue
+        with transaction.atomic():
+            updated = Case.objects.filter(pk=case.pk, status=Case.Status.OPEN).update(
+                status=Case.Status.WRITTEN_OFF, closed_on=today, next_due_on=None,
+            )
+            if not updated:
+                continue
+            # Link the invoices the case covered, as a termination does, so that they
+            # are not dunned again in a new case.
+            invoice_pks = adapter.overdue_invoices(today + datetime.timedelta(days=1)).filter(
+                **{adapter.customer_annotation: case.customer_id}
+            ).values_list("pk", flat=True)
+            CaseInvoice.objects.bulk_create(
+                [CaseInvoice(case=case, invoice_id=pk) for pk in invoice_pks],
+                ignore_conflicts=True,
+            )
+            record(case, CaseEvent.Kind.WRITTEN_OFF, request, reason)
+            case.status, case.closed_on, case.next_due_on = Case.Status.WRITTEN_OFF, today, None
+            transaction.on_commit(lambda case=case: send_written_off(case))
+        modeladmin.message_user(request, _("%(case)s written off.") % {"case": case},
+                                messages.SUCCESS)
+    return None
+
+
+WORKBENCH_ACTIONS = [assign, add_note, log_call, pause, resume, escalate, write_off]
+
+
+class WorkbenchMixin:
+    """Permission checks of the workbench actions, for the CaseAdmin."""
+
+    def has_write_off_permission(self, request, obj=None):
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.write_off")
+
+    def has_send_by_hand_permission(self, request, obj=None):
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.send_by_hand")
