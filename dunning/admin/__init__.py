@@ -16,7 +16,7 @@ from ..models import (
     Invoice,
     Run,
 )
-from . import views, workbench
+from . import dashboard, views, workbench
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
 from .resources import CustomerResource, InvoiceResource, export_cases_csv
 
@@ -75,6 +75,8 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
         return [
             path("tomorrow/", wrap(lambda request: views.plan_view(self, request)),
                  name="dunning_case_plan"),
+            path("dashboard/", wrap(lambda request: dashboard.dashboard_view(self, request)),
+                 name="dunning_case_dashboard"),
             path("<int:case_id>/hold-back/",
                  wrap(lambda request, case_id: views.hold_back_view(self, request, case_id)),
                  name="dunning_case_hold_back"),

@@ -5,7 +5,7 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.db.models import Count, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export.admin import ImportExportMixin
@@ -14,6 +14,7 @@ from import_export.formats.base_formats import CSV, JSON, XLSX
 from ..models import MessageTemplate, Policy, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
+from .preview import preview_view
 from .resources import MessageTemplateResource, PolicyResource
 
 
@@ -131,6 +132,22 @@ class MessageTemplateAdmin(ImportExportMixin, admin.ModelAdmin):
     list_filter = ["policy", "channel", "language", "step_key"]
     search_fields = ["subject", "step_key"]
     actions = ["reset_to_shipped"]
+    # Adds a "Preview" link to the object tools of the change form.
+    change_form_template = "dunning/admin/preview_change_form.html"
+
+    def get_urls(self):
+        opts = self.model._meta
+        return [
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name=f"{opts.app_label}_{opts.model_name}_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id):
+        return preview_view(self, request, object_id)
 
     @admin.action(permissions=["change"], description=gettext_lazy("Reset to the shipped text"))
     def reset_to_shipped(self, request, queryset):

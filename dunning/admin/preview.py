@@ -1,0 +1,173 @@
+"""The preview of a message template in the admin: rendered for a sample customer or a
+real one (both bodies; the HTML in a sandboxed iframe), and a "send me a test" button
+that mails it to the staff user's own address."""
+
+import datetime
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+
+from ..channels.base import Outgoing
+from ..conf import dunning_settings
+from ..engine.run import invoice_snapshot
+from ..hosts import CustomerRow, get_adapter
+from ..models import Step
+from ..rendering import Renderer, babel_locale, build_context, company_context
+
+TEST_PREFIX = "[TEST] "
+
+
+def sample_customer(template):
+    return CustomerRow(
+        pk="sample", name=_("Sample Customer Ltd"), email="customer@example.com",
+        language=template.language,
+    )
+
+
+def sample_invoices(today):
+    return [
+        {"number": "INV-1001", "amount_due": "120.00", "currency": "EUR",
+         "due_date": (today - datetime.timedelta(days=14)).isoformat()},
+        {"number": "INV-1002", "amount_due": "80.50", "currency": "EUR",
+         "due_date": (today - datetime.timedelta(days=5)).isoformat()},
+    ]
+
+
+def real_customer(pk, today):
+    """(CustomerRow, invoice snapshot) of host customer ``pk``, or (None, reason)."""
+    adapter = get_adapter()
+    try:
+        rows = adapter.customer_rows([pk])
+        customer = rows.get(pk)
+        if customer is None:
+            # The pk from the query string is text; the rows are keyed by the host's type.
+            customer = next((row for key, row in rows.items() if str(key) == str(pk)), None)
+        if customer is None:
+            return None, _("There is no customer with the id '%(pk)s'.") % {"pk": pk}
+        invoices = adapter.invoice_rows(
+            adapter.overdue_invoices(today).filter(**{adapter.customer_annotation: customer.pk})
+        )
+    except (ValueError, TypeError, LookupError) as exc:
+        return None, _("There is no customer with the id '%(pk)s' (%(error)s).") % {
+            "pk": pk, "error": exc,
+        }
+    return customer, invoice_snapshot(invoices)
+
+
+def step_info(template):
+    step = Step.objects.filter(policy_id=template.policy_id, key=template.step_key).first()
+    if step is None:
+        return {"key": template.step_key}
+    return {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+
+
+def render_preview(template, customer_pk):
+    """A dict with the customer, the invoices and the rendered message (or the error)."""
+    today = timezone.localdate()
+    result = {"customer": None, "invoices": [], "subject": "", "text": "", "html": None,
+              "error": ""}
+    if customer_pk:
+        customer, invoices = real_customer(customer_pk, today)
+        if customer is None:
+            result["error"] = invoices
+            return result
+    else:
+        customer, invoices = sample_customer(template), sample_invoices(today)
+    result["customer"], result["invoices"] = customer, invoices
+    try:
+        context = build_context(
+            customer=customer,
+            invoices=invoices,
+            step=step_info(template),
+            as_of=today,
+            locale=babel_locale(customer.language or template.language),
+            company=company_context(),
+        )
+        result["subject"], result["text"], result["html"] = Renderer().render(template, context)
+    except Exception as exc:  # a template may fail in any way; staff see why
+        result["error"] = _("The template cannot be rendered: %(error)s") % {
+            "error": f"{type(exc).__name__}: {exc}"
+        }
+    return result
+
+
+def preview_url(model_admin, template, customer_pk=""):
+    url = reverse(
+        f"admin:{template._meta.app_label}_{template._meta.model_name}_preview",
+        args=[template.pk], current_app=model_admin.admin_site.name,
+    )
+    return f"{url}?{urlencode({'customer': customer_pk})}" if customer_pk else url
+
+
+def send_test(model_admin, request, template, customer_pk):
+    """Mail the rendered message to the staff user's own address; record nothing."""
+    address = (getattr(request.user, "email", "") or "").strip()
+    if not address:
+        messages.error(request, _("Your user has no email address; add one to receive a test."))
+        return
+    rendered = render_preview(template, customer_pk)
+    if rendered["error"]:
+        messages.error(request, rendered["error"])
+        return
+    channel = dunning_settings.EMAIL_CHANNEL()
+    try:
+        message = channel.build(Outgoing(
+            case_id="test", customer_id=rendered["customer"].pk, step_key=template.step_key,
+            recipient=address, subject=TEST_PREFIX + rendered["subject"],
+            text=rendered["text"], html=rendered["html"],
+        ))
+        outcome = channel.send([message])[0]
+    except Exception as exc:
+        messages.error(request, _("The test could not be sent: %(error)s") % {
+            "error": f"{type(exc).__name__}: {exc}"
+        })
+        return
+    if outcome.ok:
+        messages.success(request, _("A test was sent to %(address)s.") % {"address": address})
+    else:
+        messages.error(request, _("The test could not be sent: %(error)s") % {
+            "error": outcome.reason
+        })
+
+
+def preview_view(model_admin, request, object_id):
+    """GET: the template rendered for a sample customer or ?customer=<pk>.
+    POST: "send me a test" (needs the change permission)."""
+    if request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    template = model_admin.get_object(request, object_id)
+    if template is None:
+        raise Http404(_("There is no message template with this id."))
+    if not model_admin.has_view_or_change_permission(request, template):
+        raise PermissionDenied
+    can_send = model_admin.has_change_permission(request, template)
+    if request.method == "POST":
+        if not can_send:
+            raise PermissionDenied
+        customer_pk = request.POST.get("customer", "").strip()
+        send_test(model_admin, request, template, customer_pk)
+        return HttpResponseRedirect(preview_url(model_admin, template, customer_pk))
+    customer_pk = request.GET.get("customer", "").strip()
+    rendered = render_preview(template, customer_pk)
+    if rendered["error"]:
+        messages.error(request, rendered["error"])
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts,
+        "original": template,
+        "title": _("Preview of %(template)s") % {"template": template},
+        "customer_pk": customer_pk,
+        "is_sample": not customer_pk,
+        "preview": rendered,
+        "can_send": can_send,
+        "user_email": getattr(request.user, "email", "") or "",
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "dunning/admin/preview.html", context)
