@@ -13,6 +13,7 @@ from ..models import (
     CaseEvent,
     CaseStep,
     Customer,
+    Dispute,
     Invoice,
     Run,
 )
@@ -51,23 +52,31 @@ class CaseEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
 
 
+class DisputeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Dispute
+    extra = 0
+    fields = ["invoice_number", "reason", "opened_at", "opened_by", "resolved_at", "resolution"]
+    readonly_fields = fields
+
+
 @admin.register(Case)
 class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     list_display = ["pk", "customer", "status", "last_step_key", "last_step_on", "next_due_on",
                     "suspended", "needs_person", "paused_until", "assigned_to", "policy",
                     "opened_on"]
     list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key",
-                   "assigned_to"]
+                   "assigned_to", workbench.BrokenPromiseFilter]
     list_select_related = ["customer", "policy", "assigned_to"]
     raw_id_fields = ["customer"]
     readonly_fields = ["opened_on", "opened_at", "opened_in", "closed_on", "last_step_key",
                        "last_step_on", "updated_at", "assigned_to", "paused_until",
-                       "pause_reason"]
+                       "pause_reason", "promised_on", "promised_amount"]
     actions = [workbench.assign, workbench.add_note, workbench.log_call, workbench.pause,
                workbench.resume, workbench.escalate, workbench.write_off,
+               workbench.record_promise, workbench.open_dispute, workbench.resolve_disputes,
                export_cases_csv]
     date_hierarchy = "opened_on"
-    inlines = [CaseStepInline, CaseEventInline]
+    inlines = [CaseStepInline, CaseEventInline, DisputeInline]
     change_list_template = "dunning/admin/case_change_list.html"
 
     def get_urls(self):

@@ -21,12 +21,15 @@ from django.utils.translation import gettext_lazy
 
 from .. import signals
 from ..hosts import get_adapter
-from ..models import Case, CaseEvent, CaseInvoice
+from ..models import Case, CaseEvent, CaseInvoice, Dispute
 
 logger = logging.getLogger(__name__)
 
 #: "Paused without an end date": the engine compares dates, so a date far away will do.
 PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
+
+#: Days after a promised payment date before dunning goes on by itself.
+PROMISE_GRACE_DAYS = 3
 
 
 # -- forms -----------------------------------------------------------------------------
@@ -78,6 +81,39 @@ class PauseForm(forms.Form):
 
 class WriteOffForm(forms.Form):
     reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class PromiseForm(forms.Form):
+    date = forms.DateField(
+        label=gettext_lazy("Promised payment date"),
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    amount = forms.DecimalField(
+        label=gettext_lazy("Promised amount"), max_digits=14, decimal_places=2,
+    )
+
+    def clean_date(self):
+        date = self.cleaned_data["date"]
+        if date < timezone.localdate():
+            raise forms.ValidationError(_("The promised date must be today or later."))
+        return date
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        if amount <= 0:
+            raise forms.ValidationError(_("The promised amount must be greater than zero."))
+        return amount
+
+
+class DisputeForm(forms.Form):
+    invoice_number = forms.CharField(label=gettext_lazy("Invoice number"), max_length=255)
+    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ResolveDisputesForm(forms.Form):
+    resolution = forms.CharField(
+        label=gettext_lazy("Resolution"), widget=forms.Textarea(attrs={"rows": 3})
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -299,7 +335,119 @@ def write_off(modeladmin, request, queryset):
     return None
 
 
-WORKBENCH_ACTIONS = [assign, add_note, log_call, pause, resume, escalate, write_off]
+@admin.action(description=gettext_lazy("Record a promise to pay"), permissions=["change"])
+def record_promise(modeladmin, request, queryset):
+    form = bound_form(PromiseForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or PromiseForm(), action="record_promise",
+            title=_("Record a promise to pay"), submit=_("Record promise"),
+            intro=_("Dunning pauses until %(days)s days after the promised date; if the "
+                    "invoices are not paid by then, it goes on by itself.")
+            % {"days": PROMISE_GRACE_DAYS},
+        )
+    date, amount = form.cleaned_data["date"], form.cleaned_data["amount"]
+    until = date + datetime.timedelta(days=PROMISE_GRACE_DAYS)
+    for case in queryset:
+        if not only_open(modeladmin, request, case):
+            continue
+        # A promise never shortens a longer pause (a dispute, a pause until further notice).
+        paused_until = max(until, case.paused_until) if case.paused_until else until
+        with transaction.atomic():
+            Case.objects.filter(pk=case.pk).update(
+                promised_on=date, promised_amount=amount,
+                paused_until=paused_until, next_due_on=paused_until,
+            )
+            record(case, CaseEvent.Kind.PROMISE, request,
+                   _("Promised to pay %(amount)s by %(date)s.")
+                   % {"amount": amount, "date": date.isoformat()},
+                   date=date.isoformat(), amount=str(amount))
+        modeladmin.message_user(
+            request, _("Promise to pay %(amount)s by %(date)s recorded on %(case)s.")
+            % {"case": case, "amount": amount, "date": date.isoformat()}, messages.SUCCESS,
+        )
+
+
+@admin.action(description=gettext_lazy("Open a dispute"), permissions=["change"])
+def open_dispute(modeladmin, request, queryset):
+    form = bound_form(DisputeForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or DisputeForm(), action="open_dispute",
+            title=_("Open a dispute"), submit=_("Open dispute"),
+            intro=_("A disputed case gets no dunning step until its disputes are resolved."),
+        )
+    number, reason = form.cleaned_data["invoice_number"], form.cleaned_data["reason"]
+    actor = request.user if request.user.is_authenticated else None
+    for case in queryset:
+        if not only_open(modeladmin, request, case):
+            continue
+        with transaction.atomic():
+            dispute = Dispute.objects.create(
+                case=case, invoice_number=number, reason=reason, opened_by=actor
+            )
+            Case.objects.filter(pk=case.pk).update(
+                paused_until=PAUSED_INDEFINITELY, next_due_on=recheck_from(case)
+            )
+            record(case, CaseEvent.Kind.DISPUTE, request, reason,
+                   dispute=dispute.pk, invoice_number=number)
+        modeladmin.message_user(
+            request, _("Dispute about %(invoice)s opened on %(case)s; dunning is paused.")
+            % {"case": case, "invoice": number}, messages.SUCCESS,
+        )
+
+
+@admin.action(description=gettext_lazy("Resolve disputes"), permissions=["change"])
+def resolve_disputes(modeladmin, request, queryset):
+    form = bound_form(ResolveDisputesForm, request)
+    if form is None or not form.is_valid():
+        return intermediate_page(
+            modeladmin, request, queryset, form=form or ResolveDisputesForm(),
+            action="resolve_disputes", title=_("Resolve disputes"), submit=_("Resolve"),
+            intro=_("Resolves every open dispute of the selected cases; dunning then "
+                    "goes on."),
+        )
+    resolution = form.cleaned_data["resolution"]
+    for case in queryset:
+        with transaction.atomic():
+            resolved = Dispute.objects.filter(case=case, resolved_at__isnull=True).update(
+                resolved_at=timezone.now(), resolution=resolution
+            )
+            if not resolved:
+                text = _("%(case)s has no open dispute.") % {"case": case}
+                level = messages.WARNING
+            else:
+                if case.is_open and not case.disputes.filter(resolved_at__isnull=True).exists():
+                    Case.objects.filter(pk=case.pk).update(
+                        paused_until=None, next_due_on=recheck_from(case)
+                    )
+                record(case, CaseEvent.Kind.DISPUTE_RESOLVED, request, resolution,
+                       resolved=resolved)
+                text = _("%(count)s dispute(s) resolved on %(case)s.") % {
+                    "case": case, "count": resolved}
+                level = messages.SUCCESS
+        modeladmin.message_user(request, text, level)
+
+
+class BrokenPromiseFilter(admin.SimpleListFilter):
+    """Open cases whose promised payment date has passed (paid cases are resolved by
+    the run, so an open case is still owing)."""
+
+    title = gettext_lazy("Broken promise")
+    parameter_name = "broken_promise"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Yes"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=Case.Status.OPEN,
+                                   promised_on__lt=timezone.localdate())
+        return queryset
+
+
+WORKBENCH_ACTIONS = [assign, add_note, log_call, pause, resume, escalate, write_off,
+                     record_promise, open_dispute, resolve_disputes]
 
 
 class WorkbenchMixin:

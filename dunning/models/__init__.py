@@ -1,4 +1,4 @@
-from .case import Case, CaseEvent, CaseInvoice, CaseStep, Run
+from .case import Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
 from .defaults import Customer, Invoice
 from .policy import MessageTemplate, Policy, Step
 from .tracking import DeliveryEvent, Suppression
@@ -10,6 +10,7 @@ __all__ = [
     "CaseStep",
     "Customer",
     "DeliveryEvent",
+    "Dispute",
     "Invoice",
     "MessageTemplate",
     "Policy",

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import customer_model_label, invoice_model_label
@@ -74,6 +75,10 @@ class Case(models.Model):
     # Nullable: the run opens cases with one INSERT ... SELECT that writes NULL into every
     # column it does not know.
     pause_reason = models.TextField(_("pause reason"), blank=True, default="")
+    promised_on = models.DateField(_("promised to pay on"), null=True, blank=True)
+    promised_amount = models.DecimalField(
+        _("promised amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -184,6 +189,39 @@ class CaseInvoice(models.Model):
         return f"{self.case_id}: {self.invoice_id}"
 
 
+class Dispute(models.Model):
+    """A customer disputes an invoice of a case; dunning pauses until it is resolved."""
+
+    case = models.ForeignKey(
+        Case, on_delete=models.CASCADE, related_name="disputes", verbose_name=_("case")
+    )
+    invoice_number = models.CharField(_("invoice number"), max_length=255)
+    reason = models.TextField(_("reason"))
+    opened_at = models.DateTimeField(_("opened at"), default=timezone.now)
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("opened by"),
+    )
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    resolution = models.TextField(_("resolution"), blank=True, default="")
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ["opened_at", "pk"]
+
+    def __str__(self):
+        return _("Dispute about %(invoice)s") % {"invoice": self.invoice_number}
+
+    @property
+    def is_open(self):
+        return self.resolved_at is None
+
+
 class CaseEvent(models.Model):
     """Everything on a case's timeline that is not an executed step."""
 
@@ -201,6 +239,9 @@ class CaseEvent(models.Model):
         RESUMED = "resumed", _("Resumed")
         ESCALATED = "escalated", _("Escalated")
         WRITTEN_OFF = "written-off", _("Written off")
+        PROMISE = "promise", _("Promise to pay")
+        DISPUTE = "dispute", _("Dispute opened")
+        DISPUTE_RESOLVED = "dispute-resolved", _("Dispute resolved")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

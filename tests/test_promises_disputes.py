@@ -1,0 +1,183 @@
+"""Promises to pay and disputes on the collections workbench: the admin actions, their
+timeline events with the acting user, the 'Broken promise' filter, the dispute inline and
+their effect on the run."""
+
+import datetime
+import html
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from dunning.admin.workbench import PROMISE_GRACE_DAYS
+from dunning.models import Case, CaseEvent, CaseStep, Dispute, Invoice
+
+CHANGELIST_URL = "/admin/dunning/case/"
+ONE_DAY = datetime.timedelta(days=1)
+
+
+def page(response):
+    return html.unescape(response.content.decode())
+
+
+def act(client, action, cases, **data):
+    payload = {"action": action, "_selected_action": [c.pk for c in cases], **data}
+    if data:
+        payload["apply"] = "yes"
+    return client.post(CHANGELIST_URL, payload, follow=True)
+
+
+def step_keys(case):
+    return list(CaseStep.objects.filter(case=case).values_list("step_key", flat=True))
+
+
+def events(case, kind):
+    return list(CaseEvent.objects.filter(case=case, kind=kind))
+
+
+def broken_promises(client):
+    response = client.get(CHANGELIST_URL, {"broken_promise": "yes"})
+    assert response.status_code == 200
+    return list(response.context["cl"].result_list)
+
+
+@pytest.fixture(autouse=True)
+def fast_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def boss(django_user_model):
+    return django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+
+
+@pytest.fixture
+def admin_client(boss):
+    client = Client()
+    client.force_login(boss)
+    return client
+
+
+@pytest.fixture
+def case(run, overdue_customer):
+    customer = overdue_customer(name="Ada")
+    run(1)
+    return Case.objects.get(customer=customer)
+
+
+@pytest.fixture
+def today():
+    return timezone.localdate()
+
+
+# -- promises to pay ------------------------------------------------------------------------
+def test_a_broken_promise_pauses_then_dunning_resumes_by_itself(
+    admin_client, boss, case, run, today, mailoutbox, monkeypatch
+):
+    assert step_keys(case) == ["initial-notice"]
+    response = act(admin_client, "record_promise", [case])
+    assert "Record a promise to pay" in page(response)
+
+    response = act(admin_client, "record_promise", [case], date=today.isoformat(),
+                   amount="100.00")
+
+    end = today + datetime.timedelta(days=PROMISE_GRACE_DAYS)
+    case.refresh_from_db()
+    assert (case.promised_on, case.promised_amount) == (today, Decimal("100.00"))
+    assert case.paused_until == end and case.next_due_on == end
+    [event] = events(case, "promise")
+    assert event.actor == boss
+    assert event.data == {"date": today.isoformat(), "amount": "100.00"}
+    assert f"Promise to pay 100.00 by {today.isoformat()} recorded on {case}." in page(response)
+    # Not broken yet: the promised date has not passed.
+    assert broken_promises(admin_client) == []
+
+    # Nothing during the promise and its grace days, though the gentle reminder is long due.
+    day = today
+    while day < end:
+        run(day)
+        day += ONE_DAY
+    assert step_keys(case) == ["initial-notice"] and len(mailoutbox) == 1
+
+    # The day after the promised date, the unpaid case shows as a broken promise.
+    monkeypatch.setattr(timezone, "localdate", lambda *a, **k: today + ONE_DAY)
+    assert broken_promises(admin_client) == [case]
+    monkeypatch.undo()
+
+    run(end)
+    assert step_keys(case) == ["initial-notice", "gentle-reminder"]
+    assert "gentle-reminder" in mailoutbox[-1].tags
+
+
+def test_paying_before_the_promised_date_resolves_the_case_with_a_thank_you(
+    admin_client, case, run, today, mailoutbox
+):
+    promised = today + datetime.timedelta(days=5)
+    act(admin_client, "record_promise", [case], date=promised.isoformat(), amount="100.00")
+    Invoice.objects.filter(customer=case.customer).update(amount_due=Decimal("0.00"))
+
+    run(today + ONE_DAY)
+
+    case.refresh_from_db()
+    assert case.status == Case.Status.RESOLVED
+    assert step_keys(case) == ["initial-notice", "payment-received"]
+    assert [m for m in mailoutbox if "payment-received" in m.tags]
+    assert len(mailoutbox) == 2
+    assert broken_promises(admin_client) == []
+
+
+def test_a_promise_in_the_past_or_without_an_amount_is_refused(admin_client, case, today):
+    response = act(admin_client, "record_promise", [case],
+                   date=(today - ONE_DAY).isoformat(), amount="50")
+    assert "The promised date must be today or later." in page(response)
+    response = act(admin_client, "record_promise", [case], date=today.isoformat(), amount="0")
+    assert "The promised amount must be greater than zero." in page(response)
+    case.refresh_from_db()
+    assert case.promised_on is None and case.paused_until is None
+    assert not events(case, "promise")
+
+
+# -- disputes -------------------------------------------------------------------------------
+def test_a_dispute_pauses_dunning_until_it_is_resolved(admin_client, boss, case, run, mailoutbox):
+    response = act(admin_client, "open_dispute", [case])
+    assert "Open a dispute" in page(response)
+
+    response = act(admin_client, "open_dispute", [case], invoice_number="INV-7",
+                   reason="Goods never arrived")
+    case.refresh_from_db()
+    assert case.paused_until == datetime.date(9999, 12, 31)
+    [dispute] = Dispute.objects.filter(case=case)
+    assert (dispute.invoice_number, dispute.reason, dispute.opened_by) == (
+        "INV-7", "Goods never arrived", boss)
+    assert dispute.resolved_at is None
+    [event] = events(case, "dispute")
+    assert (event.message, event.actor, event.data["invoice_number"]) == (
+        "Goods never arrived", boss, "INV-7")
+    assert f"Dispute about INV-7 opened on {case}; dunning is paused." in page(response)
+
+    # The dispute shows on the case page.
+    change = admin_client.get(f"/admin/dunning/case/{case.pk}/change/")
+    assert "INV-7" in page(change) and "Goods never arrived" in page(change)
+
+    for n in range(2, 40):
+        run(n)
+    assert step_keys(case) == ["initial-notice"] and len(mailoutbox) == 1
+
+    act(admin_client, "resolve_disputes", [case], resolution="Credit note issued")
+    case.refresh_from_db()
+    dispute.refresh_from_db()
+    assert case.paused_until is None
+    assert dispute.resolved_at is not None and dispute.resolution == "Credit note issued"
+    [event] = events(case, "dispute-resolved")
+    assert (event.message, event.actor) == ("Credit note issued", boss)
+
+    run(40)
+    assert step_keys(case) == ["initial-notice", "gentle-reminder"]
+    assert len(mailoutbox) == 2
+
+
+def test_resolving_a_case_without_an_open_dispute_changes_nothing(admin_client, case):
+    response = act(admin_client, "resolve_disputes", [case], resolution="n/a")
+    assert f"{case} has no open dispute." in page(response)
+    assert not events(case, "dispute-resolved")
