@@ -152,6 +152,17 @@ def bound_form(form_class, request):
     return None
 
 
+def ask(modeladmin, request, queryset, form_class, **page):
+    """``(form, None)`` once the intermediate page was posted back valid, else
+    ``(None, the intermediate page)`` asking for it (again, with its errors)."""
+    form = bound_form(form_class, request)
+    if form is not None and form.is_valid():
+        return form, None
+    return None, intermediate_page(
+        modeladmin, request, queryset, form=form or form_class(), **page
+    )
+
+
 def only_open(modeladmin, request, case):
     if case.status != Case.Status.OPEN:
         modeladmin.message_user(
@@ -171,12 +182,12 @@ def recheck_from(case):
 # -- actions ---------------------------------------------------------------------------
 @admin.action(description=gettext_lazy("Assign to a collector"), permissions=["change"])
 def assign(modeladmin, request, queryset):
-    form = bound_form(AssignForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or AssignForm(), action="assign",
-            title=_("Assign cases to a collector"), submit=_("Assign"),
-        )
+    form, page = ask(
+        modeladmin, request, queryset, AssignForm, action="assign",
+        title=_("Assign cases to a collector"), submit=_("Assign"),
+    )
+    if page is not None:
+        return page
     collector = form.cleaned_data["collector"]
     for case in queryset:
         with transaction.atomic():
@@ -192,12 +203,12 @@ def assign(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Add a note"), permissions=["change"])
 def add_note(modeladmin, request, queryset):
-    form = bound_form(NoteForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or NoteForm(), action="add_note",
-            title=_("Add a note"), submit=_("Add note"),
-        )
+    form, page = ask(
+        modeladmin, request, queryset, NoteForm, action="add_note",
+        title=_("Add a note"), submit=_("Add note"),
+    )
+    if page is not None:
+        return page
     for case in queryset:
         record(case, CaseEvent.Kind.NOTE, request, form.cleaned_data["text"])
         modeladmin.message_user(request, _("Note added to %(case)s.") % {"case": case},
@@ -206,12 +217,12 @@ def add_note(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Log a call"), permissions=["change"])
 def log_call(modeladmin, request, queryset):
-    form = bound_form(CallForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or CallForm(), action="log_call",
-            title=_("Log a call"), submit=_("Log call"),
-        )
+    form, page = ask(
+        modeladmin, request, queryset, CallForm, action="log_call",
+        title=_("Log a call"), submit=_("Log call"),
+    )
+    if page is not None:
+        return page
     outcome = form.cleaned_data["outcome"]
     label = dict(CallForm.OUTCOMES)[outcome]
     for case in queryset:
@@ -224,14 +235,14 @@ def log_call(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Pause dunning"), permissions=["change"])
 def pause(modeladmin, request, queryset):
-    form = bound_form(PauseForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or PauseForm(), action="pause",
-            title=_("Pause dunning"), submit=_("Pause"),
-            intro=_("A paused case gets no dunning step until the pause ends or someone "
+    form, page = ask(
+        modeladmin, request, queryset, PauseForm, action="pause",
+        title=_("Pause dunning"), submit=_("Pause"),
+        intro=_("A paused case gets no dunning step until the pause ends or someone "
                     "resumes it."),
-        )
+    )
+    if page is not None:
+        return page
     reason, until = form.cleaned_data["reason"], form.cleaned_data["until"]
     for case in queryset:
         if not only_open(modeladmin, request, case):
@@ -298,14 +309,14 @@ def write_off(modeladmin, request, queryset):
     if not modeladmin.has_write_off_permission(request):  # belt and braces
         modeladmin.message_user(request, _("You may not write off cases."), messages.ERROR)
         return None
-    form = bound_form(WriteOffForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or WriteOffForm(), action="write_off",
-            title=_("Write off cases"), submit=_("Yes, write them off"), danger=True,
-            intro=_("Written-off cases are closed for good: their invoices get no further "
+    form, page = ask(
+        modeladmin, request, queryset, WriteOffForm, action="write_off",
+        title=_("Write off cases"), submit=_("Yes, write them off"), danger=True,
+        intro=_("Written-off cases are closed for good: their invoices get no further "
                     "dunning message. This cannot be undone here."),
-        )
+    )
+    if page is not None:
+        return page
     reason = form.cleaned_data["reason"]
     today = timezone.localdate()
     adapter = get_adapter()
@@ -337,15 +348,15 @@ def write_off(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Record a promise to pay"), permissions=["change"])
 def record_promise(modeladmin, request, queryset):
-    form = bound_form(PromiseForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or PromiseForm(), action="record_promise",
-            title=_("Record a promise to pay"), submit=_("Record promise"),
-            intro=_("Dunning pauses until %(days)s days after the promised date; if the "
+    form, page = ask(
+        modeladmin, request, queryset, PromiseForm, action="record_promise",
+        title=_("Record a promise to pay"), submit=_("Record promise"),
+        intro=_("Dunning pauses until %(days)s days after the promised date; if the "
                     "invoices are not paid by then, it goes on by itself.")
-            % {"days": PROMISE_GRACE_DAYS},
-        )
+        % {"days": PROMISE_GRACE_DAYS},
+    )
+    if page is not None:
+        return page
     date, amount = form.cleaned_data["date"], form.cleaned_data["amount"]
     until = date + datetime.timedelta(days=PROMISE_GRACE_DAYS)
     for case in queryset:
@@ -370,13 +381,13 @@ def record_promise(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Open a dispute"), permissions=["change"])
 def open_dispute(modeladmin, request, queryset):
-    form = bound_form(DisputeForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or DisputeForm(), action="open_dispute",
-            title=_("Open a dispute"), submit=_("Open dispute"),
-            intro=_("A disputed case gets no dunning step until its disputes are resolved."),
-        )
+    form, page = ask(
+        modeladmin, request, queryset, DisputeForm, action="open_dispute",
+        title=_("Open a dispute"), submit=_("Open dispute"),
+        intro=_("A disputed case gets no dunning step until its disputes are resolved."),
+    )
+    if page is not None:
+        return page
     number, reason = form.cleaned_data["invoice_number"], form.cleaned_data["reason"]
     actor = request.user if request.user.is_authenticated else None
     for case in queryset:
@@ -399,14 +410,14 @@ def open_dispute(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Resolve disputes"), permissions=["change"])
 def resolve_disputes(modeladmin, request, queryset):
-    form = bound_form(ResolveDisputesForm, request)
-    if form is None or not form.is_valid():
-        return intermediate_page(
-            modeladmin, request, queryset, form=form or ResolveDisputesForm(),
-            action="resolve_disputes", title=_("Resolve disputes"), submit=_("Resolve"),
-            intro=_("Resolves every open dispute of the selected cases; dunning then "
+    form, page = ask(
+        modeladmin, request, queryset, ResolveDisputesForm,
+        action="resolve_disputes", title=_("Resolve disputes"), submit=_("Resolve"),
+        intro=_("Resolves every open dispute of the selected cases; dunning then "
                     "goes on."),
-        )
+    )
+    if page is not None:
+        return page
     resolution = form.cleaned_data["resolution"]
     for case in queryset:
         with transaction.atomic():
