@@ -247,7 +247,7 @@ def read_mail(workdir):
 
 # -- the checks --------------------------------------------------------------------------
 def check_day(as_of, results, mail, before, after, expected, today, processes, batch_size,
-              killed=0):
+              killed=0, must_share=True):
     label = f"run of {as_of}"
     expected_opened, expected_resolved, expected_sent = today
     for n, (code, out, err) in enumerate(results):
@@ -315,8 +315,10 @@ def check_day(as_of, results, mail, before, after, expected, today, processes, b
             executed.update(s["executed"])
         assert executed == Counter(k for k in expected_sent.values() if k != PAYMENT_RECEIVED)
 
-    # The test proves something only if the processes shared the work.
-    if len(new_steps) >= 4 * batch_size:
+    # The test proves something only if the processes shared the work. (Not asked of
+    # SQLite: it serializes writers, and the process holding the lock may finish the day
+    # alone; what SQLite must show is that the others waited and exited 0, checked above.)
+    if must_share and len(new_steps) >= 4 * batch_size:
         sharing = Counter(run for *_, run in new_steps)
         assert len(sharing) >= 2, f"{label}: one process did all the work: {sharing}"
 
@@ -338,7 +340,7 @@ def play(site, tmp_path, n, days, processes, batch_size=50, payments=None):
         results = run_together(site, as_of, processes, workdir, batch_size)
         after = site.snapshot()
         check_day(as_of, results, read_mail(workdir), before, after, expected, today,
-                  processes, batch_size)
+                  processes, batch_size, must_share=isinstance(site, PostgresSite))
         before = after
     return expected
 
