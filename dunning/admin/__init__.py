@@ -17,7 +17,7 @@ from ..models import (
     Invoice,
     Run,
 )
-from . import dashboard, views, workbench
+from . import dashboard, delivery, views, workbench  # noqa: F401 (delivery registers)
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
 from .resources import CustomerResource, InvoiceResource, export_cases_csv
 

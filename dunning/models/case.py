@@ -123,8 +123,13 @@ class CaseStep(models.Model):
 
     class Status(models.TextChoices):
         QUEUED = "queued", _("Queued")
+        # Handed to the channel by a worker that has not recorded the outcome yet.
+        SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        # The worker died while handing the message over: it may or may not have gone
+        # out. Never sent again by itself; a person checks (see docs/outbox.md).
+        UNKNOWN = "unknown", _("State unknown, check")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="steps")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="steps")
@@ -148,6 +153,10 @@ class CaseStep(models.Model):
         _("delivery status"), max_length=32, blank=True, default="", db_default=""
     )
     delivery_updated_at = models.DateTimeField(_("delivery updated at"), null=True, blank=True)
+    # The outbox's retry bookkeeping (transient failures): how often the channel was
+    # tried, and when the next try is due (NULL: as soon as a sender gets to it).
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0, db_default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("executed step")

@@ -46,6 +46,9 @@ class Policy(models.Model):
         verbose_name = _("policy")
         verbose_name_plural = _("policies")
         ordering = ["key"]
+        permissions = [
+            ("edit_policy", _("Can edit dunning policies, steps and message templates")),
+        ]
 
     def __str__(self):
         return self.name

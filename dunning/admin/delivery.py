@@ -1,0 +1,1 @@
+"""Admin for the outbox's delivery side: delivery events and suppressed addresses."""
