@@ -2,6 +2,9 @@ import datetime
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.test import Client
 
 from dunning.engine.run import run_dunning
 from dunning.testing import create_customer, create_invoice
@@ -48,3 +51,57 @@ def run(db):
         return run_dunning(as_of, **kwargs)
 
     return do
+
+
+# -- the admin: users and logged-in clients (shared by the workbench and admin tests) --
+@pytest.fixture
+def fast_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def boss(django_user_model, fast_hasher):
+    """A superuser."""
+    return django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+
+
+@pytest.fixture
+def admin_client(boss):
+    client = Client()
+    client.force_login(boss)
+    return client
+
+
+@pytest.fixture
+def collector(django_user_model, fast_hasher, db):
+    """A staff user in the 'Collections' group (no write-off permission)."""
+    call_command("dunning", "collections-group", verbosity=0)
+    user = django_user_model.objects.create_user("carla", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Collections"))
+    return user
+
+
+@pytest.fixture
+def collector_client(collector):
+    client = Client()
+    client.force_login(collector)
+    return client
+
+
+@pytest.fixture
+def staff_client(django_user_model, fast_hasher):
+    """A staff user without any permission."""
+    client = Client()
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def case(run, overdue_customer):
+    """An open case with its first step sent (customer Ada, 1 day overdue)."""
+    from dunning.models import Case
+
+    customer = overdue_customer(name="Ada")
+    run(1)
+    return Case.objects.get(customer=customer)

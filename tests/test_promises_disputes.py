@@ -7,7 +7,6 @@ import html
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from dunning.admin.workbench import PROMISE_GRACE_DAYS
@@ -40,30 +39,6 @@ def broken_promises(client):
     response = client.get(CHANGELIST_URL, {"broken_promise": "yes"})
     assert response.status_code == 200
     return list(response.context["cl"].result_list)
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def boss(django_user_model):
-    return django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def admin_client(boss):
-    client = Client()
-    client.force_login(boss)
-    return client
-
-
-@pytest.fixture
-def case(run, overdue_customer):
-    customer = overdue_customer(name="Ada")
-    run(1)
-    return Case.objects.get(customer=customer)
 
 
 @pytest.fixture

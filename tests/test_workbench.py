@@ -9,7 +9,6 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
-from django.test import Client
 
 from dunning import signals
 from dunning.models import Case, CaseEvent, CaseStep
@@ -35,53 +34,6 @@ def act(client, action, cases, **data):
 
 def action_names(response):
     return [value for value, _ in response.context["action_form"].fields["action"].choices]
-
-
-@pytest.fixture(autouse=True)
-def fast_hasher(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def boss(django_user_model):
-    return django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def admin_client(boss):
-    client = Client()
-    client.force_login(boss)
-    return client
-
-
-@pytest.fixture
-def collector(django_user_model, db):
-    call_command("dunning", "collections-group", verbosity=0)
-    user = django_user_model.objects.create_user("carla", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name="Collections"))
-    return user
-
-
-@pytest.fixture
-def collector_client(collector):
-    client = Client()
-    client.force_login(collector)
-    return client
-
-
-@pytest.fixture
-def staff_client(django_user_model):
-    client = Client()
-    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def case(run, overdue_customer):
-    customer = overdue_customer(name="Ada")
-    run(1)
-    return Case.objects.get(customer=customer)
 
 
 def events(case, kind):

@@ -4,20 +4,20 @@
 
 from django.contrib import admin
 from django.urls import path
+from django.utils.translation import gettext_lazy
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
     Case,
-    CaseEvent,
     CaseStep,
     Customer,
     Dispute,
     Invoice,
     Run,
 )
-from . import dashboard, delivery, views, workbench  # noqa: F401 (delivery registers)
+from . import caselist, casepage, dashboard, delivery, views, workbench  # noqa: F401 (delivery registers)
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
 from .resources import CustomerResource, InvoiceResource, export_cases_csv
 
@@ -37,21 +37,6 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class CaseStepInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = CaseStep
-    extra = 0
-    fields = ["executed_on", "step_key", "channel", "recipient", "status", "reason", "sent_at"]
-    readonly_fields = fields
-    ordering = ["created_at", "pk"]
-
-
-class CaseEventInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = CaseEvent
-    extra = 0
-    fields = ["created_at", "kind", "message", "actor"]
-    readonly_fields = fields
-
-
 class DisputeInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Dispute
     extra = 0
@@ -61,23 +46,65 @@ class DisputeInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Case)
 class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
-    list_display = ["pk", "customer", "status", "last_step_key", "last_step_on", "next_due_on",
-                    "suspended", "needs_person", "paused_until", "assigned_to", "policy",
-                    "opened_on"]
+    list_display = ["pk", "customer", "status", "amount_overdue", "days_overdue",
+                    "last_step_key", "last_step_on", "next_due_on", "suspended", "needs_person",
+                    "paused_until", "assigned_to", "policy", "opened_on"]
     list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key",
-                   "assigned_to", workbench.BrokenPromiseFilter]
+                   "assigned_to", caselist.DaysOverdueFilter, caselist.AmountFilter,
+                   caselist.CurrencyFilter, workbench.BrokenPromiseFilter]
     list_select_related = ["customer", "policy", "assigned_to"]
+    # Searched by search_cases (customer name and email through the field mapping,
+    # invoice numbers, case number); the admin shows its search box when this is set.
+    search_fields = ["pk"]
+    search_help_text = gettext_lazy(
+        "Customer name or email, invoice number, or case number."
+    )
     raw_id_fields = ["customer"]
     readonly_fields = ["opened_on", "opened_at", "opened_in", "closed_on", "last_step_key",
                        "last_step_on", "updated_at", "assigned_to", "paused_until",
                        "pause_reason", "promised_on", "promised_amount"]
     actions = [workbench.assign, workbench.add_note, workbench.log_call, workbench.pause,
-               workbench.resume, workbench.escalate, workbench.write_off,
+               workbench.resume, workbench.escalate, workbench.send_now, workbench.write_off,
                workbench.record_promise, workbench.open_dispute, workbench.resolve_disputes,
                export_cases_csv]
     date_hierarchy = "opened_on"
-    inlines = [CaseStepInline, CaseEventInline, DisputeInline]
+    inlines = [DisputeInline]
     change_list_template = "dunning/admin/case_change_list.html"
+    change_form_template = "dunning/admin/case_change_form.html"
+
+    def get_queryset(self, request):
+        return caselist.annotate_owing(super().get_queryset(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        return caselist.search_cases(queryset, search_term), False
+
+    @admin.display(description=gettext_lazy("amount overdue"), ordering=caselist.AMOUNT)
+    def amount_overdue(self, case):
+        return caselist.amount_display(case)
+
+    @admin.display(description=gettext_lazy("days overdue"), ordering=caselist.OLDEST_DUE)
+    def days_overdue(self, case):
+        days = caselist.days_overdue(case)
+        return "-" if days is None else days
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        # A redirect (after an action) or an error page has no change list to total.
+        cl = (getattr(response, "context_data", None) or {}).get("cl")
+        if cl is not None:
+            response.context_data["dunning_totals"] = caselist.totals(cl.queryset)
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        case = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if case is not None:
+            extra_context.update(
+                timeline=casepage.timeline(case),
+                case_buttons=casepage.buttons(self, request, case),
+                case_owing=caselist.totals(Case.objects.filter(pk=case.pk)),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -89,6 +116,10 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
             path("<int:case_id>/hold-back/",
                  wrap(lambda request, case_id: views.hold_back_view(self, request, case_id)),
                  name="dunning_case_hold_back"),
+            path("<int:case_id>/act/<str:action>/",
+                 wrap(lambda request, case_id, action: casepage.act_view(
+                     self, request, case_id, action)),
+                 name="dunning_case_act"),
             *super().get_urls(),
         ]
 

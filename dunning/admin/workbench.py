@@ -20,8 +20,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import signals
+from ..engine import manual
 from ..hosts import get_adapter
-from ..models import Case, CaseEvent, CaseInvoice, Dispute
+from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Dispute
 
 logger = logging.getLogger(__name__)
 
@@ -440,6 +441,55 @@ def resolve_disputes(modeladmin, request, queryset):
         modeladmin.message_user(request, text, level)
 
 
+#: Why "send the next step now" left a case alone (see dunning.engine.manual).
+SEND_NOW_REFUSED = {
+    manual.REFUSED_DONE: gettext_lazy("%(case)s has no step left to send."),
+    manual.REFUSED_TODAY: gettext_lazy("%(case)s already had a step today; one a day is the most."),
+    manual.REFUSED_PAUSED: gettext_lazy("%(case)s is paused; resume it first."),
+    manual.REFUSED_MINIMUM: gettext_lazy("%(case)s owes less than its policy's minimum balance."),
+}
+
+
+@admin.action(description=gettext_lazy("Send the next step now"), permissions=["send_by_hand"])
+def send_now(modeladmin, request, queryset):
+    """The policy's next step of each selected open case, today, whatever its schedule
+    says (a dunning run over these cases only: see dunning.engine.manual)."""
+    if not modeladmin.has_send_by_hand_permission(request):  # belt and braces
+        modeladmin.message_user(request, _("You may not send steps by hand."), messages.ERROR)
+        return
+    cases = {case.pk: case for case in queryset}
+    for case in cases.values():
+        if case.status != Case.Status.OPEN:
+            only_open(modeladmin, request, case)
+    actor = request.user if request.user.is_authenticated else None
+    run = manual.send_next_step_now(
+        [pk for pk, case in cases.items() if case.status == Case.Status.OPEN], actor=actor
+    )
+    for pk, why in run.refused.items():
+        modeladmin.message_user(request, SEND_NOW_REFUSED[why] % {"case": cases[pk]},
+                                messages.WARNING)
+    failures = dict(run.result.failures)
+    sent = CaseStep.objects.filter(run=run.run, case_id__in=list(cases)).select_related("case")
+    for step in sent:
+        if step.case_id in failures or step.status == CaseStep.Status.FAILED:
+            modeladmin.message_user(
+                request, _("Step %(step)s of %(case)s could not be sent: %(reason)s")
+                % {"step": step.step_key, "case": cases[step.case_id],
+                   "reason": failures.get(step.case_id) or step.reason},
+                messages.ERROR,
+            )
+        else:
+            modeladmin.message_user(
+                request, _("Step %(step)s sent to %(case)s.")
+                % {"step": step.step_key, "case": cases[step.case_id]}, messages.SUCCESS,
+            )
+    if run.result.resolved:
+        modeladmin.message_user(
+            request, _("%(count)s case(s) were paid already and are now resolved.")
+            % {"count": run.result.resolved}, messages.INFO,
+        )
+
+
 class BrokenPromiseFilter(admin.SimpleListFilter):
     """Open cases whose promised payment date has passed (paid cases are resolved by
     the run, so an open case is still owing)."""
@@ -457,7 +507,7 @@ class BrokenPromiseFilter(admin.SimpleListFilter):
         return queryset
 
 
-WORKBENCH_ACTIONS = [assign, add_note, log_call, pause, resume, escalate, write_off,
+WORKBENCH_ACTIONS = [assign, add_note, log_call, pause, resume, escalate, send_now, write_off,
                      record_promise, open_dispute, resolve_disputes]
 
 

@@ -52,6 +52,10 @@ class PolicySpec:
         return None
 
 
+#: The reason of a WAIT decision for a case owing less than the policy's minimum.
+BELOW_MINIMUM = "below minimum balance"
+
+
 @dataclass(frozen=True, slots=True)
 class CaseFacts:
     oldest_due: datetime.date | None  # None: no open overdue invoice left
@@ -115,7 +119,7 @@ def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decisi
     if index >= len(policy.steps):
         return Decision(Kind.DONE)
     if below_minimum(policy, facts.balances):
-        return Decision(Kind.WAIT, next_check=as_of + ONE_DAY, reason="below minimum balance")
+        return Decision(Kind.WAIT, next_check=as_of + ONE_DAY, reason=BELOW_MINIMUM)
     step = policy.steps[index]
     due = step_due_on(policy, step, facts)
     if facts.last_step_on is not None and facts.last_step_on >= as_of:

@@ -251,6 +251,11 @@ class CaseEvent(models.Model):
         PROMISE = "promise", _("Promise to pay")
         DISPUTE = "dispute", _("Dispute opened")
         DISPUTE_RESOLVED = "dispute-resolved", _("Dispute resolved")
+        SENT_BY_HAND = "sent-by-hand", _("Step sent by hand")
+        DELIVERY = "delivery", _("Delivery event")
+        DELIVERY_UNKNOWN = "delivery-unknown", _("Delivery state unknown")
+        DELIVERY_CONFIRMED = "delivery-confirmed", _("Delivery state settled")
+        SEND_AGAIN = "send-again", _("Message queued again")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -1,0 +1,118 @@
+"""Sending the next step of chosen cases now, by hand (the workbench's "send the next step
+now" action).
+
+A collector who has spoken to a customer may want the next reminder to go today instead
+of in three days. :class:`SendNowRun` is a dunning run over the chosen cases only whose
+decision ignores the step's offset, the minimum gap and a pause: the policy's next step
+goes out today. Everything else is the run's: the claim (a case another run holds is
+skipped), the step recorded once (the unique constraint), the message sent after commit,
+the signals (a suspension step suspends), the timeline.
+
+Refused, with the reason shown to staff: a case with no step left, a case that already
+had a step today (one step per case per day, as for a scheduled run), a case owing less
+than the policy's minimum balance, and a paused case (a
+dispute, a promise or a pause by hand: resume it first).
+"""
+
+from __future__ import annotations
+
+from django.db import DEFAULT_DB_ALIAS
+
+from ..models import CaseEvent, Run
+from .run import DunningRun
+from .schedule import BELOW_MINIMUM, CaseFacts, Decision, Kind, next_step_index, step_due_on
+
+#: Why a case was left alone (keys of SendNowRun.refused).
+REFUSED_DONE = "done"
+REFUSED_TODAY = "today"
+REFUSED_PAUSED = "paused"
+REFUSED_MINIMUM = "minimum"
+
+
+class SendNowRun(DunningRun):
+    """A run that sends the next step of ``case_pks`` today (see the module docstring)."""
+
+    def __init__(self, case_pks, *, actor=None, using=DEFAULT_DB_ALIAS):
+        super().__init__(None, using=using)
+        self.case_pks = list(case_pks)
+        self.actor = actor
+        self.render_processes = 1  # a handful of cases: render in-process
+        #: case pk -> why it was left alone (REFUSED_*), for the staff's message.
+        self.refused = {}
+        self._claimed = set()
+
+    def execute(self):
+        self.load_policies()
+        self.run = Run.objects.using(self.using).create(
+            as_of=self.as_of, started_at=self.now, host="send-now"
+        )
+        self.result.run_id = self.run.pk
+        try:
+            queryset = self.open_case_set().filter(pk__in=self.case_pks)
+            while self.advance_batch(queryset.exclude(pk__in=self.handled()), deliver=True):
+                pass
+        except BaseException:
+            Run.objects.using(self.using).filter(pk=self.run.pk).update(
+                status=Run.Status.FAILED
+            )
+            raise
+        Run.objects.using(self.using).filter(pk=self.run.pk).update(
+            status=Run.Status.COMPLETED, summary=self.result.as_dict()
+        )
+        return self.result
+
+    def handled(self):
+        return self._claimed | self._skip
+
+    def claim(self, queryset):
+        claimed = super().claim(queryset)
+        self._claimed.update(c.pk for c in claimed)
+        return claimed
+
+    def decide(self, case, invoices, done):
+        decision = super().decide(case, invoices, done)
+        if decision.kind is not Kind.WAIT:
+            return decision  # resolve (paid), execute (due anyway) or done
+        spec = self.policies[case.policy_id].spec
+        if decision.reason == BELOW_MINIMUM:
+            self.refused[case.pk] = REFUSED_MINIMUM
+            return decision
+        if case.paused_until is not None and case.paused_until > self.as_of:
+            self.refused[case.pk] = REFUSED_PAUSED
+            return decision
+        if case.last_step_on is not None and case.last_step_on >= self.as_of:
+            self.refused[case.pk] = REFUSED_TODAY
+            return decision
+        index = next_step_index(spec, frozenset(done))
+        step = spec.steps[index]
+        following = None
+        if index + 1 < len(spec.steps) and step.action != "terminate":
+            after = CaseFacts(
+                oldest_due=min(i.due_date for i in invoices),
+                done_keys=frozenset(done) | {step.key},
+                last_step_on=self.as_of,
+            )
+            following = step_due_on(spec, spec.steps[index + 1], after)
+        return Decision(Kind.EXECUTE, step=step, next_check=following)
+
+    def apply(self, case, decision, invoices, customer, any_done, batch, steps, events, links):
+        if decision.kind is Kind.DONE:
+            self.refused[case.pk] = REFUSED_DONE
+        elif decision.kind is Kind.WAIT:
+            self.refused.setdefault(case.pk, REFUSED_TODAY)
+        super().apply(case, decision, invoices, customer, any_done, batch, steps, events, links)
+        if decision.kind is Kind.EXECUTE:
+            events.append(CaseEvent(
+                case=case, run=self.run, kind=CaseEvent.Kind.SENT_BY_HAND,
+                created_at=self.batch_now, actor=self.actor,
+                data={"step_key": decision.step.key},
+            ))
+
+
+def send_next_step_now(case_pks, *, actor=None, using=DEFAULT_DB_ALIAS):
+    """Send the next step of each open case in ``case_pks`` today. Returns the run (its
+    ``result`` and ``refused``)."""
+    run = SendNowRun(case_pks, actor=actor, using=using)
+    run.execute()
+    return run
+
