@@ -7,10 +7,11 @@ To update it after changing a translatable string::
 """
 
 import ast
-import gettext
 from pathlib import Path
 
 import pytest
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
 from django.apps import apps
 from django.utils import translation
 
@@ -47,42 +48,55 @@ def translatable_strings():
 
 
 def compiled_catalog():
+    """msgid -> msgstr of django.mo (a plural as a tuple of its forms)."""
     with open(MESSAGES / "django.mo", "rb") as fh:
-        return {k: v for k, v in gettext.GNUTranslations(fh)._catalog.items() if k}
+        return _as_dict(read_mo(fh))
 
 
 def po_catalog():
-    """msgid -> msgstr of django.po (single and continued lines; no plurals are used)."""
-    entries, current, field = {}, {}, None
-    for line in (MESSAGES / "django.po").read_text(encoding="utf-8").splitlines() + [""]:
-        if line.startswith(("msgid ", "msgstr ")):
-            field, _, rest = line.partition(" ")
-            current[field] = ast.literal_eval(rest)
-        elif line.startswith('"') and field:
-            current[field] += ast.literal_eval(line)
-        elif not line.strip():
-            if current.get("msgid"):
-                entries[current["msgid"]] = current.get("msgstr", "")
-            current, field = {}, None
+    """msgid -> msgstr of django.po (a plural as a tuple; a fuzzy entry as empty, since
+    compilemessages leaves it out)."""
+    with open(MESSAGES / "django.po", "rb") as fh:
+        return _as_dict(read_po(fh, ignore_obsolete=True), fuzzy_as_empty=True)
+
+
+def _as_dict(catalog, fuzzy_as_empty=False):
+    entries = {}
+    for message in catalog:
+        if not message.id:
+            continue
+        key = message.id[0] if isinstance(message.id, tuple) else message.id
+        value = message.string
+        if isinstance(value, list):
+            value = tuple(value)
+        if fuzzy_as_empty and message.fuzzy:
+            value = ("",) * len(value) if isinstance(value, tuple) else ""
+        entries[key] = value
     return entries
+
+
+def _translated(value):
+    return all(value) if isinstance(value, tuple) else bool(value)
 
 
 def test_every_translatable_string_has_a_german_translation():
     catalog = compiled_catalog()
     strings = translatable_strings()
     assert len(strings) > 50  # the scan found the models' strings
-    missing = {s: where for s, where in strings.items() if not catalog.get(s)}
+    missing = {s: where for s, where in strings.items() if not _translated(catalog.get(s, ""))}
     assert not missing, f"no German translation in django.mo for: {missing}"
 
 
 def test_compiled_catalog_matches_the_po_file():
     po = po_catalog()
-    assert all(po.values()), [k for k, v in po.items() if not v]
+    assert all(_translated(v) for v in po.values()), [k for k, v in po.items() if not _translated(v)]
     assert compiled_catalog() == po, "django.mo is stale: run compilemessages in dunning/"
 
 
 def test_translations_keep_their_placeholders():
     for msgid, msgstr in po_catalog().items():
+        if isinstance(msgstr, tuple):
+            msgstr = msgstr[-1]
         for placeholder in ("%(pk)s", "%(status)s", "%(key)s", "%(address)s", "%(s)s", "%(line)s"):
             assert (placeholder in msgid) == (placeholder in msgstr), (msgid, msgstr)
 
