@@ -65,7 +65,7 @@ def _as_dict(catalog, fuzzy_as_empty=False):
     for message in catalog:
         if not message.id:
             continue
-        key = message.id[0] if isinstance(message.id, tuple) else message.id
+        key = message.id[0] if isinstance(message.id, (list, tuple)) else message.id
         value = message.string
         if isinstance(value, list):
             value = tuple(value)
