@@ -188,6 +188,28 @@ def _check_customer_fields(customer, mapping):
     return errors
 
 
+#: The outbox's numeric settings: (key, smallest allowed value, what it means).
+OUTBOX_NUMBERS = [
+    ("OUTBOX_STALE_AFTER", 1, "seconds after which a sending worker is taken for dead"),
+    ("OUTBOX_MAX_ATTEMPTS", 1, "tries of a message before it fails for good"),
+    ("OUTBOX_RETRY_BACKOFF", 0, "seconds before the first retry"),
+    ("OUTBOX_RETRY_MAX_DELAY", 0, "seconds a retry waits at most"),
+]
+
+
+def _check_outbox_numbers():
+    errors = []
+    for key, least, meaning in OUTBOX_NUMBERS:
+        value = getattr(dunning_settings, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
+            errors.append(Error(
+                f"DUNNING['{key}'] must be a number of at least {least} ({meaning}), "
+                f"not {value!r}.",
+                hint=f"The default is {dunning_settings.defaults[key]!r}.", id="dunning.E013",
+            ))
+    return errors
+
+
 @register("dunning")
 def check_settings(app_configs=None, **kwargs):
     errors = []
@@ -200,6 +222,10 @@ def check_settings(app_configs=None, **kwargs):
             ))
     except DunningConfigurationError:
         pass
+    try:
+        errors.extend(_check_outbox_numbers())
+    except DunningConfigurationError:
+        pass  # reported by dunning.E009
     if not (getattr(settings, "DEFAULT_FROM_EMAIL", None) or dunning_settings.user_settings.get("FROM_EMAIL")):
         errors.append(Warning(
             "Dunning email has no sender address.",

@@ -34,13 +34,42 @@ DEFAULTS = {
     # Worker processes that render messages during big runs (1: render in the run's own
     # process; None: one per core, at most 4). See dunning/engine/pool.py.
     "RENDER_PROCESSES": None,
-    # Seconds after which a message left queued by a crashed run is sent by a later run.
+    # Shard tasks a scheduled run (dunning.tasks.run under django-q2) splits its due cases
+    # over; None: Q_CLUSTER["workers"] of the cluster that runs the tick.
+    "SHARDS": None,
+    # Seconds after which a message left queued by a crashed run is sent by a later run,
+    # and after which a message still "sending" (its worker died while handing it to the
+    # ESP) is marked "state unknown, check" for a person. Keep it above the longest time
+    # the email backend may take over one batch. See docs/outbox.md.
     "OUTBOX_STALE_AFTER": 600,
+    # Tries of a message that keeps failing for a transient reason (a timeout, an ESP
+    # outage, SMTP 4xx) before it is marked failed.
+    "OUTBOX_MAX_ATTEMPTS": 5,
+    # Seconds before the first retry; each further retry waits twice as long as the one
+    # before, but never longer than OUTBOX_RETRY_MAX_DELAY seconds.
+    "OUTBOX_RETRY_BACKOFF": 60,
+    "OUTBOX_RETRY_MAX_DELAY": 6 * 60 * 60,
     # Shown in every message: name, email, phone, website, address, payment_url,
     # update_payment_url.
     "COMPANY": {},
     # Language of messages when the customer has none (None: settings.LANGUAGE_CODE).
     "DEFAULT_LANGUAGE": None,
+    # -- the REST API (dunning.urls, docs/api.md) --
+    # True: a collector (a member of API_COLLECTORS_GROUP who is not a superuser) sees and
+    # acts on the cases assigned to them only; any other case is "not found" (404).
+    "API_COLLECTORS_SEE_ASSIGNED_ONLY": False,
+    "API_COLLECTORS_GROUP": "Collections",
+    # Page size of every list (?page_size= may ask for up to API_MAX_PAGE_SIZE).
+    "API_PAGE_SIZE": 50,
+    "API_MAX_PAGE_SIZE": 500,
+    # Throttle rates of the write endpoints per user, by DRF throttle scope; a rate in
+    # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] for the same scope wins; None: no limit.
+    "API_THROTTLE_RATES": {"dunning_write": "120/minute", "dunning_ingest": "60/minute"},
+    # Rows one POST to the invoice bulk endpoint may carry.
+    "API_BULK_MAX_ROWS": 1000,
+    # Authentication classes of the API (dotted paths); None: token authentication (when
+    # rest_framework.authtoken is installed) and session authentication.
+    "API_AUTHENTICATION_CLASSES": None,
 }
 
 IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL"}

@@ -11,7 +11,11 @@ receiver in ``receivers.py`` hands each event to :func:`record_tracking_event`, 
 * sets the step's latest delivery status (an older event arriving late does not
   overwrite a newer one);
 * for a hard bounce, a spam complaint or an unsubscribe, suppresses the address (the email
-  channel refuses it from then on) and flags the case for a person.
+  channel refuses it from then on) and flags the case for a person;
+* settles a step in state "unknown" (its sender died while handing it to the ESP, see
+  docs/outbox.md): any event of the ESP about the message proves that the ESP took it, so
+  the step becomes ``sent``; an ESP that reports it ``rejected`` or ``failed`` (never sent)
+  makes it ``failed``. Such a step has no message id yet: it is found by its metadata.
 
 Events for mail that is not dunning mail are ignored.
 """
@@ -42,6 +46,11 @@ SUPPRESSING = {
 # Bounces an ESP reports as "bounced" although the address may work again later.
 SOFT_BOUNCE_TYPES = {"SoftBounce"}  # Postmark's bounce Type
 
+# anymail's event types saying the ESP took a message but never sent it.
+NOT_SENT = {"rejected", "failed"}
+# Event types that tell nothing about whether the message went out.
+UNTELLING = {"unknown", "inbound", "inbound_failed"}
+
 # The raw payload kept per event is capped; a bigger one keeps only its top-level keys.
 MAX_PAYLOAD_CHARS = 8000
 
@@ -50,7 +59,7 @@ def find_step(event):
     """The executed step an anymail tracking event is about, or None."""
     message_id = str(getattr(event, "message_id", None) or "")[:255]
     if message_id:
-        step = CaseStep.objects.filter(message_id=message_id).only("pk", "case_id", "recipient").first()
+        step = CaseStep.objects.filter(message_id=message_id).only("pk", "case_id", "recipient", "status", "step_key").first()
         if step is not None:
             return step
     metadata = getattr(event, "metadata", None) or {}
@@ -65,7 +74,7 @@ def find_step(event):
         return None
     return (
         CaseStep.objects.filter(case_id=case_id, step_key=str(step_key))
-        .only("pk", "case_id", "recipient")
+        .only("pk", "case_id", "recipient", "status", "step_key")
         .first()
     )
 
@@ -132,6 +141,8 @@ def record_tracking_event(event, esp_name=""):
             CaseStep.objects.filter(pk=step.pk).filter(
                 Q(delivery_updated_at__isnull=True) | Q(delivery_updated_at__lte=timestamp)
             ).update(delivery_status=delivery.event_type, delivery_updated_at=timestamp)
+            if step.status == CaseStep.Status.UNKNOWN:
+                settle_unknown(step, delivery)
             reason = suppression_reason(event)
             address = normalize_address(recipient)
             if reason and address:
@@ -151,3 +162,30 @@ def record_tracking_event(event, esp_name=""):
             return None
         raise
     return delivery
+
+
+def settle_unknown(step, delivery):
+    """An ESP event about a step in state "unknown" settles it: the ESP had the message."""
+    event_type = delivery.event_type
+    if event_type in UNTELLING:
+        return
+    steps = CaseStep.objects.filter(pk=step.pk, status=CaseStep.Status.UNKNOWN)
+    if event_type in NOT_SENT:
+        reason = _("the ESP reported it %(event)s: %(description)s") % {
+            "event": event_type, "description": delivery.description or delivery.reject_reason,
+        }
+        changed = steps.update(status=CaseStep.Status.FAILED, reason=reason[:2000])
+        message = _("The ESP reported %(event)s for the message of step %(step)s, whose state "
+                    "was unknown: it did not go out.")
+    else:
+        changed = steps.update(status=CaseStep.Status.SENT, sent_at=delivery.timestamp)
+        message = _("The ESP reported %(event)s for the message of step %(step)s, whose state "
+                    "was unknown: it went out. The step is now sent.")
+    if changed:
+        CaseEvent.objects.create(
+            case_id=step.case_id, kind=CaseEvent.Kind.DELIVERY_CONFIRMED,
+            created_at=timezone.now(),
+            message=message % {"event": event_type, "step": step.step_key},
+            data={"delivery_event": delivery.pk, "event_type": event_type,
+                  "case_step": step.pk},
+        )

@@ -21,6 +21,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "import_export",
+    "rest_framework",  # the REST API at /dunning/api/v1/ (docs/api.md)
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "dunning",
     "example_project.shop",
     "example_project.billing",
@@ -74,6 +78,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = os.environ.get("DEMO_MAIL_DIR", str(BASE_DIR / "sent_mail"))
 DEFAULT_FROM_EMAIL = "billing@example.com"
+
+# django-anymail: the ESP's webhooks post delivery events to /anymail/<esp>/tracking/
+# (see urls.py); dunning records them and suppresses addresses that bounce hard. Give the
+# same "user:password" to the ESP's webhook URL. Check dunning.E011 (`check --deploy`)
+# refuses to pass without it when DEBUG is off; the demo runs with DEBUG on and starts
+# without it. ESP credentials go here too, e.g. "MAILGUN_API_KEY" (and EMAIL_BACKEND =
+# "anymail.backends.mailgun.EmailBackend").
+ANYMAIL = {}
+if os.environ.get("ANYMAIL_WEBHOOK_SECRET"):
+    ANYMAIL["WEBHOOK_SECRET"] = os.environ["ANYMAIL_WEBHOOK_SECRET"]
 
 Q_CLUSTER = {"name": "example", "orm": "default", "workers": 2, "timeout": 300, "retry": 600}
 

@@ -105,3 +105,13 @@ def case(run, overdue_customer):
     customer = overdue_customer(name="Ada")
     run(1)
     return Case.objects.get(customer=customer)
+
+
+@pytest.fixture(autouse=True)
+def _site_language_after_each_test():
+    """A test that served a German page (LocaleMiddleware activates the language for the
+    thread and never deactivates it) must not leave German behind for the next test."""
+    yield
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)

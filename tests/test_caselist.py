@@ -263,3 +263,59 @@ def test_send_now_in_bulk_keeps_the_schedule_after_it(admin_client, run, overdue
         # formal-notice (offset 8) is next: not before the minimum gap after today.
         assert c.last_step_key == "gentle-reminder"
         assert c.next_due_on >= timezone.localdate() + datetime.timedelta(days=3)
+
+
+def test_the_case_form_cannot_change_the_state_of_a_case(admin_client, case):
+    """State changes go through the run and the actions (rules, permission, timeline,
+    signals); a forged form post that sets a status is ignored."""
+    from dunning.models import Policy
+
+    draft = Policy.objects.create(key="gentle", name="Gentle", is_active=True)
+    response = admin_client.post(change_url(case), {
+        "status": "written_off", "suspended": "on", "policy": draft.pk,
+        "customer": case.customer_id, "disputes-TOTAL_FORMS": "0",
+        "disputes-INITIAL_FORMS": "0", "_save": "Save",
+    })
+    assert response.status_code == 302, page(response)[:2000]
+    case.refresh_from_db()
+    assert case.status == Case.Status.OPEN and not case.suspended
+    assert case.policy == draft  # what the form may change
+    note = CaseEvent.objects.get(case=case, kind=CaseEvent.Kind.NOTE)
+    assert note.message == "Policy changed to Gentle." and note.data == {"policy": "gentle"}
+    assert admin_client.get("/admin/dunning/case/add/").status_code == 403
+
+
+def test_a_closed_case_owes_nothing_in_the_list(admin_client, book, today):
+    ada = case_of(book["Ada"])
+    Case.objects.filter(pk=ada.pk).update(status=Case.Status.RESOLVED, closed_on=today)
+    response, names = listed(admin_client, status="resolved")
+    assert names == ["Ada"]
+    assert response.context["cl"].model_admin.amount_overdue(
+        response.context["cl"].result_list[0]) == "-"
+    assert response.context["dunning_totals"] == []
+    assert "Ada" not in listed(admin_client, amount="0-100")[1]
+
+
+def test_send_now_says_when_the_email_service_failed_for_now(admin_client, case, mailoutbox,
+                                                            settings):
+    settings.EMAIL_BACKEND = "tests.test_caselist.TransientFailureBackend"
+    response = admin_client.post(act_url(case, "send_now"), follow=True)
+    assert "is queued: the email service failed for now" in page(response)
+    step = CaseStep.objects.get(case=case, step_key="gentle-reminder")
+    assert step.status == CaseStep.Status.QUEUED and step.attempts == 1
+
+
+class TransientFailureBackend:
+    """An email backend whose service is down (a timeout: transient)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def open(self):
+        return True
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        raise TimeoutError("the ESP did not answer")

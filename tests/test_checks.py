@@ -263,6 +263,16 @@ def test_bad_batch_size(value):
     assert repr(value) in error.msg
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("OUTBOX_MAX_ATTEMPTS", 0), ("OUTBOX_STALE_AFTER", "600"), ("OUTBOX_RETRY_BACKOFF", -5),
+    ("OUTBOX_RETRY_MAX_DELAY", None), ("OUTBOX_MAX_ATTEMPTS", True),
+])
+def test_bad_outbox_numbers(key, value):
+    with override_dunning_settings(**{key: value}):
+        error = only("dunning.E013")
+    assert key in error.msg and repr(value) in error.msg and "default" in error.hint
+
+
 def test_no_sender_address_is_a_warning():
     with override_settings(DEFAULT_FROM_EMAIL=""):
         assert only("dunning.W002").hint

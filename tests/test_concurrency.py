@@ -247,14 +247,18 @@ def read_mail(workdir):
 
 # -- the checks --------------------------------------------------------------------------
 def check_day(as_of, results, mail, before, after, expected, today, processes, batch_size,
-              killed=0, must_share=True):
+              killed=0, must_share=True, unknown=frozenset()):
+    """``unknown``: the (case, step key) pairs a killed run was handing to the ESP. The
+    outbox sends at most once: they end "unknown" (for a person to check), never sent
+    again, and every other due step is sent exactly once."""
     label = f"run of {as_of}"
     expected_opened, expected_resolved, expected_sent = today
     for n, (code, out, err) in enumerate(results):
         assert code == 0, f"{label}, process {n}: exit {code}\n{out}\n{err}"
         for problem in PROBLEMS:
             assert problem not in err, f"{label}, process {n} wrote {problem!r}:\n{err}"
-        assert err.strip() == "", f"{label}, process {n} wrote to stderr:\n{err}"
+        if not unknown:  # marking messages "unknown" logs a warning
+            assert err.strip() == "", f"{label}, process {n} wrote to stderr:\n{err}"
 
     index = {pk: index_of(e) for pk, e in after["customers"]}
     old_steps = {s[0] for s in before["steps"]}
@@ -265,9 +269,10 @@ def check_day(as_of, results, mail, before, after, expected, today, processes, b
     twice = sorted(p for p, c in pairs.items() if c > 1)
     assert not twice, f"{label}: steps recorded twice, e.g. {twice[:10]}"
     got = defaultdict(list)
-    for _, _, customer, key, status, on, _ in new_steps:
+    for _, case, customer, key, status, on, _ in new_steps:
         got[index[customer]].append(key)
-        assert (status, on) == ("sent", as_of.isoformat()), (label, customer, key, status, on)
+        want = "unknown" if (case, key) in unknown else "sent"
+        assert (status, on) == (want, as_of.isoformat()), (label, customer, key, status, on)
     twice = {i: keys for i, keys in got.items() if len(keys) > 1}
     assert not twice, f"{label}: customers with two steps in one day: {list(twice.items())[:10]}"
     got = {i: keys[0] for i, keys in got.items()}
@@ -282,8 +287,9 @@ def check_day(as_of, results, mail, before, after, expected, today, processes, b
     written = Counter((m["case"], m["step"]) for m in mail)
     twice = sorted(p for p, c in written.items() if c > 1)
     assert not twice, f"{label}: {len(twice)} messages sent more than once, e.g. {twice[:10]}"
-    assert len(mail) == len(new_steps) == len(expected_sent)
-    assert set(written) == {(case, key) for _, case, _, key, *_ in new_steps}
+    assert len(new_steps) == len(expected_sent)
+    assert len(mail) == len(new_steps) - len(unknown)
+    assert set(written) == {(case, key) for _, case, _, key, *_ in new_steps} - set(unknown)
     case_customer = {case: customer for case, customer, _ in after["cases"]}
     for m in mail:
         assert case_customer[m["case"]] == m["customer"], m
@@ -406,7 +412,8 @@ def test_a_run_started_during_a_long_run_does_not_send_its_messages_again(databa
     today = expected.run(day(1))
     workdir = tmp_path / "runs"
     paused, resume = workdir / "a-paused", workdir / "a-resume"
-    script = {"delays": {"1": stale_after + 1}, "pause_on": 2,
+    # The ESP is called once per message: call batch_size + 1 opens the second batch.
+    script = {"delays": {"1": stale_after + 1}, "pause_on": batch_size + 1,
               "paused": str(paused), "resume": str(resume)}
     env = {"DUNNING_OUTBOX_STALE_AFTER": str(stale_after)}
     a = b = None
@@ -438,10 +445,11 @@ def test_a_run_started_during_a_long_run_does_not_send_its_messages_again(databa
         pytest.mark.django_db(transaction=True, serialized_rollback=True),
     ]),
 ])
-def test_messages_of_a_killed_run_are_sent_once_by_the_runs_after_it(database, tmp_path):
-    """A run killed after it queued a batch but before its ESP took it: once
-    OUTBOX_STALE_AFTER has passed, the next runs (four at once) send that batch, each
-    message exactly once, and do the rest of the day's work."""
+def test_the_batch_of_a_killed_run_is_never_sent_twice(database, tmp_path):
+    """A run killed while it hands a batch to the ESP (which may or may not have taken
+    it): once OUTBOX_STALE_AFTER has passed, the next runs (four at once) mark that batch
+    "state unknown" for a person and never send it again (at most once, see
+    docs/outbox.md), and do the rest of the day's work, each message exactly once."""
     n, batch_size, stale_after = 100, 10, 1
     site = PostgresSite() if database == "postgres" else SqliteSite(tmp_path / "db.sqlite3")
     site.seed(n)
@@ -461,10 +469,11 @@ def test_messages_of_a_killed_run_are_sent_once_by_the_runs_after_it(database, t
     finally:
         killed.proc.kill()
         killed.finish()
-    queued = [s for s in site.snapshot()["steps"] if s[4] == "queued"]
-    assert len(queued) == batch_size, "the killed run left its first batch queued"
+    in_flight = [s for s in site.snapshot()["steps"] if s[4] == "sending"]
+    assert len(in_flight) == batch_size, "the killed run was handing over its first batch"
     time.sleep(stale_after + 0.5)
     results = run_together(site, day(1), 4, workdir / "after", batch_size, **env)
     after = site.snapshot()
     check_day(day(1), results, read_mail(workdir), before, after, expected, today,
-              processes=4, batch_size=batch_size, killed=1)
+              processes=4, batch_size=batch_size, killed=1,
+              unknown={(case, key) for _, case, _, key, *_ in in_flight})

@@ -17,6 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from dunning import signals
+from dunning.channels.email import EmailChannel
 from dunning.conf import dunning_settings
 from dunning.engine.run import run_dunning
 from dunning.models import Case, CaseEvent, CaseStep, Customer, Invoice, Policy, Run
@@ -129,6 +130,14 @@ class Crash(BaseException):
 class CrashingBackend(BaseEmailBackend):
     def send_messages(self, messages):
         raise Crash("killed while sending")
+
+
+class CrashingChannel(EmailChannel):
+    """The process dies after the batch was recorded, before its messages are handed
+    over (while the outbox builds them): they stay queued."""
+
+    def build(self, outgoing):
+        raise Crash("killed before sending")
 
 
 # -- the schedule, end to end -------------------------------------------------------------
@@ -699,7 +708,7 @@ def test_a_message_left_queued_by_a_crashed_run_is_sent_by_a_later_run(
     run, overdue_customer, mailoutbox
 ):
     overdue_customer(email="ada@example.com")
-    with override_settings(EMAIL_BACKEND="tests.test_engine.CrashingBackend"):
+    with override_dunning_settings(EMAIL_CHANNEL="tests.test_engine.CrashingChannel"):
         with pytest.raises(Crash):
             run(1)
     step = CaseStep.objects.get()
@@ -727,6 +736,28 @@ def test_a_message_left_queued_by_a_crashed_run_is_sent_by_a_later_run(
     assert len(mailoutbox) == 1
     run(4)
     assert keys(mailoutbox) == ["initial-notice", "gentle-reminder"]
+
+
+def test_a_message_whose_run_crashed_while_handing_it_over_is_never_sent_again(
+    run, overdue_customer, mailoutbox
+):
+    """At most once (docs/outbox.md): the backend may have taken it; "state unknown"."""
+    overdue_customer(email="ada@example.com")
+    with override_settings(EMAIL_BACKEND="tests.test_engine.CrashingBackend"):
+        with pytest.raises(Crash):
+            run(1)
+    assert CaseStep.objects.get().status == CaseStep.Status.SENDING
+    run(1)  # soon after: the crashed run might still be sending it
+    assert CaseStep.objects.get().status == CaseStep.Status.SENDING
+    stale = timezone.now() - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER + 5)
+    CaseStep.objects.update(next_attempt_at=stale)
+    run(2)
+    step = CaseStep.objects.get()
+    assert step.status == CaseStep.Status.UNKNOWN
+    assert Case.objects.get().needs_person is True
+    assert mailoutbox == []
+    run(4)
+    assert keys(mailoutbox) == ["gentle-reminder"]
 
 
 def test_the_run_is_recorded_with_a_summary(run, overdue_customer, mailoutbox):
@@ -789,7 +820,7 @@ def test_a_stale_queued_message_to_an_address_suppressed_since_is_failed_not_sen
     from dunning.models import Suppression
 
     overdue_customer(email="gone@example.com")
-    with override_settings(EMAIL_BACKEND="tests.test_engine.CrashingBackend"):
+    with override_dunning_settings(EMAIL_CHANNEL="tests.test_engine.CrashingChannel"):
         with pytest.raises(Crash):
             run(1)
     Suppression.objects.create(address="gone@example.com", reason="bounced")

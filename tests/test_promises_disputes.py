@@ -75,8 +75,11 @@ def test_a_broken_promise_pauses_then_dunning_resumes_by_itself(
         day += ONE_DAY
     assert step_keys(case) == ["initial-notice"] and len(mailoutbox) == 1
 
-    # The day after the promised date, the unpaid case shows as a broken promise.
-    monkeypatch.setattr(timezone, "localdate", lambda *a, **k: today + ONE_DAY)
+    # Once the grace after the promised date has passed, the unpaid case shows as a broken
+    # promise (as the dashboard counts it), not before.
+    monkeypatch.setattr(timezone, "localdate", lambda *a, **k: end)
+    assert broken_promises(admin_client) == []
+    monkeypatch.setattr(timezone, "localdate", lambda *a, **k: end + ONE_DAY)
     assert broken_promises(admin_client) == [case]
     monkeypatch.undo()
 

@@ -21,7 +21,7 @@ def schedule(*args):
 
 
 def the_schedule():
-    (s,) = Schedule.objects.all()
+    (s,) = Schedule.objects.filter(name="dunning-run")
     return s
 
 

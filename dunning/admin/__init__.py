@@ -4,13 +4,16 @@
 
 from django.contrib import admin
 from django.urls import path
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
+from .. import services
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
     Case,
+    CaseEvent,
     CaseStep,
     Customer,
     Dispute,
@@ -19,22 +22,10 @@ from ..models import (
 )
 from . import caselist, casepage, dashboard, delivery, views, workbench  # noqa: F401 (delivery registers)
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
+from .readonly import ReadOnlyAdminMixin
 from .resources import CustomerResource, InvoiceResource, export_cases_csv
 
 __all__ = ["CaseAdmin", "MessageTemplateAdmin", "PolicyAdmin", "StepInline"]
-
-
-class ReadOnlyAdminMixin:
-    """Log and timeline rows are written by the engine only."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class DisputeInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -59,9 +50,12 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     search_help_text = gettext_lazy(
         "Customer name or email, invoice number, or case number."
     )
-    raw_id_fields = ["customer"]
-    readonly_fields = ["opened_on", "opened_at", "opened_in", "closed_on", "last_step_key",
-                       "last_step_on", "updated_at", "assigned_to", "paused_until",
+    # A case changes state through the run and the workbench actions only (each with its
+    # rules, permission, timeline entry and signal); the form edits the policy and the
+    # "needs a person" flag, nothing else.
+    readonly_fields = ["customer", "status", "opened_on", "opened_at", "opened_in",
+                       "closed_on", "last_step_key", "last_step_on", "next_due_on",
+                       "suspended", "updated_at", "assigned_to", "paused_until",
                        "pause_reason", "promised_on", "promised_amount"]
     actions = [workbench.assign, workbench.add_note, workbench.log_call, workbench.pause,
                workbench.resume, workbench.escalate, workbench.send_now, workbench.write_off,
@@ -72,8 +66,18 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     change_list_template = "dunning/admin/case_change_list.html"
     change_form_template = "dunning/admin/case_change_form.html"
 
+    def has_add_permission(self, request):
+        return False  # the run opens cases
+
     def get_queryset(self, request):
         return caselist.annotate_owing(super().get_queryset(request))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "policy" in form.changed_data:
+            services.record(obj, CaseEvent.Kind.NOTE, request.user,
+                             _("Policy changed to %(policy)s.") % {"policy": obj.policy},
+                             policy=obj.policy.key)
 
     def get_search_results(self, request, queryset, search_term):
         return caselist.search_cases(queryset, search_term), False
@@ -125,8 +129,10 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
 
 
 @admin.register(CaseStep)
-class CaseStepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["case", "step_key", "executed_on", "recipient", "status", "reason"]
+class CaseStepAdmin(delivery.OutboxActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Actions for steps in state "unknown" and their permission: see delivery.py.
+    list_display = ["case", "step_key", "executed_on", "recipient", "status", "reason",
+                    "attempts", "next_attempt_at"]
     list_filter = ["status", "step_key", "channel"]
     search_fields = ["recipient", "step_key"]
     list_select_related = ["case"]

@@ -18,16 +18,26 @@ BAR_GAP = 8
 LABEL_WIDTH = 150
 
 
-def _bars(items):
-    """SVG geometry for horizontal bars: items are (label, value, text)."""
-    largest = max([value for _label, value, _text in items] + [0])
+BAR_FILL = "#417690"  # the admin's own blue
+KEPT_FILL = "#5b8a3c"
+BROKEN_FILL = "#ba2121"  # the admin's error red
+PENDING_FILL = "#999999"
+
+
+def _bars(items, largest=None):
+    """SVG geometry for horizontal bars: items are (label, value, text) or
+    (label, value, text, fill); bars are scaled to ``largest`` (default: the largest
+    value, so that it spans the full width)."""
+    if largest is None:
+        largest = max([item[1] for item in items] + [0])
     bars = []
-    for index, (label, value, text) in enumerate(items):
+    for index, (label, value, text, *fill) in enumerate(items):
         width = round(BAR_WIDTH * float(value) / float(largest)) if largest else 0
         y = index * (BAR_HEIGHT + BAR_GAP)
         bars.append({
             "label": label, "text": text, "width": width, "y": y,
             "text_y": y + BAR_HEIGHT - 5, "value_x": LABEL_WIDTH + width + 6,
+            "fill": fill[0] if fill else BAR_FILL,
         })
     return {
         "bars": bars,
@@ -64,9 +74,11 @@ def dashboard_view(model_admin, request):
     ]
     steps = [{**step, "percent": _percent(step["rate"])} for step in figures["steps"]]
     recovery = [
-        {**window, "percent": _percent(window["rate"])}
-        for window in figures["recovery"].values()
+        {**window, "percent": _percent(window["rate"]),
+         "recovered": money(figures["recovered"].get(days, []))}
+        for days, window in figures["recovery"].items()
     ]
+    promises = {**figures["promises"], "percent": _percent(figures["promises"]["rate"])}
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
@@ -76,6 +88,18 @@ def dashboard_view(model_admin, request):
         "open_amounts": money(figures["open"]["amounts"]),
         "recovery": recovery,
         "days_to_collect": figures["days_to_collect"],
+        # Rates out of 100 %, so that a window's bar shows its rate, not its rank.
+        "recovery_chart": _bars(
+            [(_("last %(days)s days") % {"days": w["days"]}, w["rate"] or 0, w["percent"])
+             for w in recovery],
+            largest=1,
+        ),
+        "promises": promises,
+        "promises_chart": _bars([
+            (_("Kept"), promises["kept"], str(promises["kept"]), KEPT_FILL),
+            (_("Broken"), promises["broken"], str(promises["broken"]), BROKEN_FILL),
+            (_("Pending"), promises["pending"], str(promises["pending"]), PENDING_FILL),
+        ]),
         "aging": aging,
         "aging_chart": _bars([(b["bucket"], b["count"], str(b["count"])) for b in aging]),
         "steps": steps,
@@ -83,6 +107,8 @@ def dashboard_view(model_admin, request):
             [(s["step_key"], s["rate"] or 0, s["percent"]) for s in steps]
         ),
         "within_days": reports.EFFECTIVE_WITHIN_DAYS,
+        "steps_from": figures["steps_window"][0],
+        "steps_until": figures["steps_window"][1],
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "dunning/admin/dashboard.html", context)

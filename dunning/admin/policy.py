@@ -1,21 +1,91 @@
-"""Admin of policies, their steps and message templates."""
+"""Admin of policies, their steps and message templates, and the policy simulator.
+
+Who may change what: the permission ``dunning.edit_policy`` ("Can edit dunning policies,
+steps and message templates") is the one switch for writing. Adding, changing and deleting
+a policy, its steps (the inline) and its message templates, importing them, and resetting a
+template to the shipped text all need it; Django's own add/change/delete permissions of
+these three models are ignored (neither needed nor enough), so that one permission, not
+nine, decides who edits dunning. Seeing them needs ``view_policy`` (policies and their
+steps) or ``view_messagetemplate`` (templates), or ``edit_policy``; a user with view
+permissions only gets read-only pages, and a forged POST is refused (403). Superusers have
+every permission. Exports need the view permission.
+
+The policy simulator (``<policy>/simulate/``, the "Simulate" button of the change page)
+needs the view permission: it reads, never writes.
+"""
+
+import datetime
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, JSON, XLSX
 
+from ..engine.simulate import (
+    DEFAULT_DAYS,
+    MAX_DAYS,
+    MIN_DAYS,
+    SimulationError,
+    check_days,
+    simulate,
+)
+from ..exceptions import DunningError
 from ..models import MessageTemplate, Policy, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
 from .preview import preview_view
 from .resources import MessageTemplateResource, PolicyResource
+
+EDIT_POLICY = "dunning.edit_policy"
+
+
+def can_edit_policies(request):
+    """True when the user may edit policies, steps and templates (superusers may)."""
+    user = request.user
+    return user.is_active and user.has_perm(EDIT_POLICY)
+
+
+class EditPolicyPermissions:
+    """Add, change and delete need ``dunning.edit_policy`` (see the module docstring)."""
+
+    #: The view permissions that let a user see these pages read-only.
+    view_permissions = ()
+
+    def has_view_permission(self, request, obj=None):
+        user = request.user
+        return (
+            can_edit_policies(request)
+            or any(user.has_perm(f"dunning.{codename}") for codename in self.view_permissions)
+            or super().has_view_permission(request, obj)
+        )
+
+    def has_add_permission(self, request, *args):
+        return can_edit_policies(request)
+
+    def has_change_permission(self, request, obj=None):
+        return can_edit_policies(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return can_edit_policies(request)
+
+    def has_edit_policy_permission(self, request):
+        """For ``@admin.action(permissions=["edit_policy"])``."""
+        return can_edit_policies(request)
+
+    def has_import_permission(self, request):
+        return can_edit_policies(request)
+
+    def has_export_permission(self, request):
+        return self.has_view_or_change_permission(request)
 
 
 class StepFormSet(BaseInlineFormSet):
@@ -38,7 +108,8 @@ class StepFormSet(BaseInlineFormSet):
         pass
 
 
-class StepInline(admin.TabularInline):
+class StepInline(EditPolicyPermissions, admin.TabularInline):
+    view_permissions = ("view_policy", "view_step")
     model = Step
     formset = StepFormSet
     extra = 0
@@ -69,7 +140,10 @@ def delete_selected(modeladmin, request, queryset):
 
 
 @admin.register(Policy)
-class PolicyAdmin(ImportExportMixin, admin.ModelAdmin):
+class PolicyAdmin(EditPolicyPermissions, ImportExportMixin, admin.ModelAdmin):
+    view_permissions = ("view_policy",)
+    # Adds a "Simulate" link to the object tools of the change form.
+    change_form_template = "dunning/admin/simulate_change_form.html"
     # Steps and templates travel with their policy (JSON columns of PolicyResource).
     resource_classes = [PolicyResource]
     # No XLSX: the templates column of a policy outgrows a spreadsheet cell (32,767
@@ -122,9 +196,24 @@ class PolicyAdmin(ImportExportMixin, admin.ModelAdmin):
             self.message_user(request, in_use_message(policy, policy.case_count), messages.ERROR)
         queryset.filter(~Q(pk__in=[p.pk for p in in_use])).delete()
 
+    def get_urls(self):
+        opts = self.model._meta
+        return [
+            path(
+                "<path:object_id>/simulate/",
+                self.admin_site.admin_view(self.simulate_view),
+                name=f"{opts.app_label}_{opts.model_name}_simulate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def simulate_view(self, request, object_id):
+        return simulate_view(self, request, object_id)
+
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(ImportExportMixin, admin.ModelAdmin):
+class MessageTemplateAdmin(EditPolicyPermissions, ImportExportMixin, admin.ModelAdmin):
+    view_permissions = ("view_messagetemplate",)
     resource_classes = [MessageTemplateResource]
     import_formats = [CSV, XLSX, JSON]
     export_formats = [CSV, XLSX, JSON]
@@ -149,8 +238,11 @@ class MessageTemplateAdmin(ImportExportMixin, admin.ModelAdmin):
     def preview_view(self, request, object_id):
         return preview_view(self, request, object_id)
 
-    @admin.action(permissions=["change"], description=gettext_lazy("Reset to the shipped text"))
+    @admin.action(permissions=["edit_policy"],
+                  description=gettext_lazy("Reset to the shipped text"))
     def reset_to_shipped(self, request, queryset):
+        if not can_edit_policies(request):  # belt and braces: the action is not offered
+            raise PermissionDenied
         for template in queryset.order_by("policy", "step_key", "language"):
             shipped = shipped_message(template.language.lower(), template.step_key)
             if shipped is None:
@@ -170,4 +262,116 @@ class MessageTemplateAdmin(ImportExportMixin, admin.ModelAdmin):
             )
 
 
-__all__ = ["MessageTemplateAdmin", "PolicyAdmin", "StepInline"]
+# -- the simulator --------------------------------------------------------------------------
+CHART_BAR_WIDTH = 300  # px of the longest bar
+CHART_BAR_HEIGHT = 14
+CHART_LABEL_WIDTH = 170
+CHART_GROUP_GAP = 12
+CHART_LEGEND_HEIGHT = 24
+
+
+def comparison_chart(rows):
+    """SVG geometry for pairs of horizontal bars (draft above live), one pair per row:
+    rows are (label, draft, live)."""
+    largest = max([max(draft, live) for _label, draft, live in rows] + [0])
+    group = 2 * CHART_BAR_HEIGHT + 2 + CHART_GROUP_GAP
+    bars = []
+    for index, (label, draft, live) in enumerate(rows):
+        y = CHART_LEGEND_HEIGHT + index * group
+        pair = []
+        for offset, value, kind in ((0, draft, "draft"), (CHART_BAR_HEIGHT + 2, live, "live")):
+            width = round(CHART_BAR_WIDTH * value / largest) if largest else 0
+            pair.append({
+                "kind": kind, "value": value, "y": y + offset, "width": width,
+                "text_y": y + offset + CHART_BAR_HEIGHT - 3,
+                "value_x": CHART_LABEL_WIDTH + width + 6,
+            })
+        bars.append({"label": label, "label_y": y + CHART_BAR_HEIGHT + 4, "pair": pair})
+    return {
+        "groups": bars,
+        "label_width": CHART_LABEL_WIDTH,
+        "bar_height": CHART_BAR_HEIGHT,
+        "legend_live_x": CHART_LABEL_WIDTH + 120,
+        "width": CHART_LABEL_WIDTH + CHART_BAR_WIDTH + 80,
+        "height": CHART_LEGEND_HEIGHT + max(len(rows), 1) * group,
+    }
+
+
+def _signed(number):
+    return f"+{number}" if number > 0 else ("−" + str(-number) if number < 0 else "0")
+
+
+def simulate_view(model_admin, request, object_id):
+    """GET: what this policy would have sent over the last ?days= days (default 90, up to
+    ?as_of=, default today) to the live policy's cases, beside what the live policy sent."""
+    opts = model_admin.model._meta
+    policy = model_admin.get_object(request, unquote(object_id))
+    if policy is None:
+        return model_admin._get_obj_does_not_exist_redirect(request, opts, object_id)
+    if not model_admin.has_view_or_change_permission(request, policy):
+        raise PermissionDenied
+    raw_days = request.GET.get("days", "").strip()
+    days, error, result, status = DEFAULT_DAYS, "", None, 200
+    if raw_days:
+        try:
+            days = check_days(raw_days)
+        except SimulationError:
+            error = _("The number of days must be a whole number from %(min)s to %(max)s, "
+                      "not '%(value)s'.") % {"min": MIN_DAYS, "max": MAX_DAYS, "value": raw_days}
+            status = 400
+    as_of, raw_as_of = None, request.GET.get("as_of", "").strip()
+    if raw_as_of and not error:
+        try:
+            as_of = datetime.date.fromisoformat(raw_as_of)
+        except ValueError:
+            error = _("'%(value)s' is not a date (YYYY-MM-DD).") % {"value": raw_as_of}
+            status = 400
+    if not error:
+        try:
+            result = simulate(policy, days, as_of)
+        except DunningError as exc:
+            error = str(exc)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts,
+        "original": policy,
+        "title": _("Simulate %(policy)s") % {"policy": policy.name},
+        "days": raw_days if error and raw_days else days,
+        "as_of": raw_as_of,
+        "min_days": MIN_DAYS,
+        "max_days": MAX_DAYS,
+        "error": error,
+        "result": result,
+    }
+    if result is not None:
+        summary = [
+            (_("Messages"), "total"),
+            (_("Cases messaged"), "cases_messaged"),
+            (_("Suspensions"), "suspended"),
+            (_("Terminations"), "terminated"),
+        ]
+        context.update({
+            "start": datetime.date.fromisoformat(result["start"]),
+            "end": datetime.date.fromisoformat(result["end"]),
+            "summary": [
+                {"label": label, "name": name, "draft": result["draft"][name],
+                 "live": result["live"][name], "difference": _signed(result["difference"][name])}
+                for label, name in summary
+            ],
+            "steps": [{**row, "signed": _signed(row["difference"])} for row in result["steps"]],
+            "weeks": [
+                {**row, "monday": datetime.date.fromisoformat(row["week"]),
+                 "signed": _signed(row["draft"] - row["live"])}
+                for row in result["weeks"]
+            ],
+            "chart": comparison_chart(
+                [(row["step_key"], row["draft"], row["live"]) for row in result["steps"]]
+            ),
+            "is_live_policy": result["policy"]["key"] == result["live_policy"]["key"],
+        })
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "dunning/admin/simulate.html", context, status=status)
+
+
+__all__ = ["MessageTemplateAdmin", "PolicyAdmin", "StepInline", "can_edit_policies",
+           "simulate_view"]

@@ -86,7 +86,9 @@ def render_preview(template, customer_pk):
             invoices=invoices,
             step=step_info(template),
             as_of=today,
-            locale=babel_locale(customer.language or template.language),
+            # Amounts and dates in the template's language: an English template previewed
+            # for a German customer reads as the English customers get it.
+            locale=babel_locale(template.language or customer.language),
             company=company_context(),
         )
         result["subject"], result["text"], result["html"] = Renderer().render(template, context)

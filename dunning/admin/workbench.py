@@ -4,33 +4,26 @@ Every action works on the cases selected in the case changelist, reports per cas
 ``message_user`` and records a :class:`~dunning.models.CaseEvent` with the acting user on
 the case's timeline. Actions that need input (a collector, a note, a call's outcome, a
 pause reason, a write-off reason) show an intermediate page first.
-"""
 
-import datetime
-import logging
+What an action does to a case, and when it refuses, is ``dunning.services`` (the REST API
+calls the same functions); this module is the admin's forms, pages and messages.
+"""
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import signals
-from ..engine import manual
-from ..hosts import get_adapter
-from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Dispute
+from .. import services
+from ..models import CaseStep
+from ..queries import broken_promises
 
-logger = logging.getLogger(__name__)
-
-#: "Paused without an end date": the engine compares dates, so a date far away will do.
-PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
-
-#: Days after a promised payment date before dunning goes on by itself.
-PROMISE_GRACE_DAYS = 3
+# The rules live in dunning.services (shared with the REST API); re-exported here.
+PAUSED_INDEFINITELY = services.PAUSED_INDEFINITELY
+PROMISE_GRACE_DAYS = services.PROMISE_GRACE_DAYS
 
 
 # -- forms -----------------------------------------------------------------------------
@@ -52,12 +45,7 @@ class NoteForm(forms.Form):
 
 
 class CallForm(forms.Form):
-    OUTCOMES = [
-        ("reached", gettext_lazy("Reached")),
-        ("no-answer", gettext_lazy("No answer")),
-        ("promised", gettext_lazy("Promised to pay")),
-        ("refused", gettext_lazy("Refused to pay")),
-    ]
+    OUTCOMES = services.CALL_OUTCOMES
     outcome = forms.ChoiceField(label=gettext_lazy("Outcome"), choices=OUTCOMES)
     text = forms.CharField(
         label=gettext_lazy("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 4})
@@ -74,10 +62,7 @@ class PauseForm(forms.Form):
     )
 
     def clean_until(self):
-        until = self.cleaned_data["until"]
-        if until is not None and until <= timezone.localdate():
-            raise forms.ValidationError(_("The end of a pause must lie in the future."))
-        return until
+        return services.check_pause_until(self.cleaned_data["until"])
 
 
 class WriteOffForm(forms.Form):
@@ -94,16 +79,10 @@ class PromiseForm(forms.Form):
     )
 
     def clean_date(self):
-        date = self.cleaned_data["date"]
-        if date < timezone.localdate():
-            raise forms.ValidationError(_("The promised date must be today or later."))
-        return date
+        return services.check_promise_date(self.cleaned_data["date"])
 
     def clean_amount(self):
-        amount = self.cleaned_data["amount"]
-        if amount <= 0:
-            raise forms.ValidationError(_("The promised amount must be greater than zero."))
-        return amount
+        return services.check_promise_amount(self.cleaned_data["amount"])
 
 
 class DisputeForm(forms.Form):
@@ -118,11 +97,8 @@ class ResolveDisputesForm(forms.Form):
 
 
 # -- helpers ---------------------------------------------------------------------------
-def record(case, kind, request, message="", **data):
-    return CaseEvent.objects.create(
-        case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
-        actor=request.user if request.user.is_authenticated else None,
-    )
+def actor_of(request):
+    return request.user if request.user.is_authenticated else None
 
 
 def intermediate_page(modeladmin, request, queryset, *, form, action, title, submit,
@@ -164,20 +140,23 @@ def ask(modeladmin, request, queryset, form_class, **page):
     )
 
 
+def apply(modeladmin, request, operation, case, *args):
+    """``operation(case, *args, actor)`` (a dunning.services function); a refusal is
+    shown as a warning and gives None."""
+    try:
+        return operation(case, *args, actor_of(request))
+    except services.CaseActionRefused as refused:
+        modeladmin.message_user(request, refused.message, messages.WARNING)
+        return None
+
+
 def only_open(modeladmin, request, case):
-    if case.status != Case.Status.OPEN:
-        modeladmin.message_user(
-            request,
-            _("%(case)s is not open; left unchanged.") % {"case": case},
-            messages.WARNING,
-        )
+    try:
+        services.require_open(case)
+    except services.CaseNotOpen as refused:
+        modeladmin.message_user(request, refused.message, messages.WARNING)
         return False
     return True
-
-
-def recheck_from(case):
-    """A next check date that lets the next run decide again for ``case``."""
-    return case.last_step_on or case.opened_on
 
 
 # -- actions ---------------------------------------------------------------------------
@@ -191,11 +170,7 @@ def assign(modeladmin, request, queryset):
         return page
     collector = form.cleaned_data["collector"]
     for case in queryset:
-        with transaction.atomic():
-            Case.objects.filter(pk=case.pk).update(assigned_to=collector)
-            record(case, CaseEvent.Kind.ASSIGNED,
-                   request, _("Assigned to %(user)s.") % {"user": collector.get_username()},
-                   user=collector.pk, username=collector.get_username())
+        services.assign(case, collector, actor_of(request))
         modeladmin.message_user(
             request, _("%(case)s assigned to %(user)s.")
             % {"case": case, "user": collector.get_username()}, messages.SUCCESS,
@@ -211,7 +186,7 @@ def add_note(modeladmin, request, queryset):
     if page is not None:
         return page
     for case in queryset:
-        record(case, CaseEvent.Kind.NOTE, request, form.cleaned_data["text"])
+        services.add_note(case, form.cleaned_data["text"], actor_of(request))
         modeladmin.message_user(request, _("Note added to %(case)s.") % {"case": case},
                                 messages.SUCCESS)
 
@@ -227,7 +202,7 @@ def log_call(modeladmin, request, queryset):
     outcome = form.cleaned_data["outcome"]
     label = dict(CallForm.OUTCOMES)[outcome]
     for case in queryset:
-        record(case, CaseEvent.Kind.CALL, request, form.cleaned_data["text"], outcome=outcome)
+        services.log_call(case, outcome, form.cleaned_data["text"], actor_of(request))
         modeladmin.message_user(
             request, _("Call logged on %(case)s: %(outcome)s.") % {"case": case, "outcome": label},
             messages.SUCCESS,
@@ -246,15 +221,8 @@ def pause(modeladmin, request, queryset):
         return page
     reason, until = form.cleaned_data["reason"], form.cleaned_data["until"]
     for case in queryset:
-        if not only_open(modeladmin, request, case):
+        if apply(modeladmin, request, services.pause, case, reason, until) is None:
             continue
-        with transaction.atomic():
-            Case.objects.filter(pk=case.pk).update(
-                paused_until=until or PAUSED_INDEFINITELY, pause_reason=reason,
-                next_due_on=recheck_from(case),
-            )
-            record(case, CaseEvent.Kind.PAUSED, request, reason,
-                   until=until.isoformat() if until else None)
         if until:
             text = _("%(case)s paused until %(date)s.") % {"case": case, "date": until.isoformat()}
         else:
@@ -265,17 +233,8 @@ def pause(modeladmin, request, queryset):
 @admin.action(description=gettext_lazy("Resume dunning"), permissions=["change"])
 def resume(modeladmin, request, queryset):
     for case in queryset:
-        if not only_open(modeladmin, request, case):
+        if apply(modeladmin, request, services.resume, case) is None:
             continue
-        if case.paused_until is None:
-            modeladmin.message_user(request, _("%(case)s is not paused.") % {"case": case},
-                                    messages.WARNING)
-            continue
-        with transaction.atomic():
-            Case.objects.filter(pk=case.pk).update(
-                paused_until=None, pause_reason="", next_due_on=recheck_from(case)
-            )
-            record(case, CaseEvent.Kind.RESUMED, request)
         modeladmin.message_user(request, _("%(case)s resumed.") % {"case": case},
                                 messages.SUCCESS)
 
@@ -283,26 +242,10 @@ def resume(modeladmin, request, queryset):
 @admin.action(description=gettext_lazy("Escalate to a person"), permissions=["change"])
 def escalate(modeladmin, request, queryset):
     for case in queryset:
-        if not only_open(modeladmin, request, case):
+        if apply(modeladmin, request, services.escalate, case) is None:
             continue
-        with transaction.atomic():
-            Case.objects.filter(pk=case.pk).update(needs_person=True)
-            record(case, CaseEvent.Kind.ESCALATED, request)
         modeladmin.message_user(request, _("%(case)s escalated to a person.") % {"case": case},
                                 messages.SUCCESS)
-
-
-def send_written_off(case):
-    for receiver, response in signals.case_written_off.send_robust(
-        sender=Case, case=case, customer=case.customer
-    ):
-        if isinstance(response, Exception):
-            logger.error("case_written_off receiver %r failed for case %s", receiver, case.pk,
-                         exc_info=response)
-            CaseEvent.objects.create(
-                case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
-                message=f"case_written_off: {type(response).__name__}: {response}"[:2000],
-            )
 
 
 @admin.action(description=gettext_lazy("Write off"), permissions=["write_off"])
@@ -319,29 +262,9 @@ def write_off(modeladmin, request, queryset):
     if page is not None:
         return page
     reason = form.cleaned_data["reason"]
-    today = timezone.localdate()
-    adapter = get_adapter()
     for case in queryset.select_related("customer"):
-        if not only_open(modeladmin, request, case):
+        if not apply(modeladmin, request, services.write_off, case, reason):
             continue
-        with transaction.atomic():
-            updated = Case.objects.filter(pk=case.pk, status=Case.Status.OPEN).update(
-                status=Case.Status.WRITTEN_OFF, closed_on=today, next_due_on=None,
-            )
-            if not updated:
-                continue
-            # Link the invoices the case covered, as a termination does, so that they
-            # are not dunned again in a new case.
-            invoice_pks = adapter.overdue_invoices(today + datetime.timedelta(days=1)).filter(
-                **{adapter.customer_annotation: case.customer_id}
-            ).values_list("pk", flat=True)
-            CaseInvoice.objects.bulk_create(
-                [CaseInvoice(case=case, invoice_id=pk) for pk in invoice_pks],
-                ignore_conflicts=True,
-            )
-            record(case, CaseEvent.Kind.WRITTEN_OFF, request, reason)
-            case.status, case.closed_on, case.next_due_on = Case.Status.WRITTEN_OFF, today, None
-            transaction.on_commit(lambda case=case: send_written_off(case))
         modeladmin.message_user(request, _("%(case)s written off.") % {"case": case},
                                 messages.SUCCESS)
     return None
@@ -359,21 +282,9 @@ def record_promise(modeladmin, request, queryset):
     if page is not None:
         return page
     date, amount = form.cleaned_data["date"], form.cleaned_data["amount"]
-    until = date + datetime.timedelta(days=PROMISE_GRACE_DAYS)
     for case in queryset:
-        if not only_open(modeladmin, request, case):
+        if apply(modeladmin, request, services.record_promise, case, date, amount) is None:
             continue
-        # A promise never shortens a longer pause (a dispute, a pause until further notice).
-        paused_until = max(until, case.paused_until) if case.paused_until else until
-        with transaction.atomic():
-            Case.objects.filter(pk=case.pk).update(
-                promised_on=date, promised_amount=amount,
-                paused_until=paused_until, next_due_on=paused_until,
-            )
-            record(case, CaseEvent.Kind.PROMISE, request,
-                   _("Promised to pay %(amount)s by %(date)s.")
-                   % {"amount": amount, "date": date.isoformat()},
-                   date=date.isoformat(), amount=str(amount))
         modeladmin.message_user(
             request, _("Promise to pay %(amount)s by %(date)s recorded on %(case)s.")
             % {"case": case, "amount": amount, "date": date.isoformat()}, messages.SUCCESS,
@@ -390,19 +301,9 @@ def open_dispute(modeladmin, request, queryset):
     if page is not None:
         return page
     number, reason = form.cleaned_data["invoice_number"], form.cleaned_data["reason"]
-    actor = request.user if request.user.is_authenticated else None
     for case in queryset:
-        if not only_open(modeladmin, request, case):
+        if apply(modeladmin, request, services.open_dispute, case, number, reason) is None:
             continue
-        with transaction.atomic():
-            dispute = Dispute.objects.create(
-                case=case, invoice_number=number, reason=reason, opened_by=actor
-            )
-            Case.objects.filter(pk=case.pk).update(
-                paused_until=PAUSED_INDEFINITELY, next_due_on=recheck_from(case)
-            )
-            record(case, CaseEvent.Kind.DISPUTE, request, reason,
-                   dispute=dispute.pk, invoice_number=number)
         modeladmin.message_user(
             request, _("Dispute about %(invoice)s opened on %(case)s; dunning is paused.")
             % {"case": case, "invoice": number}, messages.SUCCESS,
@@ -421,33 +322,17 @@ def resolve_disputes(modeladmin, request, queryset):
         return page
     resolution = form.cleaned_data["resolution"]
     for case in queryset:
-        with transaction.atomic():
-            resolved = Dispute.objects.filter(case=case, resolved_at__isnull=True).update(
-                resolved_at=timezone.now(), resolution=resolution
-            )
-            if not resolved:
-                text = _("%(case)s has no open dispute.") % {"case": case}
-                level = messages.WARNING
-            else:
-                if case.is_open and not case.disputes.filter(resolved_at__isnull=True).exists():
-                    Case.objects.filter(pk=case.pk).update(
-                        paused_until=None, next_due_on=recheck_from(case)
-                    )
-                record(case, CaseEvent.Kind.DISPUTE_RESOLVED, request, resolution,
-                       resolved=resolved)
-                text = _("%(count)s dispute(s) resolved on %(case)s.") % {
-                    "case": case, "count": resolved}
-                level = messages.SUCCESS
-        modeladmin.message_user(request, text, level)
+        resolved = apply(modeladmin, request, services.resolve_disputes, case, resolution)
+        if resolved is None:
+            continue
+        modeladmin.message_user(
+            request, _("%(count)s dispute(s) resolved on %(case)s.")
+            % {"case": case, "count": resolved}, messages.SUCCESS,
+        )
 
 
 #: Why "send the next step now" left a case alone (see dunning.engine.manual).
-SEND_NOW_REFUSED = {
-    manual.REFUSED_DONE: gettext_lazy("%(case)s has no step left to send."),
-    manual.REFUSED_TODAY: gettext_lazy("%(case)s already had a step today; one a day is the most."),
-    manual.REFUSED_PAUSED: gettext_lazy("%(case)s is paused; resume it first."),
-    manual.REFUSED_MINIMUM: gettext_lazy("%(case)s owes less than its policy's minimum balance."),
-}
+SEND_NOW_REFUSED = services.SEND_NOW_REFUSED
 
 
 @admin.action(description=gettext_lazy("Send the next step now"), permissions=["send_by_hand"])
@@ -458,35 +343,34 @@ def send_now(modeladmin, request, queryset):
         modeladmin.message_user(request, _("You may not send steps by hand."), messages.ERROR)
         return
     cases = {case.pk: case for case in queryset}
-    for case in cases.values():
-        if case.status != Case.Status.OPEN:
-            only_open(modeladmin, request, case)
-    actor = request.user if request.user.is_authenticated else None
-    run = manual.send_next_step_now(
-        [pk for pk, case in cases.items() if case.status == Case.Status.OPEN], actor=actor
-    )
-    for pk, why in run.refused.items():
-        modeladmin.message_user(request, SEND_NOW_REFUSED[why] % {"case": cases[pk]},
-                                messages.WARNING)
-    failures = dict(run.result.failures)
-    sent = CaseStep.objects.filter(run=run.run, case_id__in=list(cases)).select_related("case")
-    for step in sent:
-        if step.case_id in failures or step.status == CaseStep.Status.FAILED:
+    outcome = services.send_now(list(cases.values()), actor_of(request))
+    for case in outcome.not_open:
+        only_open(modeladmin, request, case)
+    for pk in outcome.refused:
+        modeladmin.message_user(request, outcome.refusal_message(cases[pk]), messages.WARNING)
+    for sent in outcome.sent:
+        step = sent.step
+        if sent.failure:
             modeladmin.message_user(
                 request, _("Step %(step)s of %(case)s could not be sent: %(reason)s")
-                % {"step": step.step_key, "case": cases[step.case_id],
-                   "reason": failures.get(step.case_id) or step.reason},
+                % {"step": step.step_key, "case": cases[step.case_id], "reason": sent.failure},
                 messages.ERROR,
             )
-        else:
+        elif step.status == CaseStep.Status.SENT:
             modeladmin.message_user(
                 request, _("Step %(step)s sent to %(case)s.")
                 % {"step": step.step_key, "case": cases[step.case_id]}, messages.SUCCESS,
             )
-    if run.result.resolved:
+        else:  # a transient failure: the outbox tries again later
+            modeladmin.message_user(
+                request, _("Step %(step)s of %(case)s is queued: the email service failed "
+                           "for now, and it will be tried again.")
+                % {"step": step.step_key, "case": cases[step.case_id]}, messages.WARNING,
+            )
+    if outcome.resolved:
         modeladmin.message_user(
             request, _("%(count)s case(s) were paid already and are now resolved.")
-            % {"count": run.result.resolved}, messages.INFO,
+            % {"count": outcome.resolved}, messages.INFO,
         )
 
 
@@ -502,8 +386,7 @@ class BrokenPromiseFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(status=Case.Status.OPEN,
-                                   promised_on__lt=timezone.localdate())
+            return broken_promises(queryset)
         return queryset
 
 

@@ -21,9 +21,14 @@ class Outgoing:
 
 @dataclass(slots=True)
 class Outcome:
+    """What became of one message. ``transient``: it failed for a reason that may pass
+    (a timeout, an ESP outage, SMTP 4xx), so the outbox tries again later; a failure that
+    is not transient (a rejected recipient) is final."""
+
     ok: bool
     reason: str = ""
     message_id: str = ""
+    transient: bool = False
 
 
 class Channel:
@@ -40,5 +45,9 @@ class Channel:
         raise NotImplementedError(f"{type(self).__name__} must implement build()")
 
     def send(self, messages) -> list[Outcome]:
-        """Send built messages; return one Outcome per message, in order."""
+        """Send built messages; return one Outcome per message, in order.
+
+        A message is sent at most once per call: a channel must not send a message again
+        by itself (the outbox retries transient failures, and only those it was told
+        about). Raise only when the channel cannot tell what became of the messages."""
         raise NotImplementedError(f"{type(self).__name__} must implement send()")

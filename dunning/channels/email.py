@@ -9,12 +9,18 @@ and ESP events can be matched back to the case.
 from __future__ import annotations
 
 import logging
+import smtplib
 
-from anymail.exceptions import AnymailError
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailConfigurationError,
+    AnymailError,
+    AnymailRecipientsRefused,
+)
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core import mail
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 
@@ -78,23 +84,50 @@ class EmailChannel(Channel):
         return message
 
     def send(self, messages):
+        """Hand each message to the email backend on its own, over one connection, and
+        report what became of each: a failure never makes the channel send a message
+        again (retrying is the outbox's job, and only for transient failures)."""
         if not messages:
             return []
+        own = self.connection is None
         connection = self.connection or mail.get_connection(fail_silently=False)
+        outcomes, is_open, down = [], False, None
         try:
-            connection.send_messages(messages)
-        except Exception:
-            # Find out which message failed: send each on its own.
-            logger.warning("Batch send failed; retrying message by message", exc_info=True)
-            return [self._send_one(connection, m) for m in messages]
-        return [self._outcome(m) for m in messages]
-
-    def _send_one(self, connection, message):
-        try:
-            connection.send_messages([message])
-        except (AnymailError, OSError, Exception) as exc:  # noqa: B014 - record every failure
-            return Outcome(False, reason=f"{type(exc).__name__}: {exc}"[:2000])
-        return self._outcome(message)
+            for message in messages:
+                if down is not None:
+                    # The backend could not be reached: the rest is not tried now.
+                    outcomes.append(down)
+                    continue
+                if not is_open:
+                    try:
+                        connection.open()
+                    except Exception as exc:  # noqa: BLE001 - every failure is an outcome
+                        logger.warning("Could not connect to the email backend", exc_info=True)
+                        down = failure(exc)
+                        down.transient = True
+                        outcomes.append(down)
+                        continue
+                    is_open = True
+                try:
+                    count = connection.send_messages([message])
+                except Exception as exc:  # noqa: BLE001 - every failure is an outcome
+                    outcome = failure(exc)
+                    logger.warning("Sending to %s failed (%s): %s", message.to,
+                                   "transient" if outcome.transient else "permanent", outcome.reason)
+                    if outcome.transient and own:
+                        # The connection may be broken: start the next message afresh.
+                        close_quietly(connection)
+                        is_open = False
+                    outcomes.append(outcome)
+                    continue
+                if count == 0:
+                    outcomes.append(Outcome(False, reason=_("the email backend did not send it")))
+                    continue
+                outcomes.append(self._outcome(message))
+        finally:
+            if is_open and own:
+                close_quietly(connection)
+        return outcomes
 
     @staticmethod
     def _outcome(message):
@@ -106,3 +139,57 @@ class EmailChannel(Channel):
             if statuses and statuses <= REJECTED:
                 return Outcome(False, reason=_("rejected by the ESP: %(s)s") % {"s": ", ".join(sorted(statuses))}, message_id=message_id)
         return Outcome(True, message_id=message_id)
+
+
+def close_quietly(connection):
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+        logger.debug("Closing the email connection failed", exc_info=True)
+
+
+def describe(exc):
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def failure(exc):
+    """The Outcome of a message whose sending raised ``exc``: transient when trying again
+    later may work (see :func:`is_transient`)."""
+    return Outcome(False, reason=describe(exc), transient=is_transient(exc))
+
+
+def is_transient(exc):
+    """Whether a failed send is worth trying again later.
+
+    Transient: the ESP's API answered 429 or 5xx or not at all (anymail), the SMTP server
+    answered 4xx (to the sender, the data or every recipient), the connection failed or
+    timed out, and configuration problems (a wrong ESP key or SMTP password is fixed by
+    a person; the message should go out then). Permanent: a rejected recipient or message
+    (an ESP's 4xx, SMTP 5xx) and anything else (a message the backend cannot send will
+    not get better by waiting).
+    """
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        if status is None:
+            return True  # no answer: a timeout or a connection error
+        if status in (401, 403):
+            return True  # the ESP refused our credentials: a configuration problem
+        return status == 429 or status >= 500
+    if isinstance(exc, (AnymailConfigurationError, ImproperlyConfigured)):
+        return True
+    if isinstance(exc, AnymailError):
+        return False  # an invalid address, an unsupported feature, ...
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in (exc.recipients or {}).values()]
+        return bool(codes) and all(400 <= code < 500 for code in codes)
+    if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError,
+                        smtplib.SMTPAuthenticationError, smtplib.SMTPHeloError)):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPException):
+        return False
+    # Timeouts, refused or reset connections, DNS failures (requests' errors are OSErrors).
+    return isinstance(exc, OSError)

@@ -22,6 +22,9 @@ from ..models import CaseEvent, Run
 from .run import DunningRun
 from .schedule import BELOW_MINIMUM, CaseFacts, Decision, Kind, next_step_index, step_due_on
 
+#: The ``Run.host`` of a run by hand (the simulator does not take its day for a run day).
+SEND_NOW_RUN_HOST = "send-now"
+
 #: Why a case was left alone (keys of SendNowRun.refused).
 REFUSED_DONE = "done"
 REFUSED_TODAY = "today"
@@ -44,7 +47,7 @@ class SendNowRun(DunningRun):
     def execute(self):
         self.load_policies()
         self.run = Run.objects.using(self.using).create(
-            as_of=self.as_of, started_at=self.now, host="send-now"
+            as_of=self.as_of, started_at=self.now, host=SEND_NOW_RUN_HOST
         )
         self.result.run_id = self.run.pk
         try:

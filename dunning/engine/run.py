@@ -2,14 +2,17 @@
 
 A run has four stages:
 
-1. **drain** messages that a crashed run left queued (older than ``OUTBOX_STALE_AFTER``);
+1. **drain** the outbox (engine/outbox.py): messages whose sender died while handing them
+   over become "state unknown, check"; due retries and a crashed run's queued messages
+   are sent (again once more at the end of the run, for retries that fell due meanwhile);
 2. **open** a case for every customer with an open overdue invoice and no open case, in one
    ``INSERT ... SELECT`` (the partial unique index on open cases is the guard);
 3. **advance** due cases batch by batch: claim them with ``select_for_update(skip_locked=True)``
    (on SQLite the run takes the database's write lock itself), decide each with the pure
    rules, and record steps, events and case state in bulk, in one transaction;
-4. **send** the batch's queued messages outside that transaction, then record each outcome,
-   then fire the public signals.
+4. **send** the batch's queued messages outside that transaction through the outbox (lease
+   them, hand them over, record each outcome, retry transient failures later), then fire
+   the public signals.
 
 Queries per batch are constant; nothing is fetched per customer.
 """
@@ -27,12 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .. import signals
-from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, TemplateRenderError
@@ -47,6 +49,7 @@ from ..rendering import (
     customer_timezone,
     default_language,
 )
+from .outbox import Outbox
 from .pool import RenderPool, default_processes
 from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
 
@@ -97,6 +100,8 @@ class RunResult:
     terminated: int = 0
     sent: int = 0
     failed: int = 0
+    retrying: int = 0  # transient send failures, queued again (see engine/outbox.py)
+    unknown: int = 0  # messages whose sender died while handing them over
     failures: list = field(default_factory=list)  # (case pk, reason)
     planned: list = field(default_factory=list)  # dry run: (customer label, step key)
     seconds: float = 0.0
@@ -111,6 +116,8 @@ class RunResult:
             "terminated": self.terminated,
             "sent": self.sent,
             "failed": self.failed,
+            "retrying": self.retrying,
+            "unknown": self.unknown,
             "seconds": round(self.seconds, 3),
         }
 
@@ -136,12 +143,18 @@ class Pending:
     template: int | None  # pk of the MessageTemplate (picklable for the render pool)
     step_info: dict
     failure: str = ""  # known before rendering: recorded as the step's failure reason
+    as_of: datetime.date | None = None  # a queued row sent later: the day it was executed
 
 
 @dataclass
 class Batch:
     pending: list = field(default_factory=list)
     signals: list = field(default_factory=list)  # (signal, case)
+
+
+# The stages of a run, in order. A scheduled tick (dunning/tasks.py) runs the set-wide
+# ones ("drain", "open", "paid") once and leaves "due" to its shard tasks.
+STAGES = ("drain", "open", "paid", "due")
 
 
 def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS):
@@ -172,6 +185,8 @@ class DunningRun:
         self._skip = set()  # cases that failed even on their own: left for the next run
         self._local_today = {}
         self.batch_now = self.now
+        self.deadline = None  # time.monotonic() after which no new due batch is claimed
+        self.stopped_early = False  # the deadline stopped the due stage with cases left
 
     # -- set-up -----------------------------------------------------------------------
     def load_policies(self):
@@ -226,7 +241,14 @@ class DunningRun:
         return langs[sorted(langs)[0]]
 
     # -- the run ----------------------------------------------------------------------
-    def execute(self):
+    def execute(self, stages=STAGES, *, deadline=None):
+        """Run the given ``stages`` (all by default; a dry run plans all of them).
+        ``deadline``: a ``time.monotonic()`` value after which the due stage claims no
+        new batch and sets ``stopped_early``."""
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown run stages: {sorted(unknown)}")
+        self.deadline = deadline
         started = time.perf_counter()
         self.load_policies()
         if self.dry_run:
@@ -240,13 +262,15 @@ class DunningRun:
             )
             self.result.run_id = self.run.pk
             try:
+                if "drain" in stages:
+                    self.drain_stale_outbox()
+                if "open" in stages:
+                    self.open_cases()
+                self.advance(paid="paid" in stages, due="due" in stages)
+                # One more pass: transient send failures whose retry fell due meanwhile.
                 self.drain_stale_outbox()
-                self.open_cases()
-                self.advance()
             except BaseException:
-                Run.objects.using(self.using).filter(pk=self.run.pk).update(
-                    status=Run.Status.FAILED, finished_at=timezone.now()
-                )
+                self.mark_failed()
                 raise
         self.result.seconds = time.perf_counter() - started
         if self.run is not None:
@@ -256,6 +280,23 @@ class DunningRun:
                 summary=self.result.as_dict(),
             )
         return self.result
+
+    def mark_failed(self):
+        """Record the run as failed. A run that failed because its database connection
+        dropped gets a new connection for this, once; a run that cannot even do that is
+        left "running" (and logged), never hidden behind a second error."""
+        for attempt in (1, 2):
+            try:
+                Run.objects.using(self.using).filter(pk=self.run.pk).update(
+                    status=Run.Status.FAILED, finished_at=timezone.now()
+                )
+                return
+            except DatabaseError:
+                connection = connections[self.using]
+                if attempt == 2 or connection.in_atomic_block:
+                    logger.exception("Could not record dunning run %s as failed", self.run.pk)
+                    return
+                connection.close()
 
     @contextmanager
     def write_transaction(self):
@@ -307,38 +348,9 @@ class DunningRun:
 
     # -- stage 1: drain ---------------------------------------------------------------
     def drain_stale_outbox(self):
-        stale_before = timezone.now() - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER)
-        while True:
-            with self.write_transaction():
-                rows = list(
-                    CaseStep.objects.using(self.using)
-                    .select_for_update(skip_locked=True, of=("self",))
-                    .filter(status=CaseStep.Status.QUEUED, created_at__lt=stale_before)
-                    .select_related("case")
-                    .order_by("pk")[: self.batch_size]
-                )
-                if not rows:
-                    return
-                # Lease them to this run: another run sees them as fresh.
-                CaseStep.objects.using(self.using).filter(pk__in=[r.pk for r in rows]).update(
-                    created_at=timezone.now()
-                )
-            customers = self.adapter.customer_rows({r.case.customer_id for r in rows})
-            batch = Batch()
-            for row in rows:
-                customer = customers.get(row.case.customer_id)
-                # The address may have been suppressed (a bounce) since it was queued.
-                failure = "customer not found"
-                if customer is not None:
-                    failure = self.channel.recipient(customer)[1]
-                template = self.template_pk(row.case.policy_id, row.step_key, row.channel, row.language)
-                batch.pending.append(Pending(
-                    case_id=row.case_id, customer_id=row.case.customer_id, step_key=row.step_key,
-                    channel=row.channel, recipient=row.recipient, invoices=row.invoices,
-                    customer=customer or CustomerRow(row.case.customer_id, "", ""),
-                    template=template, step_info={"key": row.step_key}, failure=failure,
-                ))
-            self.deliver(batch)
+        """The outbox's drain (see engine/outbox.py): leases of dead workers become
+        "state unknown, check"; due retries and a crashed run's queued messages are sent."""
+        Outbox(self).drain()
 
     # -- stage 2: open ----------------------------------------------------------------
     def open_cases(self):
@@ -381,14 +393,23 @@ class DunningRun:
             self.result.opened = max(cursor.rowcount, 0)
 
     # -- stage 3: advance -------------------------------------------------------------
-    def advance(self):
-        paid = self.paid_case_pks()
-        for start in range(0, len(paid), self.batch_size):
-            chunk = paid[start : start + self.batch_size]
-            self.advance_batch(self.open_case_set().filter(pk__in=chunk), deliver=True)
-        pool, in_flight = None, None
+    def advance(self, *, paid=True, due=True):
+        if paid:
+            paid_pks = self.paid_case_pks()
+            for start in range(0, len(paid_pks), self.batch_size):
+                chunk = paid_pks[start : start + self.batch_size]
+                self.advance_batch(self.open_case_set().filter(pk__in=chunk), deliver=True)
+        if not due:
+            return
+        pool, in_flight, first = None, None, True
         try:
             while True:
+                # Past the deadline, stop claiming (after one batch at least: no run
+                # hands everything on without doing anything).
+                if not first and self.deadline is not None and time.monotonic() >= self.deadline:
+                    self.stopped_early = True
+                    break
+                first = False
                 batch = self.advance_batch(self.due_cases(), deliver=pool is None)
                 if batch is None:
                     break
@@ -687,7 +708,7 @@ class DunningRun:
                 customer=item.customer,
                 invoices=item.invoices,
                 step=item.step_info,
-                as_of=self.as_of,
+                as_of=item.as_of or self.as_of,
                 locale=babel_locale(item.customer.language),
                 company=self.company,
                 today=self.local_today(item.customer.timezone),
@@ -700,64 +721,13 @@ class DunningRun:
         return [self.render_item(item) for item in batch.pending]
 
     def send(self, batch, rendered=None):
-        """Send a batch's queued messages (rendered here unless the pool did it), then
-        record each outcome."""
+        """Send a batch's queued messages (rendered here unless the pool did it) through
+        the outbox (engine/outbox.py), which records each outcome."""
         if not batch.pending:
             return
         if rendered is None:
             rendered = self.render(batch)
-        messages, sent_rows, failures = [], [], []
-        for item, result in zip(batch.pending, rendered, strict=True):
-            if isinstance(result, str):
-                failures.append((item, result))
-                continue
-            subject, text, html = result
-            try:
-                messages.append(self.channel.build(Outgoing(
-                    case_id=item.case_id, customer_id=item.customer_id,
-                    step_key=item.step_key, recipient=item.recipient,
-                    subject=subject, text=text, html=html,
-                )))
-            except Exception as exc:
-                failures.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
-                continue
-            sent_rows.append(item)
-        outcomes = self.channel.send(messages)
-        sent, with_ids = defaultdict(list), []
-        for item, outcome in zip(sent_rows, outcomes, strict=True):
-            if outcome.ok:
-                sent[item.step_key].append(item.case_id)
-                if outcome.message_id:
-                    with_ids.append((item, outcome.message_id[:255]))
-            else:
-                failures.append((item, outcome.reason))
-        self.result.sent += sum(len(ids) for ids in sent.values())
-        now = timezone.now()
-        # A case records a step once, so (step key, case) names the row.
-        steps = CaseStep.objects.using(self.using)
-        with self.write_transaction():
-            for key, case_ids in sent.items():
-                steps.filter(step_key=key, case_id__in=case_ids).update(
-                    status=CaseStep.Status.SENT, sent_at=now
-                )
-            for item, message_id in with_ids:
-                steps.filter(step_key=item.step_key, case_id=item.case_id).update(
-                    message_id=message_id
-                )
-            by_reason = defaultdict(lambda: defaultdict(list))
-            for item, reason in failures:
-                by_reason[reason][item.step_key].append(item.case_id)
-                self.result.failed += 1
-                self.result.failures.append((item.case_id, reason))
-            for reason, keys in by_reason.items():
-                for key, case_ids in keys.items():
-                    steps.filter(step_key=key, case_id__in=case_ids).update(
-                        status=CaseStep.Status.FAILED, reason=reason
-                    )
-            if failures:
-                Case.objects.using(self.using).filter(
-                    pk__in={item.case_id for item, _ in failures}
-                ).update(needs_person=True)
+        Outbox(self).send(batch.pending, rendered)
 
     def fire(self, batch):
         if not batch.signals:

@@ -7,6 +7,8 @@ Examples::
     python manage.py dunning run --dry-run          # who would get what; changes nothing
     python manage.py dunning plan                   # who gets what tomorrow
     python manage.py dunning plan --as-of 2026-03-05 -v 2  # ... with the message bodies
+    python manage.py dunning schedule               # run daily at 06:00 from django-q2
+    python manage.py dunning drain                  # send the retries that are due now
     python manage.py dunning --help                 # the subcommands
 """
 
@@ -27,6 +29,9 @@ def iso_date(value):
             f"--as-of expects an ISO date such as 2026-03-01, not {value!r}."
         ) from None
 
+
+# Minutes between two runs of the 'dunning-drain' schedule, unless --drain-minutes says.
+DRAIN_MINUTES = 5
 
 COLLECTIONS_GROUP = "Collections"
 # What a collector works with; "write_off" is deliberately not among them.
@@ -81,18 +86,58 @@ class Command(BaseCommand):
         self.add_common_options(plan)
         schedule = subparsers.add_parser(
             "schedule",
-            help="Run dunning from django-q2: create or update its schedule.",
+            help="Run dunning from django-q2: create or update its schedules.",
             description="Create or update (idempotently) the django-q2 schedule "
-            "'dunning-run' that runs dunning.tasks.run: daily at --time in the site's "
-            "TIME_ZONE (default 06:00), or every --every-minutes N. Needs 'django_q' in "
-            "INSTALLED_APPS and a running 'manage.py qcluster'.",
+            "'dunning-run' that runs dunning.tasks.run (a run split into shard tasks "
+            "that the cluster's workers run in parallel): daily at --time in the site's "
+            "TIME_ZONE (default 06:00), or every --every-minutes N; and the schedule "
+            "'dunning-drain' that sends due retries between runs every --drain-minutes "
+            "(default 5; --no-drain removes it). Needs 'django_q' in INSTALLED_APPS and a "
+            "running 'manage.py qcluster'.",
             called_from_command_line=getattr(parser, "called_from_command_line", None),
         )
         when = schedule.add_mutually_exclusive_group()
         when.add_argument("--time", metavar="HH:MM", help="Daily at this local time (default 06:00).")
         when.add_argument("--every-minutes", type=int, metavar="N", help="Every N minutes instead.")
-        when.add_argument("--remove", action="store_true", help="Delete the schedule.")
+        when.add_argument("--remove", action="store_true", help="Delete both schedules.")
+        drain_when = schedule.add_mutually_exclusive_group()
+        drain_when.add_argument(
+            "--drain-minutes", type=int, metavar="N",
+            help=f"Send due retries every N minutes (default {DRAIN_MINUTES}).",
+        )
+        drain_when.add_argument(
+            "--no-drain", action="store_true",
+            help="No 'dunning-drain' schedule (an existing one is removed); retries then "
+            "wait for the next run.",
+        )
         self.add_common_options(schedule)
+        drain = subparsers.add_parser(
+            "drain",
+            help="Send the messages whose retry is due now (what 'dunning-drain' runs).",
+            description="Send the queued messages whose next attempt is due, outside a "
+            "run. Safe to run at any time and alongside runs: a message is claimed "
+            "before it is sent.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        drain.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(drain)
+        sim = subparsers.add_parser(
+            "simulate",
+            help="What a policy would have sent over the last N days, beside the live policy.",
+            description="Replay POLICY_KEY (typically an inactive draft) over the last DAYS "
+            "days of the live default policy's real cases with the run's rules, and print "
+            "per step what it would have sent beside what the live policy sent. Writes, "
+            "sends and signals nothing. Assumes customers pay on the same day whatever the "
+            "policy (see docs/simulator.md).",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        sim.add_argument("policy", metavar="POLICY_KEY", help="Key of the policy to simulate.")
+        sim.add_argument("--days", type=int, default=90, help="Days back (7-365, default 90).")
+        sim.add_argument("--as-of", type=str, metavar="DATE",
+                         help="The last day of the window (ISO format; default today).")
+        sim.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        sim.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(sim)
         group = subparsers.add_parser(
             "collections-group",
             help="Create or update the permission group 'Collections' for collectors.",
@@ -171,7 +216,8 @@ class Command(BaseCommand):
         for pk, reason in plan.failures:
             self.stderr.write(self.style.ERROR(f"case {pk}: {reason}"))
 
-    def handle_schedule(self, *, time=None, every_minutes=None, remove=False, verbosity, **_):
+    def handle_schedule(self, *, time=None, every_minutes=None, remove=False,
+                        drain_minutes=None, no_drain=False, verbosity, **_):
         from django.apps import apps
         from django.conf import settings
         from django.utils import timezone
@@ -183,13 +229,14 @@ class Command(BaseCommand):
             )
         from django_q.models import Schedule
 
-        from ...tasks import SCHEDULE_NAME
+        from ...tasks import DRAIN_SCHEDULE_NAME, SCHEDULE_NAME
 
         say = self.stdout.write if verbosity >= 1 else (lambda *a: None)
         if remove:
-            deleted, _ = Schedule.objects.filter(name=SCHEDULE_NAME).delete()
-            say(f"Removed the schedule {SCHEDULE_NAME!r}." if deleted
-                else f"There was no schedule {SCHEDULE_NAME!r}.")
+            for name in (SCHEDULE_NAME, DRAIN_SCHEDULE_NAME):
+                deleted, _ = Schedule.objects.filter(name=name).delete()
+                say(f"Removed the schedule {name!r}." if deleted
+                    else f"There was no schedule {name!r}.")
             return
         now = timezone.now()
         if every_minutes is not None:
@@ -211,18 +258,100 @@ class Command(BaseCommand):
                 )
             values = {"schedule_type": Schedule.DAILY, "minutes": None, "next_run": next_run}
             what = f"daily at {at.strftime('%H:%M')} ({settings.TIME_ZONE})"
-        if not settings.USE_TZ:
-            values["next_run"] = timezone.make_naive(values["next_run"], timezone.get_default_timezone())
-        schedule, created = Schedule.objects.update_or_create(
-            name=SCHEDULE_NAME,
-            defaults={"func": "dunning.tasks.run", "args": None, "kwargs": None, "cron": None,
-                      "repeats": -1, **values},
-        )
+        if drain_minutes is None:
+            drain_minutes = DRAIN_MINUTES
+        if not no_drain and not 1 <= drain_minutes <= 32767:
+            raise CommandError("--drain-minutes must be a number of minutes from 1 to 32767.")
+
+        def naive(when):
+            return when if settings.USE_TZ else timezone.make_naive(when, timezone.get_default_timezone())
+
+        def save(name, func, values):
+            # Several rows of one name (created by hand or by an older version) become one.
+            rows = list(Schedule.objects.filter(name=name).order_by("pk"))
+            for extra in rows[1:]:
+                extra.delete()
+            fields = {"func": func, "args": None, "kwargs": None, "cron": None, "repeats": -1,
+                      "hook": None, "cluster": None, **values, "next_run": naive(values["next_run"])}
+            if rows:
+                schedule = rows[0]
+                for key, value in fields.items():
+                    setattr(schedule, key, value)
+                schedule.save()
+                return schedule, False
+            return Schedule.objects.create(name=name, **fields), True
+
+        def local(when):
+            return timezone.localtime(when) if settings.USE_TZ else when
+
+        schedule, created = save(SCHEDULE_NAME, "dunning.tasks.run", values)
         verb = "Created" if created else "Updated"
-        next_run = timezone.localtime(schedule.next_run) if settings.USE_TZ else schedule.next_run
         say(f"{verb} the django-q2 schedule {SCHEDULE_NAME!r}: dunning.tasks.run {what}; "
-            f"next run {next_run:%Y-%m-%d %H:%M %Z}".rstrip())
-        say("It runs while 'manage.py qcluster' runs.")
+            f"next run {local(schedule.next_run):%Y-%m-%d %H:%M %Z}".rstrip())
+        if no_drain:
+            deleted, _ = Schedule.objects.filter(name=DRAIN_SCHEDULE_NAME).delete()
+            if deleted:
+                say(f"Removed the schedule {DRAIN_SCHEDULE_NAME!r}.")
+        else:
+            drain, created = save(DRAIN_SCHEDULE_NAME, "dunning.tasks.drain", {
+                "schedule_type": Schedule.MINUTES, "minutes": drain_minutes, "next_run": now,
+            })
+            verb = "Created" if created else "Updated"
+            say(f"{verb} the django-q2 schedule {DRAIN_SCHEDULE_NAME!r}: dunning.tasks.drain "
+                f"every {drain_minutes} minute(s).")
+        say("They run while 'manage.py qcluster' runs.")
+
+    def handle_drain(self, *, database, verbosity, **_):
+        try:
+            from ...engine.outbox import drain
+        except ImportError as exc:
+            raise CommandError(f"This version of django-dunning cannot drain: {exc}") from exc
+        try:
+            result = drain(using=database)
+        except DunningError as exc:
+            raise CommandError(str(exc)) from exc
+        if verbosity >= 1:
+            summary = result.as_dict() if hasattr(result, "as_dict") else result
+            if isinstance(summary, dict):
+                shown = ", ".join(f"{k}={v}" for k, v in summary.items())
+            else:
+                shown = str(summary)
+            self.stdout.write(f"Drained the outbox: {shown}")
+
+    def handle_simulate(self, *, policy, days, as_of=None, json=False, database, verbosity,
+                        **_):
+        import json as json_module
+
+        from ...engine.simulate import SimulationError, simulate
+
+        try:
+            day = datetime.date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            raise CommandError(f"--as-of: {as_of!r} is not a date (YYYY-MM-DD).") from None
+        try:
+            result = simulate(policy, days=days, today=day, using=database)
+        except (SimulationError, DunningError) as exc:
+            raise CommandError(str(exc)) from exc
+        if json:
+            self.stdout.write(json_module.dumps(result, indent=2))
+            return
+        if verbosity < 1:
+            return
+        draft, live = result["policy"]["key"], result["live_policy"]["key"]
+        self.stdout.write(
+            f"{draft} beside the live policy {live}, {result['start']} to {result['end']} "
+            f"({result['cases']} cases; customers pay on the same day whatever the policy)"
+        )
+        width = max([len(row["step_key"]) for row in result["steps"]] + [4])
+        self.stdout.write(f"{'step':<{width}}  {'draft':>7}  {'live':>7}  {'diff':>7}")
+        for row in result["steps"]:
+            self.stdout.write(f"{row['step_key']:<{width}}  {row['draft']:>7}  {row['live']:>7}"
+                              f"  {row['difference']:>+7}")
+        for name in ("total", "suspended", "terminated", "cases_messaged"):
+            self.stdout.write(
+                f"{name.replace('_', ' '):<{width}}  {result['draft'][name]:>7}  "
+                f"{result['live'][name]:>7}  {result['difference'][name]:>+7}"
+            )
 
     def handle_collections_group(self, *, verbosity, **_):
         from django.apps import apps

@@ -1,0 +1,572 @@
+"""Serializers of the API: what goes in and what comes out.
+
+Amounts are strings (``"120.50"``), dates ISO 8601. Customers are shown in canonical
+names (``name``, ``email``, ...) through the host adapter, whatever the host's fields.
+"""
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+from .. import queries, services
+from ..hosts import _to_decimal
+from ..models import Case, Dispute, MessageTemplate, Policy, Step
+from ..models.policy import validate_step_sequence
+
+
+def amount_field(**kwargs):
+    """A Decimal shown as a string, unrounded."""
+    return serializers.DecimalField(max_digits=None, decimal_places=None, coerce_to_string=True,
+                                    read_only=True, **kwargs)
+
+
+def drf_errors(exc):
+    """A Django ValidationError as DRF's error shape (``__all__`` -> non_field_errors)."""
+    if hasattr(exc, "error_dict"):
+        detail = {}
+        for name, messages in exc.message_dict.items():
+            key = api_settings.NON_FIELD_ERRORS_KEY if name == NON_FIELD_ERRORS else name
+            detail.setdefault(key, []).extend(messages)
+        return serializers.ValidationError(detail)
+    return serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+def run_check(check, value):
+    """A ``services.check_*`` rule as a DRF field validation."""
+    try:
+        return check(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from exc
+
+
+class ErrorSerializer(serializers.Serializer):
+    """DRF's standard error: ``{"detail": "..."}``."""
+
+    detail = serializers.CharField()
+
+
+class RefusedSerializer(ErrorSerializer):
+    """A refused case action (409): the reason in words, and as a code for send-now."""
+
+    reason = serializers.CharField(required=False)
+
+
+# -- cases ----------------------------------------------------------------------------------
+class CustomerSerializer(serializers.Serializer):
+    """The customer in canonical names (dunning.hosts.CustomerRow)."""
+
+    id = serializers.CharField(source="pk", help_text=_("The customer's pk, as a string."))
+    name = serializers.CharField()
+    email = serializers.CharField()
+    phone = serializers.CharField()
+    language = serializers.CharField()
+    timezone = serializers.CharField()
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    username = serializers.CharField(source="get_username")
+
+
+class CaseListSerializer(serializers.ListSerializer):
+    """Loads the canonical customer rows of a page in one query."""
+
+    def to_representation(self, data):
+        items = list(data.all() if hasattr(data, "all") else data)
+        self.child.preload(items)
+        return [self.child.to_representation(item) for item in items]
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    customer = serializers.SerializerMethodField()
+    policy = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    amount_overdue = serializers.SerializerMethodField(
+        help_text=_("What the customer owes overdue today, as a string; null when nothing "
+                    "is overdue or when it is owed in several currencies (see currency).")
+    )
+    currency = serializers.SerializerMethodField(
+        help_text=_("The currency of amount_overdue; null when several or none.")
+    )
+    several_currencies = serializers.SerializerMethodField()
+    oldest_due = serializers.SerializerMethodField()
+    days_overdue = serializers.SerializerMethodField()
+    assigned_to = UserSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Case
+        list_serializer_class = CaseListSerializer
+        fields = [
+            "id", "status", "customer", "policy", "amount_overdue", "currency",
+            "several_currencies", "oldest_due", "days_overdue", "opened_on", "closed_on",
+            "last_step_key", "last_step_on", "next_due_on", "suspended", "needs_person",
+            "paused_until", "pause_reason", "promised_on", "promised_amount", "assigned_to",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def preload(self, cases):
+        from ..hosts import get_adapter
+
+        missing = {c.customer_id for c in cases} - set(self._customers())
+        if missing:
+            self._customers().update(get_adapter().customer_rows(missing))
+
+    def _customers(self):
+        return self.context.setdefault("dunning_customers", {})
+
+    def to_representation(self, instance):
+        if instance.customer_id not in self._customers():
+            self.preload([instance])
+        return super().to_representation(instance)
+
+    @staticmethod
+    def _today():
+        return queries._today()
+
+    @extend_schema_field(CustomerSerializer(allow_null=True))
+    def get_customer(self, case):
+        row = self._customers().get(case.customer_id)
+        if row is None:
+            return None
+        return CustomerSerializer(row).data
+
+    def get_amount_overdue(self, case) -> str | None:
+        amount = getattr(case, queries.AMOUNT, None)
+        if amount is None or queries.owing_currency(case) is None:
+            return None
+        return f"{_to_decimal(amount):f}"
+
+    def get_currency(self, case) -> str | None:
+        return queries.owing_currency(case) or None
+
+    def get_several_currencies(self, case) -> bool:
+        return getattr(case, queries.AMOUNT, None) is not None and queries.owing_currency(
+            case) is None
+
+    @extend_schema_field(serializers.DateField(allow_null=True))
+    def get_oldest_due(self, case):
+        oldest = getattr(case, queries.OLDEST_DUE, None)
+        if oldest is None:
+            return None
+        return (oldest.date() if hasattr(oldest, "date") else oldest).isoformat()
+
+    def get_days_overdue(self, case) -> int | None:
+        return queries.days_overdue(case)
+
+
+class InvoiceSerializer(serializers.Serializer):
+    number = serializers.CharField()
+    amount_due = amount_field()
+    currency = serializers.CharField()
+    due_date = serializers.DateField()
+    days_overdue = serializers.IntegerField(help_text=_("0 when not yet due."))
+
+
+class TotalSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    amount = amount_field()
+    invoices = serializers.IntegerField()
+    display = serializers.CharField(help_text=_("Formatted for the request's language."))
+
+
+class DisputeSerializer(serializers.ModelSerializer):
+    opened_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dispute
+        fields = ["id", "invoice_number", "reason", "opened_at", "opened_by", "resolved_at",
+                  "resolution"]
+        read_only_fields = fields
+
+    def get_opened_by(self, dispute) -> str | None:
+        return dispute.opened_by.get_username() if dispute.opened_by else None
+
+
+class DeliverySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    event = serializers.CharField()
+    description = serializers.CharField()
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.CharField(help_text=_("'message' for an executed step, else the "
+                                             "event kind (note, call, paused, ...)."))
+    label = serializers.CharField()
+    text = serializers.CharField()
+    by = serializers.CharField()
+    outcome = serializers.CharField()
+    status = serializers.CharField(required=False, help_text=_("Messages only."))
+    delivery = DeliverySerializer(many=True, required=False, help_text=_("Messages only."))
+
+
+class CaseDetailSerializer(CaseSerializer):
+    invoices = serializers.SerializerMethodField()
+    totals = serializers.SerializerMethodField()
+    disputes = DisputeSerializer(many=True, read_only=True)
+    timeline = serializers.SerializerMethodField()
+
+    class Meta(CaseSerializer.Meta):
+        fields = [*CaseSerializer.Meta.fields, "invoices", "totals", "disputes", "timeline"]
+        read_only_fields = fields
+
+    @extend_schema_field(InvoiceSerializer(many=True))
+    def get_invoices(self, case):
+        from ..hosts import ANNOTATION_PREFIX, get_adapter
+
+        adapter = get_adapter()
+        today = self._today()
+        open_invoices = adapter.annotated_invoices().filter(**{
+            adapter.customer_annotation: case.customer_id,
+            ANNOTATION_PREFIX + "amount_due__gt": 0,
+        })
+        rows = sorted(adapter.invoice_rows(open_invoices), key=lambda r: (r.due_date, r.number))
+        return InvoiceSerializer([
+            {"number": r.number, "amount_due": r.amount_due, "currency": r.currency,
+             "due_date": r.due_date, "days_overdue": max((today - r.due_date).days, 0)}
+            for r in rows
+        ], many=True).data
+
+    @extend_schema_field(TotalSerializer(many=True))
+    def get_totals(self, case):
+        return TotalSerializer(queries.totals(Case.objects.filter(pk=case.pk)), many=True).data
+
+    @extend_schema_field(TimelineEntrySerializer(many=True))
+    def get_timeline(self, case):
+        from ..admin.casepage import timeline
+
+        return TimelineEntrySerializer(timeline(case), many=True).data
+
+
+# -- case actions: the input ------------------------------------------------------------------
+class AssignInput(serializers.Serializer):
+    collector = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model()._default_manager.none(),
+        help_text=_("The id of an active staff user."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["collector"].queryset = get_user_model()._default_manager.filter(
+            is_staff=True, is_active=True
+        )
+
+
+class NoteInput(serializers.Serializer):
+    text = serializers.CharField()
+
+
+class CallInput(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=services.CALL_OUTCOMES)
+    text = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class PauseInput(serializers.Serializer):
+    reason = serializers.CharField()
+    until = serializers.DateField(
+        required=False, allow_null=True, default=None,
+        help_text=_("Leave empty to pause until someone resumes the case."),
+    )
+
+    def validate_until(self, value):
+        return run_check(services.check_pause_until, value)
+
+
+class PromiseInput(serializers.Serializer):
+    date = serializers.DateField()
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+    def validate_date(self, value):
+        return run_check(services.check_promise_date, value)
+
+    def validate_amount(self, value):
+        return run_check(services.check_promise_amount, value)
+
+
+class DisputeInput(serializers.Serializer):
+    invoice_number = serializers.CharField(max_length=255)
+    reason = serializers.CharField()
+
+
+class ResolveDisputesInput(serializers.Serializer):
+    resolution = serializers.CharField()
+
+
+class WriteOffInput(serializers.Serializer):
+    reason = serializers.CharField()
+
+
+class SentStepSerializer(serializers.Serializer):
+    step_key = serializers.CharField()
+    status = serializers.CharField()
+    failure = serializers.CharField(help_text=_("Why it could not be sent; empty if it was."))
+
+
+class SendNowSerializer(serializers.Serializer):
+    sent = SentStepSerializer(many=True)
+    resolved = serializers.BooleanField(help_text=_("The case was paid already and is now "
+                                                    "resolved."))
+    case = CaseDetailSerializer()
+
+
+# -- policies, steps, templates ---------------------------------------------------------------
+class ModelCleanMixin:
+    """Validates with the model's ``full_clean``, as the admin does, so that the API gives
+    the admin's errors."""
+
+    def clean_instance(self, attrs, **clean):
+        instance = self.instance or self.Meta.model()
+        if self.instance is not None:
+            # A copy: a failed validation leaves the caller's object alone.
+            instance = type(instance)._default_manager.get(pk=instance.pk)
+        for name, value in attrs.items():
+            setattr(instance, name, value)
+        try:
+            instance.full_clean(**clean)
+        except DjangoValidationError as exc:
+            raise drf_errors(exc) from exc
+        return instance
+
+
+class StepSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = Step
+        fields = ["id", "policy", "key", "offset_days", "channel", "action"]
+        validators = []  # the admin's checks: full_clean and validate_step_sequence
+
+    def validate(self, attrs):
+        if self.instance is not None and "policy" in attrs and attrs["policy"] != (
+            self.instance.policy
+        ):
+            raise serializers.ValidationError(
+                {"policy": [_("A step cannot move to another policy.")]}
+            )
+        # Duplicate keys and offsets are reported in plain words by the sequence check
+        # (as in the admin's step formset), not by the unique constraints.
+        instance = self.clean_instance(attrs, validate_unique=False, validate_constraints=False)
+        check_sequence(instance.policy, replace=instance)
+        return attrs
+
+
+def check_sequence(policy, *, replace=None, remove=None):
+    """validate_step_sequence over ``policy``'s steps with ``replace`` saved and
+    ``remove`` deleted; a DRF ValidationError (non_field_errors) when it fails."""
+    steps = [s for s in policy.steps.all() if s.pk not in {
+        getattr(replace, "pk", None), getattr(remove, "pk", None)} - {None}]
+    if replace is not None:
+        steps.append(replace)
+    try:
+        validate_step_sequence([(s.key, s.offset_days, s.action or "") for s in steps])
+    except DjangoValidationError as exc:
+        raise drf_errors(exc) from exc
+
+
+class PolicySerializer(ModelCleanMixin, serializers.ModelSerializer):
+    steps = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Policy
+        fields = ["id", "key", "name", "description", "is_active", "min_gap_days",
+                  "grace_days", "minimum_balance", "steps", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        validators = []
+        extra_kwargs = {"key": {"validators": []}}
+
+    @extend_schema_field(StepSerializer(many=True))
+    def get_steps(self, policy):
+        steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
+        return StepSerializer(steps, many=True).data
+
+    def validate(self, attrs):
+        instance = self.clean_instance(attrs)
+        attrs["minimum_balance"] = instance.minimum_balance
+        return attrs
+
+
+class MessageTemplateSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = MessageTemplate
+        fields = ["id", "policy", "step_key", "channel", "language", "subject", "text_body",
+                  "html_body", "updated_at"]
+        read_only_fields = ["updated_at"]
+        validators = []
+
+    def validate(self, attrs):
+        self.clean_instance(attrs)
+        return attrs
+
+
+# -- invoices in ------------------------------------------------------------------------------
+class BulkCustomerSerializer(serializers.Serializer):
+    email = serializers.EmailField(
+        max_length=254, help_text=_("The customer is found by this address, or created."))
+    name = serializers.CharField(max_length=200, required=False,
+                                 help_text=_("Needed when the customer is new."))
+    phone = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    language = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class BulkInvoiceSerializer(serializers.Serializer):
+    number = serializers.CharField(max_length=64)
+    customer = BulkCustomerSerializer()
+    amount_due = serializers.DecimalField(max_digits=14, decimal_places=2,
+                                          help_text=_("The open balance (0 once paid)."))
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", max_length=3,
+                                      help_text=_("ISO 4217 code."))
+    due_date = serializers.DateField()
+
+    def validate_currency(self, value):
+        return value.upper()
+
+
+class BulkInvoicesInput(serializers.Serializer):
+    invoices = BulkInvoiceSerializer(many=True)
+
+
+class BulkRowResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    number = serializers.CharField()
+    id = serializers.IntegerField()
+    result = serializers.ChoiceField(choices=["created", "updated", "unchanged"])
+
+
+class BulkInvoicesResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    customers_created = serializers.IntegerField()
+    rows = BulkRowResultSerializer(many=True)
+
+
+class BulkRowErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    errors = serializers.DictField()
+
+
+class BulkInvoicesErrorSerializer(serializers.Serializer):
+    rows = BulkRowErrorSerializer(many=True, required=False)
+    invoices = serializers.ListField(child=serializers.CharField(), required=False)
+    detail = serializers.CharField(required=False)
+
+
+# -- payment events ---------------------------------------------------------------------------
+PAYMENT_EVENT_TYPES = [
+    ("invoice.paid", _("The invoice was paid")),
+    ("payment.failed", _("A payment of the invoice failed")),
+]
+
+
+class PaymentEventInput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=PAYMENT_EVENT_TYPES)
+    invoice = serializers.CharField(max_length=255, help_text=_("The invoice number."))
+    id = serializers.CharField(
+        max_length=200, required=False,
+        help_text=_("The event's id at its source: an event id seen before is not applied "
+                    "again (the first answer is repeated, with duplicate=true)."),
+    )
+    amount_due = serializers.DecimalField(
+        max_digits=14, decimal_places=2, min_value=0, required=False,
+        help_text=_("invoice.paid on the shipped Invoice model: the balance left "
+                    "(default 0)."),
+    )
+
+
+class RunSummarySerializer(serializers.Serializer):
+    opened = serializers.IntegerField()
+    executed = serializers.DictField(child=serializers.IntegerField())
+    resolved = serializers.IntegerField()
+    terminated = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class EventCaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    last_step_key = serializers.CharField()
+
+
+class PaymentEventResultSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_null=True)
+    type = serializers.CharField()
+    invoice = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    run = RunSummarySerializer()
+    case = EventCaseSerializer(allow_null=True, help_text=_(
+        "The customer's case after the event (null when there is none, or when you may "
+        "not see it)."))
+
+
+# -- reports ----------------------------------------------------------------------------------
+class CurrencyAmountSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    amount = amount_field()
+
+
+class OpenAmountSerializer(CurrencyAmountSerializer):
+    invoices = serializers.IntegerField()
+
+
+class OpenSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    amounts = OpenAmountSerializer(many=True)
+
+
+def rate_field():
+    return amount_field(allow_null=True, help_text=_("A share from 0 to 1, as a string; "
+                                                     "null when there is nothing to divide."))
+
+
+class RecoverySerializer(serializers.Serializer):
+    days = serializers.IntegerField()
+    closed = serializers.IntegerField()
+    resolved = serializers.IntegerField()
+    rate = rate_field()
+    recovered = CurrencyAmountSerializer(many=True)
+
+
+class DaysToCollectSerializer(serializers.Serializer):
+    cases = serializers.IntegerField()
+    days = amount_field(allow_null=True)
+
+
+class PromisesSerializer(serializers.Serializer):
+    days = serializers.IntegerField()
+    grace_days = serializers.IntegerField()
+    promises = serializers.IntegerField()
+    kept = serializers.IntegerField()
+    broken = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    rate = rate_field()
+
+
+class AgingCurrencySerializer(CurrencyAmountSerializer):
+    count = serializers.IntegerField()
+
+
+class AgingBucketSerializer(serializers.Serializer):
+    bucket = serializers.CharField()
+    count = serializers.IntegerField()
+    currencies = AgingCurrencySerializer(many=True)
+
+
+class StepEffectivenessSerializer(serializers.Serializer):
+    step_key = serializers.CharField()
+    sent = serializers.IntegerField()
+    paid = serializers.IntegerField()
+    rate = rate_field()
+
+
+class ReportsSerializer(serializers.Serializer):
+    today = serializers.DateField()
+    open = OpenSerializer()
+    recovery = RecoverySerializer(many=True)
+    days_to_collect = DaysToCollectSerializer()
+    promises = PromisesSerializer()
+    aging = AgingBucketSerializer(many=True)
+    steps = StepEffectivenessSerializer(many=True)

@@ -1,0 +1,384 @@
+"""The outbox: every dunning message is a ``CaseStep`` row, sent in its own stage.
+
+A run executes a step and queues its message in one transaction (the row is inserted
+with status ``queued``). Sending is a separate stage, here:
+
+1. **lease**: the rows of a batch move ``queued -> sending`` in one committed ``UPDATE``
+   guarded by ``status = 'queued'`` (``next_attempt_at`` becomes the lease's start,
+   ``attempts`` goes up by one); only the rows this statement moved are handed over, so
+   two workers never send the same row;
+2. **hand over**: the channel sends the batch over one connection to the email backend
+   and reports one outcome per message;
+3. **record**: ``sent``; a permanent failure ``failed`` with its reason; a transient one
+   back to ``queued`` with ``next_attempt_at`` = now + :func:`retry_delay`, and ``failed``
+   ("gave up after N attempts: ...") once ``OUTBOX_MAX_ATTEMPTS`` tries have failed.
+
+The guarantee is **at most once**: a worker that dies between handing a message to the
+ESP and recording the outcome leaves the row ``sending``. :meth:`Outbox.drain` turns a
+lease older than ``OUTBOX_STALE_AFTER`` into ``unknown`` ("state unknown, check"): never
+sent again by itself, the case flagged for a person, a note on its timeline. An ESP
+tracking event for the message settles it (``dunning.tracking``); so does a person, in
+the admin ("Mark as sent" or "Send again"). See docs/outbox.md.
+
+:func:`drain` is the stage on its own, for a periodic task between daily runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
+from django.db.models import Case as SqlCase
+from django.db.models import F, Q, Value, When
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..channels.base import Outgoing
+from ..conf import dunning_settings
+from ..hosts import CustomerRow
+from ..models import Case, CaseEvent, CaseStep
+
+logger = logging.getLogger("dunning.outbox")
+
+Status = CaseStep.Status
+
+# Rows whose outcome a sender records: its own lease, or one a drain has meanwhile given
+# up on as "unknown" (the sender was alive after all, only slow: it knows the outcome).
+IN_FLIGHT = (Status.SENDING, Status.UNKNOWN)
+
+# Rows one UPDATE ... CASE statement names (SQLite allows 999 parameters on old builds).
+PER_STATEMENT = 300
+
+
+def retry_delay(attempts):
+    """How long a message waits after its ``attempts``-th try failed for a transient
+    reason: ``OUTBOX_RETRY_BACKOFF`` seconds, doubled for every further try, at most
+    ``OUTBOX_RETRY_MAX_DELAY`` seconds (with the defaults 1, 2, 4, 8 minutes)."""
+    base = max(float(dunning_settings.OUTBOX_RETRY_BACKOFF), 0.0)
+    cap = max(float(dunning_settings.OUTBOX_RETRY_MAX_DELAY), 0.0)
+    return datetime.timedelta(seconds=min(cap, base * 2.0 ** min(max(attempts - 1, 0), 60)))
+
+
+def stale_before(now):
+    return now - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER)
+
+
+def can_return_from_update(connection):
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 35)
+
+
+def update_returning(queryset, values, fields):
+    """``UPDATE`` the rows of ``queryset`` with ``values`` and return ``fields`` of exactly
+    the rows this statement changed (``UPDATE ... RETURNING`` where the database has it;
+    elsewhere the rows are locked first). A guard in the queryset (``status='queued'``)
+    is checked again on a row another transaction changed meanwhile, so two workers that
+    run this at once never both get the same row."""
+    using = queryset.db
+    connection = connections[using]
+    columns = [queryset.model._meta.get_field(f).column for f in fields]
+    if can_return_from_update(connection):
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        query.annotations = {}
+        sql, params = query.get_compiler(using).as_sql()
+        if not sql:
+            return []
+        returning = ", ".join(connection.ops.quote_name(c) for c in columns)
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+            cursor.execute(f"{sql} RETURNING {returning}", params)
+            return [tuple(row) for row in cursor.fetchall()]
+    with transaction.atomic(using=using):
+        rows = list(queryset.select_for_update().values_list(*[f"{f}_id" if f == "case" else f
+                                                                for f in fields]))
+        if rows:
+            queryset.model._default_manager.using(using).filter(
+                pk__in=[row[0] for row in rows]
+            ).update(**values)
+        return rows
+
+
+def chunks(items, size=PER_STATEMENT):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class DrainResult:
+    """What one :func:`drain` did."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0  # transient failures, queued again for later
+    unknown: int = 0  # leases given up on: "state unknown, check"
+    seconds: float = 0.0
+
+    def as_dict(self):
+        return {"sent": self.sent, "failed": self.failed, "retrying": self.retrying,
+                "unknown": self.unknown, "seconds": round(self.seconds, 3)}
+
+
+class Outbox:
+    """The send stage of a run (``run`` is a ``DunningRun``: its channel, renderer, batch
+    size, database and ``result`` counters)."""
+
+    def __init__(self, run):
+        self.run = run
+        self.using = run.using
+        self.steps = CaseStep.objects.using(run.using)
+
+    # -- sending ----------------------------------------------------------------------
+    def send(self, pending, rendered):
+        """Send queued messages (``Pending`` items and their rendering: (subject, text,
+        html) or the reason they cannot be sent) and record each outcome."""
+        run = self.run
+        built, unsendable = [], []
+        for item, result in zip(pending, rendered, strict=True):
+            if isinstance(result, str):
+                unsendable.append((item, result))
+                continue
+            subject, text, html = result
+            try:
+                message = run.channel.build(Outgoing(
+                    case_id=item.case_id, customer_id=item.customer_id,
+                    step_key=item.step_key, recipient=item.recipient,
+                    subject=subject, text=text, html=html,
+                ))
+            except Exception as exc:  # noqa: BLE001 - a message that cannot be built fails
+                unsendable.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
+                continue
+            built.append((item, message))
+        leased = self.lease([item for item, _ in built])
+        handed = []
+        for item, message in built:
+            lease = leased.get((item.case_id, item.step_key))
+            if lease is None:
+                # Another worker has it (a long run's batch taken for a crash's leftovers,
+                # or the other way round): that worker sends it, this one does not.
+                logger.info("Step %s of case %s is being sent by another worker",
+                            item.step_key, item.case_id)
+                continue
+            handed.append((item, message, *lease))
+        outcomes = run.channel.send([message for _, message, _, _ in handed]) if handed else []
+        self.record(handed, outcomes, unsendable)
+
+    def lease(self, items):
+        """Move these queued rows to ``sending`` in one committed statement; return
+        {(case pk, step key): (step pk, attempts)} of the rows this worker now holds."""
+        if not items:
+            return {}
+        by_key = defaultdict(list)
+        for item in items:
+            by_key[item.step_key].append(item.case_id)
+        which = Q()
+        for key, case_ids in by_key.items():
+            which |= Q(step_key=key, case_id__in=case_ids)
+        rows = update_returning(
+            self.steps.filter(which, status=Status.QUEUED),
+            {"status": Status.SENDING, "next_attempt_at": timezone.now(),
+             "attempts": F("attempts") + 1},
+            ("id", "case", "step_key", "attempts"),
+        )
+        return {(case_id, key): (pk, attempts) for pk, case_id, key, attempts in rows}
+
+    def record(self, handed, outcomes, unsendable):
+        """Record the outcomes of one handed-over batch (one transaction)."""
+        result = self.run.result
+        now = timezone.now()
+        max_attempts = max(int(dunning_settings.OUTBOX_MAX_ATTEMPTS), 1)
+        sent_plain, sent_ids = [], []
+        retry = defaultdict(list)  # (next attempt at, reason) -> step pks
+        final = defaultdict(list)  # reason -> step pks
+        failed_cases = set()
+        for (item, _message, pk, attempts), outcome in zip(handed, outcomes, strict=True):
+            if outcome.ok:
+                result.sent += 1
+                if outcome.message_id:
+                    sent_ids.append((pk, outcome.message_id[:255]))
+                else:
+                    sent_plain.append(pk)
+                continue
+            if outcome.transient and attempts < max_attempts:
+                result.retrying += 1
+                retry[(now + retry_delay(attempts), outcome.reason[:2000])].append(pk)
+                continue
+            reason = outcome.reason
+            if outcome.transient:
+                reason = _("gave up after %(attempts)s attempts: %(reason)s") % {
+                    "attempts": attempts, "reason": reason}
+            reason = reason[:2000]
+            final[reason].append(pk)
+            failed_cases.add(item.case_id)
+            result.failed += 1
+            result.failures.append((item.case_id, reason))
+        never_handed = defaultdict(lambda: defaultdict(list))  # reason -> key -> case pks
+        for item, reason in unsendable:
+            never_handed[reason][item.step_key].append(item.case_id)
+            failed_cases.add(item.case_id)
+            result.failed += 1
+            result.failures.append((item.case_id, reason))
+        if not (handed or unsendable):
+            return
+        args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases)
+        connection = connections[self.using]
+        try:
+            self.write_outcomes(*args)
+        except (OperationalError, InterfaceError):
+            # The database connection broke while the outcomes of messages that did go
+            # out were being recorded. Not knowing them would leave the rows "sending"
+            # (later "unknown"): reconnect once and record them again (every UPDATE is
+            # guarded, so a first attempt that did commit changes nothing the second time).
+            if connection.in_atomic_block:
+                raise
+            logger.warning("The database connection broke while recording sent messages; "
+                           "reconnecting once", exc_info=True)
+            connection.close()
+            self.write_outcomes(*args)
+
+    def write_outcomes(self, now, sent_plain, sent_ids, retry, final, never_handed,
+                       failed_cases):
+        steps = self.steps
+        done = {"status": Status.SENT, "sent_at": now, "reason": "", "next_attempt_at": None}
+        with transaction.atomic(using=self.using):
+            if sent_plain:
+                steps.filter(pk__in=sent_plain, status__in=IN_FLIGHT).update(**done)
+            for chunk in chunks(sent_ids):
+                message_id = SqlCase(
+                    *[When(pk=pk, then=Value(mid)) for pk, mid in chunk],
+                    default=F("message_id"),
+                )
+                steps.filter(pk__in=[pk for pk, _ in chunk], status__in=IN_FLIGHT).update(
+                    message_id=message_id, **done
+                )
+            for (next_at, reason), pks in retry.items():
+                steps.filter(pk__in=pks, status=Status.SENDING).update(
+                    status=Status.QUEUED, next_attempt_at=next_at, reason=reason
+                )
+            for reason, pks in final.items():
+                steps.filter(pk__in=pks, status__in=IN_FLIGHT).update(
+                    status=Status.FAILED, reason=reason, next_attempt_at=None
+                )
+            # Never handed over (no template, no address, ...): still queued, unless
+            # another worker has taken the row meanwhile.
+            for reason, keys in never_handed.items():
+                for key, case_ids in keys.items():
+                    steps.filter(step_key=key, case_id__in=case_ids,
+                                 status=Status.QUEUED).update(
+                        status=Status.FAILED, reason=reason, next_attempt_at=None
+                    )
+            if failed_cases:
+                Case.objects.using(self.using).filter(pk__in=failed_cases).update(
+                    needs_person=True
+                )
+
+    # -- draining ---------------------------------------------------------------------
+    def drain(self):
+        """Give up on dead leases, then send every queued message that is due: retries
+        whose time has come and messages a crashed run left queued."""
+        now = timezone.now()
+        self.expire(now)
+        self.send_due(now)
+
+    def expire(self, now):
+        """``sending`` rows whose lease is older than ``OUTBOX_STALE_AFTER`` -> ``unknown``
+        (at most once: the message may have gone out; a person checks)."""
+        before = stale_before(now)
+        stale = self.steps.filter(status=Status.SENDING).filter(
+            Q(next_attempt_at__lt=before) | Q(next_attempt_at__isnull=True, created_at__lt=before)
+        )
+        with transaction.atomic(using=self.using):
+            rows = update_returning(stale, {"status": Status.UNKNOWN}, ("id", "case", "step_key"))
+            if not rows:
+                return
+            run = self.run.run
+            CaseEvent.objects.using(self.using).bulk_create([
+                CaseEvent(
+                    case_id=case_id, run=run, kind=CaseEvent.Kind.DELIVERY_UNKNOWN,
+                    created_at=now,
+                    message=_(
+                        "The message of step %(step)s was being handed to the email "
+                        "service when its worker stopped: it may or may not have gone out. "
+                        "It is not sent again by itself. Check the email service's log, "
+                        "then mark the step as sent or send it again (executed steps, "
+                        "status \"State unknown, check\")."
+                    ) % {"step": key},
+                    data={"case_step": pk, "step_key": key},
+                )
+                for pk, case_id, key in rows
+            ])
+            Case.objects.using(self.using).filter(pk__in={r[1] for r in rows}).update(
+                needs_person=True
+            )
+        logger.warning("%d message(s) in state unknown: their worker died while sending",
+                       len(rows))
+        self.run.result.unknown += len(rows)
+
+    def send_due(self, now):
+        """Send, batch by batch, the queued rows due at ``now``: retries whose
+        ``next_attempt_at`` has come, and rows never tried that have waited longer than
+        ``OUTBOX_STALE_AFTER`` (a crashed run's; a live run sends its own at once). Each
+        row is looked at once per call, however it fares."""
+        run = self.run
+        due = Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True,
+                                               created_at__lt=stale_before(now))
+        last = 0
+        while True:
+            rows = list(
+                self.steps.filter(due, status=Status.QUEUED, pk__gt=last)
+                .select_related("case").order_by("pk")[: run.batch_size]
+            )
+            if not rows:
+                return
+            last = rows[-1].pk
+            pending = self.pending(rows)
+            self.send(pending, [run.render_item(item) for item in pending])
+
+    def pending(self, rows):
+        """``Pending`` items of queued rows, checked again: the address may have been
+        suppressed (a bounce) since the message was queued."""
+        from .run import Pending
+
+        run = self.run
+        customers = run.adapter.customer_rows({r.case.customer_id for r in rows})
+        items = []
+        for row in rows:
+            customer = customers.get(row.case.customer_id)
+            failure = _("customer not found")
+            if customer is not None:
+                failure = run.channel.recipient(customer)[1]
+            info = {"key": row.step_key}
+            loaded = run.policies.get(row.case.policy_id)
+            step = next((s for s in loaded.spec.steps if s.key == row.step_key), None) if loaded else None
+            if step is not None:
+                info.update(offset_days=step.offset_days, action=step.action)
+            template = run.template_pk(row.case.policy_id, row.step_key, row.channel, row.language)
+            items.append(Pending(
+                case_id=row.case_id, customer_id=row.case.customer_id, step_key=row.step_key,
+                channel=row.channel, recipient=row.recipient, invoices=row.invoices,
+                customer=customer or CustomerRow(row.case.customer_id, "", ""),
+                template=template, step_info=info, failure=failure, as_of=row.executed_on,
+            ))
+        return items
+
+
+def drain(*, using=DEFAULT_DB_ALIAS, batch_size=None):
+    """The send stage on its own, for a periodic task between daily runs: give up on
+    dead leases ("state unknown, check"), send transient failures whose retry is due and
+    messages a crashed run left queued. Safe to run at any time, also while runs are
+    going and in several processes at once. Returns a :class:`DrainResult`."""
+    from .run import DunningRun
+
+    started = time.perf_counter()
+    run = DunningRun(using=using, batch_size=batch_size)
+    run.render_processes = 1
+    run.load_policies()
+    Outbox(run).drain()
+    r = run.result
+    return DrainResult(sent=r.sent, failed=r.failed, retrying=r.retrying, unknown=r.unknown,
+                       seconds=time.perf_counter() - started)

@@ -1,0 +1,379 @@
+"""What a collector does with a case, as plain functions: the one place of these rules.
+
+The admin's workbench actions (``dunning.admin.workbench``) and the REST API
+(``dunning.api``) both call these functions, so a case is paused, promised, disputed or
+written off the same way whichever door the request came through. Each function takes the
+case (a :class:`~dunning.models.Case` as loaded by the caller) and the acting user (or
+None), does the database work in one transaction, records the event on the case's
+timeline with the actor, and returns what it made. A refusal (the case is closed, not
+paused, has no open dispute) raises a :class:`CaseActionRefused` whose message is
+translated and names the case; nothing is written then.
+
+Input rules that are not about the case (a pause ends in the future, a promise is for
+today or later and for more than zero) are the ``check_*`` functions, which raise
+Django's ``ValidationError`` with the message the admin's forms show.
+
+:class:`CustomerRun` runs the engine now over the cases of chosen customers (the payment
+events of the API: a paid invoice resolves its case at once, a failed payment opens or
+advances it at once) by the normal rules of a scheduled run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from . import signals
+from .engine import manual
+from .engine.run import DunningRun
+from .exceptions import DunningError
+from .hosts import get_adapter
+from .models import Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
+
+logger = logging.getLogger(__name__)
+
+#: "Paused without an end date": the engine compares dates, so a date far away will do.
+PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
+
+#: Days after a promised payment date before dunning goes on by itself.
+PROMISE_GRACE_DAYS = 3
+
+#: The outcomes of a logged call (value, label).
+CALL_OUTCOMES = [
+    ("reached", gettext_lazy("Reached")),
+    ("no-answer", gettext_lazy("No answer")),
+    ("promised", gettext_lazy("Promised to pay")),
+    ("refused", gettext_lazy("Refused to pay")),
+]
+
+
+# -- refusals ---------------------------------------------------------------------------
+class CaseActionRefused(DunningError, ValueError):
+    """The action does not apply to this case; ``str(exc)`` says why (translated)."""
+
+    def __init__(self, message, case=None):
+        super().__init__(message)
+        self.message = message
+        self.case = case
+
+
+class CaseNotOpen(CaseActionRefused):
+    def __init__(self, case):
+        super().__init__(_("%(case)s is not open; left unchanged.") % {"case": case}, case)
+
+
+class CaseNotPaused(CaseActionRefused):
+    def __init__(self, case):
+        super().__init__(_("%(case)s is not paused.") % {"case": case}, case)
+
+
+class NoOpenDispute(CaseActionRefused):
+    def __init__(self, case):
+        super().__init__(_("%(case)s has no open dispute.") % {"case": case}, case)
+
+
+# -- input rules ------------------------------------------------------------------------
+def check_pause_until(until):
+    """``until`` (a date or None: until further notice) must lie in the future."""
+    if until is not None and until <= timezone.localdate():
+        raise ValidationError(_("The end of a pause must lie in the future."))
+    return until
+
+
+def check_promise_date(date):
+    if date < timezone.localdate():
+        raise ValidationError(_("The promised date must be today or later."))
+    return date
+
+
+def check_promise_amount(amount):
+    if amount <= 0:
+        raise ValidationError(_("The promised amount must be greater than zero."))
+    return amount
+
+
+# -- helpers ----------------------------------------------------------------------------
+def record(case, kind, actor, message="", **data):
+    """A timeline event of ``case`` by ``actor`` (a user, or None for the system)."""
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    return CaseEvent.objects.create(
+        case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
+        actor=actor,
+    )
+
+
+def require_open(case):
+    if case.status != Case.Status.OPEN:
+        raise CaseNotOpen(case)
+
+
+def recheck_from(case):
+    """A next check date that lets the next run decide again for ``case``."""
+    return case.last_step_on or case.opened_on
+
+
+# -- the actions ------------------------------------------------------------------------
+def assign(case, collector, actor):
+    """Assign ``case`` to ``collector`` (a user); any case, open or closed."""
+    with transaction.atomic():
+        Case.objects.filter(pk=case.pk).update(assigned_to=collector)
+        event = record(case, CaseEvent.Kind.ASSIGNED, actor,
+                       _("Assigned to %(user)s.") % {"user": collector.get_username()},
+                       user=collector.pk, username=collector.get_username())
+    case.assigned_to = collector
+    return event
+
+
+def add_note(case, text, actor):
+    return record(case, CaseEvent.Kind.NOTE, actor, text)
+
+
+def log_call(case, outcome, text, actor):
+    """A call with its outcome (one of CALL_OUTCOMES) and notes."""
+    if outcome not in dict(CALL_OUTCOMES):
+        raise ValueError(f"unknown call outcome {outcome!r}")
+    return record(case, CaseEvent.Kind.CALL, actor, text, outcome=outcome)
+
+
+def pause(case, reason, until, actor):
+    """No dunning step until ``until`` (None: until someone resumes the case)."""
+    require_open(case)
+    paused_until = until or PAUSED_INDEFINITELY
+    with transaction.atomic():
+        next_due = recheck_from(case)
+        Case.objects.filter(pk=case.pk).update(
+            paused_until=paused_until, pause_reason=reason, next_due_on=next_due,
+        )
+        event = record(case, CaseEvent.Kind.PAUSED, actor, reason,
+                       until=until.isoformat() if until else None)
+    case.paused_until, case.pause_reason, case.next_due_on = paused_until, reason, next_due
+    return event
+
+
+def resume(case, actor):
+    require_open(case)
+    if case.paused_until is None:
+        raise CaseNotPaused(case)
+    with transaction.atomic():
+        next_due = recheck_from(case)
+        Case.objects.filter(pk=case.pk).update(
+            paused_until=None, pause_reason="", next_due_on=next_due
+        )
+        event = record(case, CaseEvent.Kind.RESUMED, actor)
+    case.paused_until, case.pause_reason, case.next_due_on = None, "", next_due
+    return event
+
+
+def escalate(case, actor):
+    """Flag the case "needs a person"."""
+    require_open(case)
+    with transaction.atomic():
+        Case.objects.filter(pk=case.pk).update(needs_person=True)
+        event = record(case, CaseEvent.Kind.ESCALATED, actor)
+    case.needs_person = True
+    return event
+
+
+def send_written_off(case):
+    for receiver, response in signals.case_written_off.send_robust(
+        sender=Case, case=case, customer=case.customer
+    ):
+        if isinstance(response, Exception):
+            logger.error("case_written_off receiver %r failed for case %s", receiver, case.pk,
+                         exc_info=response)
+            CaseEvent.objects.create(
+                case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
+                message=f"case_written_off: {type(response).__name__}: {response}"[:2000],
+            )
+
+
+def write_off(case, reason, actor):
+    """Close the case for good: its invoices get no further dunning message, and
+    ``case_written_off`` fires after commit. Returns False when another request closed
+    the case meanwhile (nothing written then)."""
+    require_open(case)
+    today = timezone.localdate()
+    adapter = get_adapter()
+    with transaction.atomic():
+        updated = Case.objects.filter(pk=case.pk, status=Case.Status.OPEN).update(
+            status=Case.Status.WRITTEN_OFF, closed_on=today, next_due_on=None,
+        )
+        if not updated:
+            return False
+        # Link the invoices the case covered, as a termination does, so that they are not
+        # dunned again in a new case.
+        invoice_pks = adapter.overdue_invoices(today + datetime.timedelta(days=1)).filter(
+            **{adapter.customer_annotation: case.customer_id}
+        ).values_list("pk", flat=True)
+        CaseInvoice.objects.bulk_create(
+            [CaseInvoice(case=case, invoice_id=pk) for pk in invoice_pks],
+            ignore_conflicts=True,
+        )
+        record(case, CaseEvent.Kind.WRITTEN_OFF, actor, reason)
+        case.status, case.closed_on, case.next_due_on = Case.Status.WRITTEN_OFF, today, None
+        transaction.on_commit(lambda: send_written_off(case))
+    return True
+
+
+def record_promise(case, date, amount, actor):
+    """The customer promised to pay ``amount`` by ``date``: dunning pauses until
+    PROMISE_GRACE_DAYS after it (never shortening a longer pause)."""
+    require_open(case)
+    until = date + datetime.timedelta(days=PROMISE_GRACE_DAYS)
+    paused_until = max(until, case.paused_until) if case.paused_until else until
+    with transaction.atomic():
+        Case.objects.filter(pk=case.pk).update(
+            promised_on=date, promised_amount=amount,
+            paused_until=paused_until, next_due_on=paused_until,
+        )
+        event = record(case, CaseEvent.Kind.PROMISE, actor,
+                       _("Promised to pay %(amount)s by %(date)s.")
+                       % {"amount": amount, "date": date.isoformat()},
+                       date=date.isoformat(), amount=str(amount))
+    case.promised_on, case.promised_amount = date, amount
+    case.paused_until = case.next_due_on = paused_until
+    return event
+
+
+def open_dispute(case, invoice_number, reason, actor):
+    """A dispute about one invoice; dunning pauses until every dispute is resolved."""
+    require_open(case)
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    with transaction.atomic():
+        dispute = Dispute.objects.create(
+            case=case, invoice_number=invoice_number, reason=reason, opened_by=actor
+        )
+        next_due = recheck_from(case)
+        Case.objects.filter(pk=case.pk).update(
+            paused_until=PAUSED_INDEFINITELY, next_due_on=next_due
+        )
+        record(case, CaseEvent.Kind.DISPUTE, actor, reason,
+               dispute=dispute.pk, invoice_number=invoice_number)
+    case.paused_until, case.next_due_on = PAUSED_INDEFINITELY, next_due
+    return dispute
+
+
+def resolve_disputes(case, resolution, actor):
+    """Resolve every open dispute of ``case``; an open case with none left is no longer
+    paused. Returns how many were resolved."""
+    with transaction.atomic():
+        resolved = Dispute.objects.filter(case=case, resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), resolution=resolution
+        )
+        if not resolved:
+            raise NoOpenDispute(case)
+        if case.is_open and not case.disputes.filter(resolved_at__isnull=True).exists():
+            next_due = recheck_from(case)
+            Case.objects.filter(pk=case.pk).update(paused_until=None, next_due_on=next_due)
+            case.paused_until, case.next_due_on = None, next_due
+        record(case, CaseEvent.Kind.DISPUTE_RESOLVED, actor, resolution, resolved=resolved)
+    return resolved
+
+
+# -- send the next step now ---------------------------------------------------------------
+#: Why "send the next step now" left a case alone (see dunning.engine.manual).
+SEND_NOW_REFUSED = {
+    manual.REFUSED_DONE: gettext_lazy("%(case)s has no step left to send."),
+    manual.REFUSED_TODAY: gettext_lazy("%(case)s already had a step today; one a day is the most."),
+    manual.REFUSED_PAUSED: gettext_lazy("%(case)s is paused; resume it first."),
+    manual.REFUSED_MINIMUM: gettext_lazy("%(case)s owes less than its policy's minimum balance."),
+}
+
+
+@dataclass
+class SentStep:
+    step: CaseStep
+    #: Why it could not be sent ("" when it was).
+    failure: str = ""
+
+
+@dataclass
+class SendNowOutcome:
+    #: Cases left alone because they are not open.
+    not_open: list = field(default_factory=list)
+    #: case pk -> one of manual.REFUSED_*.
+    refused: dict = field(default_factory=dict)
+    #: The steps executed, in order.
+    sent: list = field(default_factory=list)
+    #: How many of the cases were paid already and are now resolved.
+    resolved: int = 0
+
+    def refusal_message(self, case):
+        return SEND_NOW_REFUSED[self.refused[case.pk]] % {"case": case}
+
+
+def send_now(cases, actor):
+    """The policy's next step of each open case in ``cases``, today, whatever its
+    schedule says (see dunning.engine.manual). Returns a :class:`SendNowOutcome`."""
+    cases = {case.pk: case for case in cases}
+    outcome = SendNowOutcome(
+        not_open=[case for case in cases.values() if case.status != Case.Status.OPEN]
+    )
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    run = manual.send_next_step_now(
+        [pk for pk, case in cases.items() if case.status == Case.Status.OPEN], actor=actor
+    )
+    outcome.refused = dict(run.refused)
+    failures = dict(run.result.failures)
+    for step in CaseStep.objects.filter(run=run.run, case_id__in=list(cases)).order_by(
+        "created_at", "pk"
+    ):
+        failure = ""
+        if step.case_id in failures or step.status == CaseStep.Status.FAILED:
+            failure = failures.get(step.case_id) or step.reason
+        outcome.sent.append(SentStep(step, failure))
+    outcome.resolved = run.result.resolved
+    return outcome
+
+
+# -- a run over chosen customers (payment events) -------------------------------------------
+#: ``Run.host`` of the runs that payment events start (the simulator leaves them out).
+PAYMENT_EVENT_RUN_HOST = "payment-event"
+
+
+class CustomerRun(DunningRun):
+    """A dunning run, today, over the given customers only, by the normal rules: a case is
+    opened for a customer with an overdue invoice, a case whose invoices are all paid is
+    resolved (thank-you message, signals), and a case whose next step is due gets it.
+    Nothing else: the outbox of other cases is left to the scheduled runs."""
+
+    def __init__(self, customer_pks, *, using=DEFAULT_DB_ALIAS, host=PAYMENT_EVENT_RUN_HOST):
+        super().__init__(None, using=using)
+        self.customer_pks = list(customer_pks)
+        self.render_processes = 1  # a handful of cases: render in-process
+        self.host = host
+
+    def overdue(self):
+        return super().overdue().filter(
+            **{self.adapter.customer_annotation + "__in": self.customer_pks}
+        )
+
+    def open_case_set(self):
+        return super().open_case_set().filter(customer_id__in=self.customer_pks)
+
+    def drain_stale_outbox(self):
+        """Left to the scheduled runs (it concerns every case, not these customers')."""
+
+    def execute(self, stages=("open", "paid", "due"), **kwargs):
+        result = super().execute(stages, **kwargs)
+        if self.run is not None:
+            Run.objects.using(self.using).filter(pk=self.run.pk).update(host=self.host)
+        return result
+
+
+def run_for_customers(customer_pks, *, stages=("open", "paid", "due"), using=DEFAULT_DB_ALIAS):
+    """Run dunning now for the given customers (see :class:`CustomerRun`): the given
+    stages of a run (``("paid",)``: resolve paid cases only). Returns the run."""
+    run = CustomerRun(customer_pks, using=using)
+    run.execute(stages)
+    return run
