@@ -51,7 +51,7 @@ from ..rendering import (
 )
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
-from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, decide
+from .schedule import CaseFacts, Kind, PolicySpec, decide, policy_spec
 
 logger = logging.getLogger("dunning.run")
 
@@ -197,15 +197,7 @@ class DunningRun:
             templates[(t.policy_id, t.step_key, t.channel)][t.language.lower()] = t
             self.templates[t.pk] = t
         for policy in Policy.objects.using(self.using).prefetch_related("steps"):
-            steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
-            spec = PolicySpec(
-                steps=tuple(StepSpec(s.key, s.offset_days, s.channel, s.action) for s in steps),
-                min_gap_days=policy.min_gap_days,
-                grace_days=policy.grace_days,
-                minimum_balance={
-                    str(k).upper(): Decimal(str(v)) for k, v in (policy.minimum_balance or {}).items()
-                },
-            )
+            spec = policy_spec(policy)
             policy_templates = {
                 (key, channel): langs
                 for (pk, key, channel), langs in templates.items()

@@ -137,3 +137,18 @@ def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decisi
         )
         following = step_due_on(policy, policy.steps[index + 1], after)
     return Decision(Kind.EXECUTE, step=step, next_check=following)
+
+
+def policy_spec(policy) -> PolicySpec:
+    """The rules' view of a policy: anything with ``steps.all()`` (key, offset_days,
+    channel, action), ``min_gap_days``, ``grace_days`` and ``minimum_balance`` (a Policy
+    model with its steps prefetched). Shared by the run and the simulator."""
+    steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
+    return PolicySpec(
+        steps=tuple(StepSpec(s.key, s.offset_days, s.channel, s.action) for s in steps),
+        min_gap_days=policy.min_gap_days,
+        grace_days=policy.grace_days,
+        minimum_balance={
+            str(k).upper(): Decimal(str(v)) for k, v in (policy.minimum_balance or {}).items()
+        },
+    )

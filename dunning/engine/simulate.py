@@ -61,7 +61,7 @@ from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED, Action
 from .manual import SEND_NOW_RUN_HOST
-from .schedule import CaseFacts, Kind, PolicySpec, StepSpec, below_minimum, decide
+from .schedule import CaseFacts, Kind, below_minimum, decide, policy_spec
 
 ONE_DAY = datetime.timedelta(days=1)
 FAR = datetime.date.max
@@ -85,19 +85,6 @@ NOT_SCHEDULED_RUN_HOSTS = (SEND_NOW_RUN_HOST, "payment-event")
 
 class SimulationError(ValueError):
     """A bad argument to :func:`simulate` (the message says what is wrong)."""
-
-
-def policy_spec(policy):
-    """The pure rules' view of a policy (as ``DunningRun.load_policies`` builds it)."""
-    steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
-    return PolicySpec(
-        steps=tuple(StepSpec(s.key, s.offset_days, s.channel, s.action) for s in steps),
-        min_gap_days=policy.min_gap_days,
-        grace_days=policy.grace_days,
-        minimum_balance={
-            str(k).upper(): Decimal(str(v)) for k, v in (policy.minimum_balance or {}).items()
-        },
-    )
 
 
 def check_days(days):
