@@ -14,58 +14,8 @@ posts back to the same URL; when it is done, the user is back on the case page.
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.translation import gettext as _
 
-from ..models import CaseEvent, CaseStep, DeliveryEvent, Dispute
-
-
-def timeline(case):
-    """The case's history as dicts sorted by time (four queries, whatever its length):
-    ``{"at", "kind", "label", "text", "by", "outcome"}``."""
-    entries = []
-    steps = list(CaseStep.objects.filter(case=case).order_by("created_at", "pk"))
-    deliveries = {}
-    for event in DeliveryEvent.objects.filter(case_step__case=case).order_by("timestamp", "pk"):
-        deliveries.setdefault(event.case_step_id, []).append(event)
-    for step in steps:
-        outcome = step.get_status_display()
-        if step.reason:
-            outcome = f"{outcome}: {step.reason}"
-        entries.append({
-            "at": step.sent_at or step.created_at,
-            "kind": "message",
-            "label": _("Message %(step)s (%(channel)s)") % {"step": step.step_key,
-                                                           "channel": step.channel},
-            "text": step.recipient,
-            "by": "",
-            "outcome": outcome,
-            "status": step.status,
-            "delivery": [
-                {"at": e.timestamp, "event": e.event_type, "description": e.description}
-                for e in deliveries.get(step.pk, [])
-            ],
-        })
-    for event in CaseEvent.objects.filter(case=case).select_related("actor").order_by(
-        "created_at", "pk"
-    ):
-        entries.append({
-            "at": event.created_at,
-            "kind": event.kind,
-            "label": event.get_kind_display(),
-            "text": event.message,
-            "by": event.actor.get_username() if event.actor else _("dunning run"),
-            "outcome": (event.data or {}).get("outcome", ""),
-        })
-    for dispute in Dispute.objects.filter(case=case).select_related("opened_by"):
-        if dispute.resolved_at:
-            entries.append({
-                "at": dispute.resolved_at, "kind": "dispute-closed",
-                "label": _("Dispute about %(invoice)s closed") % {
-                    "invoice": dispute.invoice_number},
-                "text": dispute.resolution, "by": "", "outcome": "",
-            })
-    entries.sort(key=lambda e: e["at"])
-    return entries
+from ..timeline import timeline  # noqa: F401 (the case page's context)
 
 
 def buttons(model_admin, request, case):

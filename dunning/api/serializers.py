@@ -237,7 +237,7 @@ class CaseDetailSerializer(CaseSerializer):
 
     @extend_schema_field(TimelineEntrySerializer(many=True))
     def get_timeline(self, case):
-        from ..admin.casepage import timeline
+        from ..timeline import timeline
 
         return TimelineEntrySerializer(timeline(case), many=True).data
 
