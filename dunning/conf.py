@@ -70,6 +70,42 @@ DEFAULTS = {
     # Authentication classes of the API (dotted paths); None: token authentication (when
     # rest_framework.authtoken is installed) and session authentication.
     "API_AUTHENTICATION_CLASSES": None,
+    # -- retries of failed payments (dunning.payments, docs/payments.md) --
+    # Dotted path of a dunning.payments.base.PaymentBackend subclass (None: failed
+    # payments are not retried), and the keyword arguments it is built with.
+    "PAYMENT_BACKEND": None,
+    "PAYMENT_BACKEND_OPTIONS": {},
+    # Days after the failure on which it is retried (moved to a payday, the 1st or 15th,
+    # when one falls before the next offset), at PAYMENT_RETRY_HOUR in the customer's
+    # time zone.
+    "PAYMENT_RETRY_OFFSETS": [1, 3, 5, 7],
+    "PAYMENT_RETRY_HOUR": 9,
+    # Charges of one payment method within any 30 days, never exceeded (Visa allows 15
+    # retries in 30 days, Mastercard 10; stay below both).
+    "PAYMENT_MAX_ATTEMPTS_PER_METHOD_30_DAYS": 8,
+    # -- the customer's self-service page (dunning.urls, docs/portal.md) --
+    # Absolute URL under which the host includes dunning.urls, e.g.
+    # "https://shop.example/dunning/"; None: messages carry no portal link.
+    "PORTAL_BASE_URL": None,
+    # Seconds a portal link stays valid (default 30 days).
+    "PORTAL_LINK_MAX_AGE": 30 * 24 * 60 * 60,
+    # The latest date a customer may promise to pay, in days from today.
+    "PORTAL_PROMISE_MAX_DAYS": 30,
+    # Most instalments a customer may ask for, and the days between two of them.
+    "PORTAL_PLAN_MAX_INSTALMENTS": 6,
+    "PORTAL_PLAN_INTERVAL_DAYS": 30,
+    # Plans approved without a person: at most "max_instalments" instalments and at most
+    # "max_amount"[currency] in total (a currency not listed is never auto-approved);
+    # None or {}: every plan goes to staff.
+    "PORTAL_PLAN_AUTO_APPROVE": None,
+    # Days after an instalment's date before a missed instalment breaks the plan.
+    "PORTAL_PLAN_GRACE_DAYS": 3,
+    # The "pay now" and "update payment method" links of the page: a format string with
+    # {customer} (the customer's pk) and {token} (the portal token), or the dotted path of
+    # a callable (customer_row, invoices, token) -> URL or "". None: the COMPANY entries
+    # payment_url / update_payment_url, if any.
+    "PORTAL_PAY_URL": None,
+    "PORTAL_UPDATE_PAYMENT_URL": None,
 }
 
 IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL"}

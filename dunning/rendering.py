@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from .conf import dunning_settings
 from .exceptions import TemplateRenderError
+from .portal.tokens import portal_url as portal_link
 
 SANDBOX_LIBRARY = "dunning.sandbox"
 
@@ -155,13 +156,16 @@ def company_context():
     return {k: str(v) for k, v in company.items()}
 
 
-def build_context(*, customer, invoices, step, as_of, locale, company, portal_url="", today=None):
+def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=None, today=None):
     """The plain-value context of one message.
 
     ``invoices`` are snapshot dicts (number, amount_due, currency, due_date as ISO text);
     ``customer`` is a CustomerRow; ``today`` is the date in the customer's time zone
-    (default: ``as_of``).
+    (default: ``as_of``); ``portal_url`` defaults to the customer's signed self-service
+    link (dunning.portal; "" without ``PORTAL_BASE_URL``).
     """
+    if portal_url is None:
+        portal_url = portal_link(customer.pk)
     rows = []
     oldest = None
     sums: dict[str, list] = {}  # currency -> [total, formatted amount of a lone invoice]

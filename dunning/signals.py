@@ -22,3 +22,8 @@ case_resolved = Signal()
 
 # case, customer: a person wrote the case off in the admin; the engine leaves it alone.
 case_written_off = Signal()
+
+# case (or None), customer, amount (Decimal), currency, invoices (invoice numbers),
+# transaction_id: a retry of a failed payment collected the money (dunning.payments). The
+# host marks its invoices paid; the shipped Invoice model is marked paid by dunning itself.
+payment_succeeded = Signal()

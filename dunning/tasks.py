@@ -84,16 +84,16 @@ def shard(as_of: str, explicit: bool = True, tick: int | None = None, index: int
 
 
 def drain(database: str = "default") -> dict:
-    """Send the messages whose retry is due between runs (``dunning.engine.outbox.drain``).
-    Idempotent like the runs: a message is claimed before it is sent."""
+    """Between runs: send the messages whose retry is due (``dunning.engine.outbox.drain``)
+    and charge the payment retries that are due (``dunning.payments.retries``, when a
+    ``PAYMENT_BACKEND`` is set). Idempotent like the runs: a message or a retry is claimed
+    before it is sent or charged."""
     from .engine.outbox import drain as drain_outbox
+    from .payments.retries import run_due_retries
 
-    result = drain_outbox(using=database)
-    if hasattr(result, "as_dict"):
-        return result.as_dict()
-    if isinstance(result, dict):
-        return result
-    return {"result": result}
+    summary = drain_outbox(using=database).as_dict()
+    summary["payments"] = dict(run_due_retries(using=database))
+    return summary
 
 
 # -- the pieces --------------------------------------------------------------------------

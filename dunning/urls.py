@@ -4,8 +4,12 @@
 
 from django.urls import include, path
 
+from .portal import views as portal_views
+
 app_name = "dunning"
 
 urlpatterns = [
     path("api/v1/", include("dunning.api.urls")),
+    # The customer's self-service page (docs/portal.md); the token is signed, no login.
+    path("portal/<str:token>/", portal_views.portal, name="portal"),
 ]

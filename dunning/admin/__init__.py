@@ -20,7 +20,7 @@ from ..models import (
     Invoice,
     Run,
 )
-from . import caselist, casepage, dashboard, delivery, views, workbench  # noqa: F401 (delivery registers)
+from . import caselist, casepage, dashboard, delivery, payments, views, workbench  # noqa: F401 (delivery, payments register)
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
 from .readonly import ReadOnlyAdminMixin
 from .resources import CustomerResource, InvoiceResource, export_cases_csv

@@ -474,6 +474,15 @@ class PaymentEventInput(serializers.Serializer):
         help_text=_("invoice.paid on the shipped Invoice model: the balance left "
                     "(default 0)."),
     )
+    decline_code = serializers.CharField(
+        max_length=64, required=False, allow_blank=True,
+        help_text=_("payment.failed: the provider's decline code (e.g. insufficient_funds, "
+                    "expired_card): soft declines are retried, hard ones ask for a new method."),
+    )
+    payment_method = serializers.CharField(
+        max_length=255, required=False, allow_blank=True,
+        help_text=_("payment.failed: the id of the stored method that was declined."),
+    )
 
 
 class RunSummarySerializer(serializers.Serializer):

@@ -478,6 +478,13 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
             run = services.run_for_customers([customer_pk], stages=STAGES[data["type"]])
         except DunningConfigurationError as exc:
             raise Unavailable(str(exc)) from exc
+        if data["type"] == "payment.failed":
+            # Plan retries of the payment (dunning.payments; nothing without a backend).
+            from ..payments.retries import record_failure
+
+            record_failure(customer_pk, invoices=[data["invoice"]],
+                           decline_code=data.get("decline_code", ""),
+                           method_id=data.get("payment_method", ""))
         result = run.result
         response = {
             "id": event_id or None,

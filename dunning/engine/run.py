@@ -41,6 +41,7 @@ from ..exceptions import DunningConfigurationError, TemplateRenderError
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, MessageTemplate, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED
+from ..portal.services import check_payment_plans
 from ..rendering import (
     Renderer,
     babel_locale,
@@ -258,6 +259,9 @@ class DunningRun:
                     self.drain_stale_outbox()
                 if "open" in stages:
                     self.open_cases()
+                    # Payment plans from the self-service page: a missed instalment
+                    # breaks the plan and ends its pause, so this run dunns again.
+                    check_payment_plans(self.as_of)
                 self.advance(paid="paid" in stages, due="due" in stages)
                 # One more pass: transient send failures whose retry fell due meanwhile.
                 self.drain_stale_outbox()

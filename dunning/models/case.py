@@ -256,6 +256,15 @@ class CaseEvent(models.Model):
         DELIVERY_UNKNOWN = "delivery-unknown", _("Delivery state unknown")
         DELIVERY_CONFIRMED = "delivery-confirmed", _("Delivery state settled")
         SEND_AGAIN = "send-again", _("Message queued again")
+        PAYMENT_DECLINED = "payment-declined", _("Payment declined")
+        PAYMENT_COLLECTED = "payment-collected", _("Payment collected")
+        PAYMENT_UPDATE_METHOD = "payment-update-method", _("Payment method must be updated")
+        # The customer's self-service page (dunning.portal).
+        PLAN_REQUESTED = "plan-requested", _("Payment plan requested")
+        PLAN_APPROVED = "plan-approved", _("Payment plan approved")
+        PLAN_BROKEN = "plan-broken", _("Payment plan broken")
+        PLAN_COMPLETED = "plan-completed", _("Payment plan completed")
+        FEEDBACK = "feedback", _("Late-payment feedback")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

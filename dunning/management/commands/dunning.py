@@ -185,6 +185,17 @@ class Command(BaseCommand):
             for label, key in result.planned:
                 self.stdout.write(f"{label}: {key}")
         self.summary(result, verbosity)
+        if not dry_run:
+            self.payment_retries(database, verbosity)
+
+    def payment_retries(self, database, verbosity):
+        """Charge the payment retries that are due (nothing without a PAYMENT_BACKEND)."""
+        from ...payments.retries import run_due_retries
+
+        outcomes = run_due_retries(using=database)
+        if outcomes and verbosity >= 1:
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+            self.stdout.write(f"Payment retries: {shown}")
 
     def handle_plan(self, *, as_of=None, database, verbosity, **_):
         from ...engine.plan import build_plan
@@ -302,21 +313,16 @@ class Command(BaseCommand):
         say("They run while 'manage.py qcluster' runs.")
 
     def handle_drain(self, *, database, verbosity, **_):
-        try:
-            from ...engine.outbox import drain
-        except ImportError as exc:
-            raise CommandError(f"This version of django-dunning cannot drain: {exc}") from exc
+        from ...engine.outbox import drain
+
         try:
             result = drain(using=database)
         except DunningError as exc:
             raise CommandError(str(exc)) from exc
         if verbosity >= 1:
-            summary = result.as_dict() if hasattr(result, "as_dict") else result
-            if isinstance(summary, dict):
-                shown = ", ".join(f"{k}={v}" for k, v in summary.items())
-            else:
-                shown = str(summary)
+            shown = ", ".join(f"{k}={v}" for k, v in result.as_dict().items())
             self.stdout.write(f"Drained the outbox: {shown}")
+        self.payment_retries(database, verbosity)
 
     def handle_simulate(self, *, policy, days, as_of=None, json=False, database, verbosity,
                         **_):

@@ -1,0 +1,38 @@
+"""Payment backends and smart retries of failed payments (docs/payments.md).
+
+``get_backend()`` returns the backend named in ``DUNNING["PAYMENT_BACKEND"]`` (a dotted
+path to a :class:`~dunning.payments.base.PaymentBackend` subclass, built with the keyword
+arguments in ``DUNNING["PAYMENT_BACKEND_OPTIONS"]``), or None when none is configured:
+then failed payments are not retried.
+"""
+
+from django.utils.module_loading import import_string
+
+from ..conf import dunning_settings
+from ..exceptions import DunningConfigurationError
+from .base import ChargeResult, PaymentBackend, StoredMethod
+
+__all__ = ["ChargeResult", "PaymentBackend", "StoredMethod", "get_backend"]
+
+_cache = {}
+
+
+@dunning_settings.on_reload
+def _drop_backend():
+    _cache.clear()
+
+
+def get_backend():
+    """The configured payment backend (one instance per settings), or None."""
+    path = dunning_settings.PAYMENT_BACKEND
+    if not path:
+        return None
+    if "backend" not in _cache:
+        try:
+            cls = import_string(path) if isinstance(path, str) else path
+        except ImportError as exc:
+            raise DunningConfigurationError(
+                f"DUNNING['PAYMENT_BACKEND'] = {path!r} cannot be imported: {exc}"
+            ) from exc
+        _cache["backend"] = cls(**(dunning_settings.PAYMENT_BACKEND_OPTIONS or {}))
+    return _cache["backend"]

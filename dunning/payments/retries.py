@@ -1,0 +1,282 @@
+"""Retrying failed payments: recording a failure, running due retries, giving up.
+
+Two entry points:
+
+* :func:`record_failure` -- a payment of a customer failed (the ``payment.failed`` event
+  of the API calls it): the failure is recorded as the first :class:`PaymentAttempt` of a
+  retry cycle and its first retry is planned (dunning.payments.scheduler).
+* :func:`run_due_retries` -- charges every retry that is due, through the configured
+  backend, records the outcome on the case's timeline, plans the next retry or gives up
+  (the case "needs a person" and its timeline says to ask the customer to update the
+  payment method). A collected payment fires ``dunning.signals.payment_succeeded``, marks
+  the invoices of the shipped Invoice model paid, and resolves the case like any payment
+  (the thank-you message by the normal run over that customer).
+
+Both do nothing (and return None / an empty summary) when no backend is configured.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import Counter
+from decimal import Decimal
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import signals
+from ..conf import dunning_settings
+from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model, get_invoice_model
+from ..models import Case, CaseEvent, PaymentAttempt
+from . import declines, get_backend, scheduler
+
+logger = logging.getLogger(__name__)
+
+#: Due retries claimed per transaction.
+CLAIM_BATCH = 200
+
+
+def normalize(code):
+    """A normalized decline code for ``code`` (normalized already, or Stripe's)."""
+    if not code:
+        return declines.GENERIC
+    if code in declines.CODES:
+        return code
+    return declines.from_stripe(code)
+
+
+def open_balance(customer_pk, numbers, using=DEFAULT_DB_ALIAS):
+    """(amount, currency, numbers) still open of the invoices ``numbers`` of the customer;
+    invoices in another currency than the first open one are left for another cycle."""
+    adapter = get_adapter()
+    p = ANNOTATION_PREFIX
+    rows = list(
+        adapter.annotated_invoices().using(using)
+        .filter(**{p + "number__in": list(numbers), adapter.customer_annotation: customer_pk,
+                   p + "amount_due__gt": 0})
+        .order_by(p + "due_date", "pk")
+        .values_list(p + "number", p + "amount_due", p + "currency")
+    )
+    if not rows:
+        return Decimal(0), "", []
+    currency = rows[0][2]
+    chosen = [(n, Decimal(a)) for n, a, c in rows if c == currency]
+    return sum((a for _n, a in chosen), Decimal(0)), currency, [n for n, _a in chosen]
+
+
+def open_case(customer_pk, using=DEFAULT_DB_ALIAS):
+    return (Case.objects.using(using)
+            .filter(customer_id=customer_pk, status=Case.Status.OPEN).first())
+
+
+def customer_timezone(customer_pk):
+    row = get_adapter().customer_rows([customer_pk]).get(customer_pk)
+    return row.timezone if row is not None else ""
+
+
+def event(case, kind, message, using=DEFAULT_DB_ALIAS, **data):
+    if case is None:
+        return None
+    return CaseEvent.objects.using(using).create(
+        case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
+    )
+
+
+def decide(root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS):
+    """The scheduler's decision for the cycle that ``root`` started."""
+    counted = PaymentAttempt.objects.using(using).exclude(status=PaymentAttempt.Status.CANCELLED)
+    cycle = [root, *counted.filter(cycle=root).order_by("attempted_at", "pk")]
+    recent = counted.filter(customer_id=customer_pk,
+                            attempted_at__gt=now - scheduler.CAP_WINDOW)
+    as_attempt = lambda a: scheduler.Attempt(a.method_id, a.attempted_at, a.decline_code)  # noqa: E731
+    return scheduler.next_attempt(
+        [as_attempt(a) for a in cycle], methods,
+        tz=customer_timezone(customer_pk),
+        offsets=tuple(dunning_settings.PAYMENT_RETRY_OFFSETS),
+        cap=dunning_settings.PAYMENT_MAX_ATTEMPTS_PER_METHOD_30_DAYS,
+        recent=[as_attempt(a) for a in recent],
+        morning=datetime.time(dunning_settings.PAYMENT_RETRY_HOUR),
+    )
+
+
+GIVE_UP_MESSAGES = {
+    scheduler.UPDATE_METHOD: lambda: _(
+        "Every stored payment method was declined for good: ask the customer to update "
+        "the payment method."),
+    scheduler.EXHAUSTED: lambda: _(
+        "The payment retries are used up: ask the customer to update the payment method."),
+    scheduler.CAPPED: lambda: _(
+        "Every payment method reached its limit of attempts in 30 days: ask the customer "
+        "to update the payment method."),
+}
+
+
+def plan(attempt, root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS):
+    """Plan the retry after ``attempt`` (saved) or give up; returns the Decision."""
+    decision = decide(root, methods, customer_pk, now, using)
+    case = attempt.case
+    if decision.at is not None:
+        PaymentAttempt.objects.using(using).filter(pk=attempt.pk).update(
+            next_attempt_at=decision.at, next_method_id=decision.method)
+        attempt.next_attempt_at, attempt.next_method_id = decision.at, decision.method
+    else:
+        event(case, CaseEvent.Kind.PAYMENT_UPDATE_METHOD, GIVE_UP_MESSAGES[decision.reason](),
+              using, reason=decision.reason, attempt=attempt.pk)
+        if case is not None:
+            Case.objects.using(using).filter(pk=case.pk).update(needs_person=True)
+    return decision
+
+
+def declined_message(attempt):
+    if attempt.status == PaymentAttempt.Status.ERROR:
+        return _("Payment with %(method)s failed: %(message)s") % {
+            "method": attempt.method_id, "message": attempt.message or attempt.raw_code}
+    kind = (_("hard decline, the method is not retried") if declines.is_hard(attempt.decline_code)
+            else _("soft decline, retried"))
+    return _("Payment with %(method)s declined: %(code)s (%(kind)s).") % {
+        "method": attempt.method_id, "code": declines.label(attempt.decline_code), "kind": kind}
+
+
+def record_failure(customer_pk, *, invoices, method_id="", decline_code="", raw_code="",
+                   message="", failed_at=None, using=DEFAULT_DB_ALIAS):
+    """A payment of ``invoices`` (invoice numbers) by the customer failed: record it and
+    plan its first retry. Returns the PaymentAttempt, or None when no backend is
+    configured or nothing of these invoices is open."""
+    backend = get_backend()
+    if backend is None:
+        return None
+    failed_at = failed_at or timezone.now()
+    customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
+    methods = [m.id for m in backend.stored_methods(customer)]
+    with transaction.atomic(using=using):
+        # A cycle still running for the customer is taken over by this one.
+        pending = PaymentAttempt.objects.using(using).filter(
+            customer_id=customer_pk, next_attempt_at__isnull=False)
+        earlier = [n for a in pending for n in a.invoices]
+        pending.update(next_attempt_at=None, next_method_id="")
+        amount, currency, numbers = open_balance(
+            customer_pk, list(dict.fromkeys([*invoices, *earlier])), using)
+        if not numbers:
+            return None
+        code = normalize(decline_code or raw_code)
+        attempt = PaymentAttempt.objects.using(using).create(
+            customer_id=customer_pk, case=open_case(customer_pk, using), invoices=numbers,
+            amount=amount, currency=currency, method_id=method_id or (methods[0] if methods else ""),
+            attempted_at=failed_at, status=PaymentAttempt.Status.DECLINED, decline_code=code,
+            raw_code=raw_code or decline_code, message=message,
+        )
+        event(attempt.case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
+              attempt=attempt.pk, decline_code=code, method=attempt.method_id)
+        plan(attempt, attempt, methods, customer_pk, failed_at, using)
+    return attempt
+
+
+def claim_due(now, using=DEFAULT_DB_ALIAS, limit=CLAIM_BATCH):
+    """Take up to ``limit`` due retries (rows locked by another worker are skipped):
+    their ``next_attempt_at`` is cleared in the same transaction, so no other worker
+    charges them again."""
+    with transaction.atomic(using=using):
+        due = list(
+            PaymentAttempt.objects.using(using).select_for_update(skip_locked=True)
+            .filter(next_attempt_at__lte=now).order_by("next_attempt_at", "pk")[:limit]
+        )
+        if due:
+            PaymentAttempt.objects.using(using).filter(pk__in=[a.pk for a in due]).update(
+                next_attempt_at=None)
+    return due
+
+
+def run_due_retries(now=None, *, using=DEFAULT_DB_ALIAS):
+    """Charge every retry due at ``now`` (default: now). Returns a Counter of outcomes
+    (succeeded, declined, error, cancelled, gave-up)."""
+    summary = Counter()
+    backend = get_backend()
+    if backend is None:
+        return summary
+    now = now or timezone.now()
+    while True:
+        due = claim_due(now, using)
+        for previous in due:
+            try:
+                retry(backend, previous, now, summary, using)
+            except Exception:  # one customer's failure does not stop the others
+                logger.exception("payment retry after attempt %s failed", previous.pk)
+                summary["crashed"] += 1
+        if len(due) < CLAIM_BATCH:
+            return summary
+
+
+def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
+    root_id = previous.cycle_id or previous.pk
+    root = previous if previous.cycle_id is None else PaymentAttempt.objects.using(using).get(
+        pk=root_id)
+    customer_pk = previous.customer_id
+    amount, currency, numbers = open_balance(customer_pk, previous.invoices, using)
+    case = open_case(customer_pk, using) or previous.case
+    fields = dict(customer_id=customer_pk, case=case, cycle_id=root_id, invoices=numbers,
+                  amount=amount, currency=currency or previous.currency,
+                  method_id=previous.next_method_id, attempted_at=now)
+    if not numbers:  # paid meanwhile
+        PaymentAttempt.objects.using(using).create(
+            **{**fields, "invoices": previous.invoices, "amount": Decimal(0)},
+            status=PaymentAttempt.Status.CANCELLED)
+        summary["cancelled"] += 1
+        return
+    customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
+    result = backend.charge(customer, amount, currency, previous.next_method_id,
+                            invoices=numbers, idempotency_key=f"dunning-retry-{previous.pk}")
+    if result.ok:
+        status = PaymentAttempt.Status.SUCCEEDED
+    elif result.error:
+        status = PaymentAttempt.Status.ERROR
+    else:
+        status = PaymentAttempt.Status.DECLINED
+    with transaction.atomic(using=using):
+        attempt = PaymentAttempt.objects.using(using).create(
+            **fields, status=status, decline_code=result.decline_code if not result.ok else "",
+            raw_code=result.raw_code, message=result.message[:2000],
+            transaction_id=result.transaction_id,
+        )
+        if result.ok:
+            mark_shipped_invoices_paid(customer_pk, numbers, using)
+            event(case, CaseEvent.Kind.PAYMENT_COLLECTED,
+                  _("Payment of %(amount)s %(currency)s collected with %(method)s.")
+                  % {"amount": amount, "currency": currency, "method": attempt.method_id},
+                  using, attempt=attempt.pk, transaction_id=result.transaction_id)
+        else:
+            event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
+                  attempt=attempt.pk, decline_code=attempt.decline_code,
+                  method=attempt.method_id)
+            methods = [m.id for m in backend.stored_methods(customer)]
+            if plan(attempt, root, methods, customer_pk, now, using).at is None:
+                summary["gave-up"] += 1
+    summary[str(status.value)] += 1
+    if result.ok:
+        collected(case, customer, attempt, using)
+
+
+def mark_shipped_invoices_paid(customer_pk, numbers, using=DEFAULT_DB_ALIAS):
+    from ..models import Invoice
+
+    if get_invoice_model() is Invoice:
+        Invoice.objects.using(using).filter(customer_id=customer_pk, number__in=numbers).update(
+            amount_due=Decimal(0))
+
+
+def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS):
+    """After the commit of a collected payment: the host's signal, then the run over the
+    customer that resolves the case (thank-you message, case_resolved)."""
+    from ..services import run_for_customers
+
+    for receiver, response in signals.payment_succeeded.send_robust(
+        sender=PaymentAttempt, case=case, customer=customer, amount=attempt.amount,
+        currency=attempt.currency, invoices=list(attempt.invoices),
+        transaction_id=attempt.transaction_id,
+    ):
+        if isinstance(response, Exception):
+            logger.error("payment_succeeded receiver %r failed", receiver, exc_info=response)
+            event(case, CaseEvent.Kind.SIGNAL_ERROR,
+                  f"payment_succeeded: {type(response).__name__}: {response}"[:2000], using)
+    run_for_customers([customer.pk], stages=("paid",), using=using)

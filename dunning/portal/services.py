@@ -1,0 +1,265 @@
+"""What the customer does on the self-service page, as plain functions.
+
+Promises and disputes go through :mod:`dunning.services`, the same functions the
+workbench and the API call, so their rules (the pause, the timeline event) live in one
+place; the acting user is None (the customer). Payment plans and feedback are the
+portal's own; :func:`check_payment_plans` is the run-time check that breaks a plan whose
+instalment was missed (dunning then resumes by itself) and completes a paid one.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+
+from .. import services
+from ..conf import dunning_settings
+from ..hosts import get_adapter
+from ..models import Case, CaseEvent, Feedback, PaymentPlan
+from .tokens import PortalAccess
+
+CENT = Decimal("0.01")
+
+#: A plan in these states stands; the customer cannot ask for another one meanwhile.
+LIVE_PLAN_STATUSES = (PaymentPlan.Status.REQUESTED, PaymentPlan.Status.ACTIVE)
+
+
+@dataclass
+class Portfolio:
+    """What the page shows: the customer, their overdue invoices and their open case."""
+
+    customer: object  # a dunning.hosts.CustomerRow
+    invoices: list  # dunning.hosts.InvoiceRow, oldest first
+    case: Case | None
+
+    def totals(self):
+        sums: dict[str, Decimal] = {}
+        for invoice in self.invoices:
+            sums[invoice.currency] = sums.get(invoice.currency, Decimal(0)) + invoice.amount_due
+        return dict(sorted(sums.items()))
+
+    def invoice(self, number):
+        return next((i for i in self.invoices if i.number == number), None)
+
+
+def load_portfolio(access: PortalAccess, today=None):
+    """The customer's :class:`Portfolio`, or None when the customer does not exist."""
+    today = today or timezone.localdate()
+    adapter = get_adapter()
+    try:
+        rows = adapter.customer_rows([access.customer_key])
+    except (ValueError, TypeError, ValidationError):
+        return None
+    customer = next((row for key, row in rows.items() if str(key) == access.customer_key), None)
+    if customer is None:
+        return None
+    invoices = adapter.invoice_rows(
+        adapter.overdue_invoices(today).filter(**{adapter.customer_annotation: customer.pk})
+    )
+    invoices.sort(key=lambda i: (i.due_date, i.number))
+    case = Case.objects.filter(customer_id=customer.pk, status=Case.Status.OPEN).first()
+    return Portfolio(customer, invoices, case)
+
+
+# -- links of the host: pay now, update the payment method ---------------------------------
+def host_url(setting, company_key, portfolio, token):
+    """The URL of a host hook (PORTAL_PAY_URL / PORTAL_UPDATE_PAYMENT_URL): a format
+    string, or the dotted path of a callable (customer, invoices, token) -> URL; falls
+    back to COMPANY[company_key]. The seam for a payment backend."""
+    value = getattr(dunning_settings, setting)
+    if value is None:
+        return str((dunning_settings.COMPANY or {}).get(company_key) or "")
+    if callable(value):
+        return value(portfolio.customer, portfolio.invoices, token) or ""
+    if "{" not in value and "." in value and "/" not in value:
+        return import_string(value)(portfolio.customer, portfolio.invoices, token) or ""
+    return value.format(customer=portfolio.customer.pk, token=token)
+
+
+# -- input rules -----------------------------------------------------------------------
+def latest_date(today=None):
+    return (today or timezone.localdate()) + datetime.timedelta(
+        days=dunning_settings.PORTAL_PROMISE_MAX_DAYS
+    )
+
+
+def check_portal_date(date, today=None):
+    """A promised or first-instalment date: today or later, at most
+    PORTAL_PROMISE_MAX_DAYS away."""
+    services.check_promise_date(date)
+    latest = latest_date(today)
+    if date > latest:
+        raise ValidationError(
+            _("Please choose a date no later than %(date)s.") % {"date": latest.isoformat()}
+        )
+    return date
+
+
+# -- the actions ---------------------------------------------------------------------------
+def promise(case, date, amount):
+    check_portal_date(date)
+    services.check_promise_amount(amount)
+    return services.record_promise(case, date, amount, None)
+
+
+def dispute(case, invoice_number, reason):
+    return services.open_dispute(case, invoice_number, reason, None)
+
+
+def give_feedback(case, reason, text):
+    with transaction.atomic():
+        feedback = Feedback.objects.create(case=case, reason=reason, text=text)
+        services.record(case, CaseEvent.Kind.FEEDBACK, None, text,
+                        reason=reason, feedback=feedback.pk)
+    return feedback
+
+
+def split(totals, count, first, interval_days):
+    """``count`` instalments of ``totals`` (per currency), the first on ``first``; the
+    cents that do not divide evenly go to the last one."""
+    instalments = []
+    for index in range(count):
+        due = first + datetime.timedelta(days=interval_days * index)
+        amounts = {}
+        for currency, total in totals.items():
+            share = (total / count).quantize(CENT, rounding=ROUND_DOWN)
+            amounts[currency] = str(total - share * (count - 1) if index == count - 1 else share)
+        instalments.append({"due": due.isoformat(), "amounts": amounts})
+    return instalments
+
+
+def auto_approvable(totals, count):
+    rules = dunning_settings.PORTAL_PLAN_AUTO_APPROVE or {}
+    if not rules or count > int(rules.get("max_instalments", 0)):
+        return False
+    limits = rules.get("max_amount") or {}
+    return all(
+        currency in limits and total <= Decimal(str(limits[currency]))
+        for currency, total in totals.items()
+    )
+
+
+def check_instalments(count):
+    highest = dunning_settings.PORTAL_PLAN_MAX_INSTALMENTS
+    if not 2 <= count <= highest:
+        raise ValidationError(
+            _("Choose between 2 and %(max)s instalments.") % {"max": highest}
+        )
+    return count
+
+
+def request_plan(portfolio, count, first):
+    """A payment plan over the customer's overdue balance: approved at once within
+    PORTAL_PLAN_AUTO_APPROVE (dunning pauses until the first instalment's date plus
+    PORTAL_PLAN_GRACE_DAYS), otherwise requested from staff (the case needs a person)."""
+    case = portfolio.case
+    services.require_open(case)
+    if case.payment_plans.filter(status__in=LIVE_PLAN_STATUSES).exists():
+        raise ValidationError(_("You already have a payment plan."))
+    check_instalments(count)
+    check_portal_date(first)
+    totals = portfolio.totals()
+    instalments = split(totals, count, first, dunning_settings.PORTAL_PLAN_INTERVAL_DAYS)
+    auto = auto_approvable(totals, count)
+    with transaction.atomic():
+        plan = PaymentPlan.objects.create(
+            case=case, instalments=instalments,
+            totals={c: str(t) for c, t in totals.items()},
+            invoices=[i.pk for i in portfolio.invoices],
+            status=PaymentPlan.Status.REQUESTED,
+        )
+        services.record(case, CaseEvent.Kind.PLAN_REQUESTED, None,
+                        _("Payment plan in %(n)s instalments requested.") % {"n": count},
+                        plan=plan.pk, instalments=instalments)
+        if auto:
+            approve_plan(plan, None, auto=True)
+        else:
+            services.escalate(case, None)
+    return plan
+
+
+def _pause_for_instalment(case, plan, instalment):
+    """Pause the case until an instalment's date plus the grace days (never shortening a
+    longer pause, e.g. an open dispute's)."""
+    due = datetime.date.fromisoformat(instalment["due"])
+    until = due + datetime.timedelta(days=dunning_settings.PORTAL_PLAN_GRACE_DAYS)
+    if case.paused_until is not None and case.paused_until >= until:
+        return
+    number = plan.instalments.index(instalment) + 1
+    services.pause(case, _("Payment plan: instalment %(n)s of %(count)s due on %(date)s.") % {
+        "n": number, "count": len(plan.instalments), "date": instalment["due"],
+    }, until, None)
+
+
+def approve_plan(plan, actor, *, auto=False):
+    """Staff (``actor``) or the auto-approval accept a requested plan."""
+    case = plan.case
+    services.require_open(case)
+    with transaction.atomic():
+        PaymentPlan.objects.filter(pk=plan.pk).update(
+            status=PaymentPlan.Status.ACTIVE, decided_at=timezone.now(), auto_approved=auto
+        )
+        plan.status, plan.auto_approved = PaymentPlan.Status.ACTIVE, auto
+        services.record(case, CaseEvent.Kind.PLAN_APPROVED, actor,
+                        _("Payment plan approved automatically.") if auto
+                        else _("Payment plan approved."), plan=plan.pk)
+        _pause_for_instalment(case, plan, plan.instalments[0])
+    return plan
+
+
+def paid_so_far(plan):
+    """How much of the plan's invoices has been paid since, per currency."""
+    adapter = get_adapter()
+    still_open = {currency: Decimal(0) for currency in plan.totals}
+    for row in adapter.invoice_rows(adapter.annotated_invoices().filter(pk__in=plan.invoices)):
+        if row.currency in still_open and row.amount_due > 0:
+            still_open[row.currency] += row.amount_due
+    return {c: Decimal(t) - still_open[c] for c, t in plan.totals.items()}
+
+
+def check_payment_plans(as_of=None):
+    """The run-time check of active plans: an instalment whose date plus
+    PORTAL_PLAN_GRACE_DAYS has passed without its money breaks the plan and ends the
+    pause (dunning resumes by itself); a paid instalment moves the pause on to the next;
+    a plan paid in full is completed. Returns {"broken": n, "completed": n}."""
+    as_of = as_of or timezone.localdate()
+    grace = datetime.timedelta(days=dunning_settings.PORTAL_PLAN_GRACE_DAYS)
+    counts = {"broken": 0, "completed": 0}
+    plans = PaymentPlan.objects.filter(status=PaymentPlan.Status.ACTIVE).select_related("case")
+    for plan in plans:
+        case = plan.case
+        paid = paid_so_far(plan)
+        expected = {c: Decimal(0) for c in plan.totals}
+        pending = None
+        for instalment in plan.instalments:
+            for currency, amount in instalment["amounts"].items():
+                expected[currency] += Decimal(amount)
+            if any(paid[c] < expected[c] for c in expected):
+                pending = instalment
+                break
+        with transaction.atomic():
+            if pending is None:
+                plan.status = PaymentPlan.Status.COMPLETED
+                plan.save(update_fields=["status"])
+                services.record(case, CaseEvent.Kind.PLAN_COMPLETED, None, plan=plan.pk)
+                counts["completed"] += 1
+            elif datetime.date.fromisoformat(pending["due"]) + grace < as_of:
+                plan.status = PaymentPlan.Status.BROKEN
+                plan.save(update_fields=["status"])
+                services.record(case, CaseEvent.Kind.PLAN_BROKEN, None,
+                                _("Instalment due on %(date)s was not paid.")
+                                % {"date": pending["due"]}, plan=plan.pk)
+                counts["broken"] += 1
+                if (case.is_open and case.paused_until is not None
+                        and not case.disputes.filter(resolved_at__isnull=True).exists()):
+                    services.resume(case, None)
+            elif case.is_open:
+                _pause_for_instalment(case, plan, pending)
+    return counts

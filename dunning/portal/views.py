@@ -1,0 +1,152 @@
+"""The customer's self-service page: GET shows it (and changes nothing, since mail
+scanners open every link); every action is a POST with a CSRF token, answered by a
+redirect back to the page."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils import timezone, translation
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_http_methods
+
+from ..rendering import babel_locale, format_day, format_money
+from ..services import CaseActionRefused
+from . import forms, services
+from .tokens import InvalidToken, read_token
+
+ACTIONS = {
+    "promise": forms.PromiseForm,
+    "plan": forms.PlanForm,
+    "dispute": forms.DisputeForm,
+    "feedback": forms.FeedbackForm,
+}
+
+
+def page_language(request, customer):
+    supported = {code for code, _name in settings.LANGUAGES}
+    for code in ((customer.language or "").replace("_", "-").lower(),
+                 (customer.language or "").split("-")[0].split("_")[0].lower()):
+        if code in supported:
+            return code
+    return translation.get_language_from_request(request)
+
+
+@csrf_protect
+@require_http_methods(["GET", "HEAD", "POST"])
+def portal(request, token):
+    try:
+        access = read_token(token)
+    except InvalidToken:
+        raise Http404("invalid link") from None
+    portfolio = services.load_portfolio(access)
+    if portfolio is None:
+        raise Http404("no such customer")
+    language = page_language(request, portfolio.customer)
+    with translation.override(language):
+        response = handle(request, token, portfolio, language)
+        if isinstance(response, TemplateResponse):
+            response.render()
+    add_never_cache_headers(response)
+    # The token must not leak to other sites (the pay link); "no-referrer" would make the
+    # browser send "Origin: null" with the page's own forms, which CSRF refuses.
+    response["Referrer-Policy"] = "same-origin"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def handle(request, token, portfolio, language):
+    forms_by_action = {}
+    error = ""
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action not in ACTIONS:
+            raise Http404("unknown action")
+        form = ACTIONS[action](request.POST)
+        if action == "dispute" and request.POST.get("invoice") and portfolio.invoice(
+            request.POST["invoice"]
+        ) is None:
+            raise Http404("not this customer's invoice")  # another customer's invoice
+        if portfolio.case is None:
+            error = "closed"
+        elif form.is_valid():
+            try:
+                perform(action, form.cleaned_data, portfolio)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            except CaseActionRefused:
+                error = "closed"
+            else:
+                return HttpResponseRedirect(f"{request.path}?done={action}#top")
+        forms_by_action[action] = form
+    return TemplateResponse(
+        request, "dunning/portal/page.html",
+        page_context(request, token, portfolio, language, forms_by_action, error),
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def perform(action, data, portfolio):
+    case = portfolio.case
+    if action == "promise":
+        services.promise(case, data["date"], data["amount"])
+    elif action == "plan":
+        services.request_plan(portfolio, data["instalments"], data["first"])
+    elif action == "dispute":
+        services.dispute(case, data["invoice"], data["reason"])
+    elif action == "feedback":
+        services.give_feedback(case, data["reason"], data["text"])
+
+
+def page_context(request, token, portfolio, language, bound, error):
+    locale = babel_locale(language)
+    today = timezone.localdate()
+    totals = portfolio.totals()
+    case = portfolio.case
+    initial_amount = next(iter(totals.values())) if len(totals) == 1 else None
+    disputed = set()
+    plan = None
+    if case is not None:
+        disputed = set(case.disputes.filter(resolved_at__isnull=True)
+                       .values_list("invoice_number", flat=True))
+        plan = case.payment_plans.exclude(status="declined").first()
+    return {
+        "language": language,
+        "customer": portfolio.customer,
+        "case": case,
+        "invoices": [
+            {"number": i.number, "amount": format_money(i.amount_due, i.currency, locale),
+             "due_date": format_day(i.due_date, locale), "days_overdue": (today - i.due_date).days,
+             "disputed": i.number in disputed}
+            for i in portfolio.invoices
+        ],
+        "totals": [format_money(t, c, locale) for c, t in totals.items()],
+        "pay_url": services.host_url("PORTAL_PAY_URL", "payment_url", portfolio, token),
+        "update_payment_url": services.host_url(
+            "PORTAL_UPDATE_PAYMENT_URL", "update_payment_url", portfolio, token
+        ),
+        "promise_form": bound.get("promise") or forms.PromiseForm(
+            initial={"amount": initial_amount}
+        ),
+        "plan_form": bound.get("plan") or forms.PlanForm(),
+        "dispute_form": bound.get("dispute") or forms.DisputeForm(),
+        "feedback_form": bound.get("feedback") or forms.FeedbackForm(),
+        "today": today.isoformat(),
+        "latest": services.latest_date(today).isoformat(),
+        "promised_on": format_day(case.promised_on, locale) if case and case.promised_on else "",
+        "plan": plan,
+        "plan_instalments": [
+            {"due": format_day(datetime.date.fromisoformat(i["due"]), locale),
+             "amount": " + ".join(format_money(Decimal(a), c, locale)
+                                  for c, a in sorted(i["amounts"].items()))}
+            for i in (plan.instalments if plan else [])
+        ],
+        "done": request.GET.get("done", "") if request.method == "GET" else "",
+        "error": error,
+    }
