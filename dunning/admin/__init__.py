@@ -20,7 +20,7 @@ from ..models import (
     Invoice,
     Run,
 )
-from . import caselist, casepage, dashboard, delivery, payments, views, workbench  # noqa: F401 (delivery, payments register)
+from . import caselist, casepage, dashboard, delivery, payments, portal, views, workbench  # noqa: F401 (delivery, payments register)
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
 from .readonly import ReadOnlyAdminMixin
 from .resources import CustomerResource, InvoiceResource, export_cases_csv
@@ -60,7 +60,7 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     actions = [workbench.assign, workbench.add_note, workbench.log_call, workbench.pause,
                workbench.resume, workbench.escalate, workbench.send_now, workbench.write_off,
                workbench.record_promise, workbench.open_dispute, workbench.resolve_disputes,
-               export_cases_csv]
+               portal.revoke_portal_links, export_cases_csv]
     date_hierarchy = "opened_on"
     inlines = [DisputeInline]
     change_list_template = "dunning/admin/case_change_list.html"
