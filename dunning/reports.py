@@ -434,8 +434,30 @@ def step_effectiveness(within_days=EFFECTIVE_WITHIN_DAYS, today=None, days=None)
     ]
 
 
+#: Late-payment feedback from the self-service page counts over this many days.
+FEEDBACK_DAYS = 90
+
+
+def late_reasons(today=None, days=FEEDBACK_DAYS):
+    """Why customers said they paid late (the self-service page's feedback) over the
+    ``days`` days ending ``today``, one query: ``{"days", "total", "reasons": [{"reason",
+    "label", "count"}]}``, every reason present, most frequent first."""
+    from .models import Feedback
+
+    today = _today(today)
+    counts = dict(
+        Feedback.objects.filter(created_at__date__gt=today - datetime.timedelta(days=days),
+                                created_at__date__lte=today)
+        .order_by().values_list("reason").annotate(n=Count("pk"))
+    )
+    reasons = [{"reason": value, "label": str(label), "count": counts.get(value, 0)}
+               for value, label in Feedback.Reason.choices]
+    reasons.sort(key=lambda r: -r["count"])
+    return {"days": days, "total": sum(counts.values()), "reasons": reasons}
+
+
 def dashboard(today=None):
-    """Every figure of the dashboard (five queries, whatever the number of cases)."""
+    """Every figure of the dashboard (six queries, whatever the number of cases)."""
     today = _today(today)
     cases = case_figures(today)
     overdue = _overdue_rows(today)
@@ -449,4 +471,5 @@ def dashboard(today=None):
         "aging": _aging_buckets(overdue),
         "steps": step_effectiveness(today=today, days=STEP_WINDOW_DAYS),
         "steps_window": step_window(today),
+        "late_reasons": late_reasons(today),
     }

@@ -391,16 +391,16 @@ def test_query_count_does_not_grow_with_cases(db, run, django_assert_max_num_que
     build(run, 3)
     small = queries(lambda: reports.dashboard(day(12)))
     small_page = queries(page)
-    # Five for the figures (cases, overdue invoices, recovered amounts, steps, step
-    # order), two for the session and the user.
-    assert (small, small_page) == (5, 7)
-    with django_assert_max_num_queries(5):
+    # Six for the figures (cases, overdue invoices, recovered amounts, steps, step
+    # order, late-payment feedback), two for the session and the user.
+    assert (small, small_page) == (6, 8)
+    with django_assert_max_num_queries(6):
         figures = reports.dashboard(day(12))
     assert figures["promises"]["promises"] == 1
     assert figures["steps"][0]["sent"] == 3
     build(run, 57)
     assert Case.objects.count() == 60
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(6):
         figures = reports.dashboard(day(12))
     assert figures["steps"][0]["sent"] == 60
     with django_assert_max_num_queries(small_page):
@@ -490,3 +490,28 @@ def test_anonymous_is_sent_to_login(db, client):
     response = client.get(DASHBOARD_URL)
     assert response.status_code == 302
     assert "/login/" in response["Location"]
+
+
+def test_late_payment_feedback_shows_on_the_dashboard(db, client, django_user_model, run,
+                                                      overdue_customer):
+    from dunning.models import Feedback
+
+    overdue_customer(name="A")
+    overdue_customer(name="B")
+    run(1)
+    cases = list(Case.objects.all())
+    Feedback.objects.create(case=cases[0], reason="cash-flow")
+    Feedback.objects.create(case=cases[1], reason="cash-flow")
+    Feedback.objects.create(case=cases[1], reason="forgot")
+    old = Feedback.objects.create(case=cases[0], reason="not-received")
+    Feedback.objects.filter(pk=old.pk).update(created_at=timezone.now() - datetime.timedelta(days=100))
+    figures = reports.late_reasons(timezone.localdate())
+    assert figures["total"] == 3
+    # Most frequent first; the one from 100 days ago is outside the 90 days.
+    assert [(r["reason"], r["count"]) for r in figures["reasons"][:3]] == [
+        ("cash-flow", 2), ("forgot", 1), ("not-received", 0)]
+    user = django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(user)
+    page = client.get(DASHBOARD_URL).content.decode()
+    assert "Why customers paid late" in page
+    assert '<tr class="late-cash-flow"><td>Short of money right now</td><td>2</td></tr>' in page

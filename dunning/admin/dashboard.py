@@ -100,6 +100,7 @@ def dashboard_view(model_admin, request):
             (_("Broken"), promises["broken"], str(promises["broken"]), BROKEN_FILL),
             (_("Pending"), promises["pending"], str(promises["pending"]), PENDING_FILL),
         ]),
+        "late_reasons": figures["late_reasons"],
         "aging": aging,
         "aging_chart": _bars([(b["bucket"], b["count"], str(b["count"])) for b in aging]),
         "steps": steps,
