@@ -3,7 +3,7 @@ and currency, search by customer and invoice number, and totals of what is liste
 
 The queries themselves live in :mod:`dunning.queries` (the REST API uses them too; see
 there how the amounts are annotated); this module is their admin side: the list filters
-and the amount as the list shows it. The names below stay importable from here.
+and the amount as the list shows it.
 """
 
 from django.contrib import admin
@@ -11,23 +11,19 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..hosts import _to_decimal
-from ..queries import (  # noqa: F401 (re-exported)
+from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAdmin)
     AMOUNT,
     AMOUNT_BANDS,
-    CURRENCY_MAX,
-    CURRENCY_MIN,
     DAYS_BANDS,
     OLDEST_DUE,
-    P,
-    _customer_invoices,
     _locale,
-    _today,
     annotate_owing,
     currencies_owed,
     days_overdue,
     filter_amount_band,
     filter_currency,
     filter_days_band,
+    owing_currency,
     search_cases,
     totals,
 )
@@ -40,10 +36,10 @@ def amount_display(case):
     amount = getattr(case, AMOUNT, None)
     if amount is None:
         return "-"
-    low, high = getattr(case, CURRENCY_MIN, ""), getattr(case, CURRENCY_MAX, "")
-    if (low or "").strip().upper() != (high or "").strip().upper():
+    currency = owing_currency(case)
+    if currency is None:
         return _("several currencies")
-    return format_money(_to_decimal(amount), (low or "").strip().upper(), _locale())
+    return format_money(_to_decimal(amount), currency, _locale())
 
 
 # -- filters ---------------------------------------------------------------------------
