@@ -60,6 +60,7 @@ from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED, Action
+from ..services import PAUSED_INDEFINITELY, PAYMENT_EVENT_RUN_HOST, PROMISE_GRACE_DAYS
 from .manual import SEND_NOW_RUN_HOST
 from .schedule import CaseFacts, Kind, below_minimum, decide, policy_spec
 
@@ -78,9 +79,7 @@ PAUSE_KINDS = (
     CaseEvent.Kind.DISPUTE,
     CaseEvent.Kind.DISPUTE_RESOLVED,
 )
-# (the payment-event host is dunning.services.PAYMENT_EVENT_RUN_HOST; services imports
-# the engine, so the name is repeated here rather than imported at module level).
-NOT_SCHEDULED_RUN_HOSTS = (SEND_NOW_RUN_HOST, "payment-event")
+NOT_SCHEDULED_RUN_HOSTS = (SEND_NOW_RUN_HOST, PAYMENT_EVENT_RUN_HOST)
 
 
 class SimulationError(ValueError):
@@ -252,7 +251,6 @@ class RunDays:
 
 def pause_timeline(events, run_days):
     """(effective day, paused_until) changes of one case, from its timeline events."""
-    from ..services import PAUSED_INDEFINITELY, PROMISE_GRACE_DAYS
 
     changes = []
     paused = None
