@@ -210,6 +210,60 @@ def _check_outbox_numbers():
     return errors
 
 
+def _check_sms():
+    """The SMS channel's settings (dunning.channels.sms): dunning.E020-E022."""
+    from .channels.sms_backends.base import BaseSmsBackend
+
+    errors = []
+    try:
+        backend = dunning_settings.SMS_BACKEND
+    except DunningConfigurationError as exc:
+        backend = None
+        errors.append(Error(
+            str(exc), hint="Give the dotted path of an SMS backend class, e.g. "
+            "'dunning.channels.sms_backends.twilio.SmsBackend' (pip install "
+            "django-dunning[twilio]).", id="dunning.E020",
+        ))
+    if backend is not None and not (isinstance(backend, type) and issubclass(backend, BaseSmsBackend)):
+        errors.append(Error(
+            f"DUNNING['SMS_BACKEND'] = {backend!r} is not an SMS backend class.",
+            hint="Subclass dunning.channels.sms_backends.base.BaseSmsBackend.", id="dunning.E020",
+        ))
+    options = dunning_settings.SMS_BACKEND_OPTIONS
+    if options is not None and not isinstance(options, dict):
+        errors.append(Error(
+            f"DUNNING['SMS_BACKEND_OPTIONS'] must be a dict, not {options!r}.",
+            hint="The keyword arguments of the backend, e.g. {'account_sid': '...'}.",
+            id="dunning.E020",
+        ))
+    region = dunning_settings.SMS_DEFAULT_REGION
+    if region is not None:
+        try:
+            from phonenumbers import SUPPORTED_REGIONS
+        except ImportError:
+            errors.append(Error(
+                "DUNNING['SMS_DEFAULT_REGION'] is set but the phonenumbers library is not "
+                "installed.", hint="pip install phonenumbers", id="dunning.E021",
+            ))
+        else:
+            if not isinstance(region, str) or region.upper() not in SUPPORTED_REGIONS:
+                errors.append(Error(
+                    f"DUNNING['SMS_DEFAULT_REGION'] = {region!r} is not a region phone "
+                    "numbers know.",
+                    hint="An ISO 3166-1 alpha-2 code such as 'DE' or 'US', or None (numbers "
+                    "must then be written with their country code, +49 ...).",
+                    id="dunning.E021",
+                ))
+    segments = dunning_settings.SMS_MAX_SEGMENTS
+    if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
+        errors.append(Error(
+            f"DUNNING['SMS_MAX_SEGMENTS'] must be an integer of at least 1, not {segments!r}.",
+            hint="The default is 2 (up to 306 GSM-7 or 134 UCS-2 characters).",
+            id="dunning.E022",
+        ))
+    return errors
+
+
 @register("dunning")
 def check_settings(app_configs=None, **kwargs):
     errors = []
@@ -224,6 +278,10 @@ def check_settings(app_configs=None, **kwargs):
         pass
     try:
         errors.extend(_check_outbox_numbers())
+    except DunningConfigurationError:
+        pass  # reported by dunning.E009
+    try:
+        errors.extend(_check_sms())
     except DunningConfigurationError:
         pass  # reported by dunning.E009
     if not (getattr(settings, "DEFAULT_FROM_EMAIL", None) or dunning_settings.user_settings.get("FROM_EMAIL")):
@@ -264,3 +322,100 @@ def check_admin_dependencies(app_configs=None, **kwargs):
             id="dunning.E012",
         )]
     return []
+
+
+#: The outbound webhooks' numeric settings (dunning.webhooks): key -> (is the value
+#: allowed, what is allowed, what it means).
+WEBHOOK_NUMBERS = {
+    "WEBHOOK_TIMEOUT": (lambda v: v > 0, "a number above 0", "seconds a POST may take"),
+    "WEBHOOK_MAX_ATTEMPTS": (lambda v: isinstance(v, int) and v >= 1,
+                             "a whole number of at least 1",
+                             "tries of a delivery before it fails for good"),
+    "WEBHOOK_RETRY_BACKOFF": (lambda v: v >= 0, "a number of at least 0",
+                              "seconds before the first retry"),
+    "WEBHOOK_RETRY_MAX_DELAY": (lambda v: v >= 0, "a number of at least 0",
+                                "seconds a retry waits at most"),
+}
+
+
+@register("dunning")
+def check_webhook_settings(app_configs=None, **kwargs):
+    """The numbers of the outbound webhooks (docs/webhooks.md): dunning.E014."""
+    errors = []
+    for key, (allowed, what, meaning) in WEBHOOK_NUMBERS.items():
+        try:
+            value = getattr(dunning_settings, key)
+        except DunningConfigurationError:
+            return []  # reported by dunning.E009
+        if isinstance(value, bool) or not isinstance(value, int | float) or not allowed(value):
+            errors.append(Error(
+                f"DUNNING['{key}'] must be {what} ({meaning}), not {value!r}.",
+                hint=f"The default is {dunning_settings.defaults[key]!r}.", id="dunning.E014",
+            ))
+    return errors
+
+
+@register("dunning")
+def check_letter_settings(app_configs=None, **kwargs):
+    """The letter channel's settings (dunning.channels.letter, docs/letters.md):
+    dunning.E030 (page size), E031 (the customer's address), E032 (storage alias)."""
+    from django.apps import apps
+    from django.utils.module_loading import import_string
+
+    from .channels.letter import PAGE_GEOMETRY, page_size
+
+    try:
+        user = dunning_settings.user_settings
+        size = dunning_settings.LETTER_PAGE_SIZE
+    except DunningConfigurationError:
+        return []  # reported by dunning.E009
+    errors = []
+    if page_size() is None:
+        errors.append(Error(
+            f"DUNNING['LETTER_PAGE_SIZE'] = {size!r} is not a page size letters know.",
+            hint="One of: " + ", ".join(repr(k) for k in PAGE_GEOMETRY) + " (the default is 'A4').",
+            id="dunning.E030",
+        ))
+    func = user.get("CUSTOMER_ADDRESS")
+    if func:
+        try:
+            func = import_string(func) if isinstance(func, str) else func
+        except ImportError as exc:
+            func = None
+            errors.append(Error(
+                f"DUNNING['CUSTOMER_ADDRESS'] = {user['CUSTOMER_ADDRESS']!r} cannot be "
+                f"imported: {exc}", hint="The dotted path of a function f(customer) -> str.",
+                id="dunning.E031",
+            ))
+        if func is not None and not callable(func):
+            errors.append(Error(
+                f"DUNNING['CUSTOMER_ADDRESS'] = {func!r} is not callable.",
+                hint="The dotted path of a function f(customer) -> str.", id="dunning.E031",
+            ))
+    elif "CUSTOMER_ADDRESS_FIELD" in user:
+        path = user["CUSTOMER_ADDRESS_FIELD"]
+        try:
+            customer = apps.get_model(customer_model_label())
+        except (LookupError, ValueError):
+            customer = None  # reported by dunning.E001
+        if customer is not None:
+            try:
+                field = resolve_path(customer, path) if isinstance(path, str) and path else None
+            except LookupError:
+                field = None
+            if field is None or not isinstance(field, TEXT_FIELDS):
+                errors.append(Error(
+                    f"DUNNING['CUSTOMER_ADDRESS_FIELD'] = {path!r} is not a text field of "
+                    f"the customer model {customer._meta.label}.",
+                    hint="Name the CharField or TextField that holds the postal address (a "
+                    "'__' path through a relation is allowed), or set DUNNING['CUSTOMER_ADDRESS'].",
+                    id="dunning.E031",
+                ))
+    alias = user.get("LETTER_STORAGE")
+    if alias and alias not in (getattr(settings, "STORAGES", None) or {}):
+        errors.append(Error(
+            f"DUNNING['LETTER_STORAGE'] = {alias!r} is not an alias in settings.STORAGES.",
+            hint="Name a storage of settings.STORAGES, or None for the default storage.",
+            id="dunning.E032",
+        ))
+    return errors

@@ -24,9 +24,33 @@ DEFAULTS = {
     "ADAPTER": "dunning.hosts.FieldMapAdapter",
     # The class that sends email; see dunning.channels.base.Channel.
     "EMAIL_CHANNEL": "dunning.channels.email.EmailChannel",
+    # The other channels a step can use, by key (dotted paths of Channel subclasses, built
+    # once per run). A step's fallback channel must be one of these or "email".
+    "CHANNELS": {
+        "sms": "dunning.channels.sms.SmsChannel",
+        "letter": "dunning.channels.letter.LetterChannel",
+        "in_app": "dunning.channels.inapp.InAppChannel",
+        "call": "dunning.channels.call.CallChannel",
+    },
     # Sender of dunning email; None means settings.DEFAULT_FROM_EMAIL.
     "FROM_EMAIL": None,
     "REPLY_TO": [],
+    # -- text messages (dunning.channels.sms, docs/channels.md) --
+    # Dotted path of a dunning.channels.sms_backends.base.BaseSmsBackend subclass, and the
+    # keyword arguments it is built with.
+    "SMS_BACKEND": "dunning.channels.sms_backends.console.SmsBackend",
+    "SMS_BACKEND_OPTIONS": {},
+    # Sender of text messages (a number in E.164 or an alphanumeric sender id); "": the
+    # backend's own.
+    "SMS_FROM": "",
+    # ISO 3166 region (e.g. "DE") for phone numbers written without a country code;
+    # None: only numbers in international form (+49 ...) are accepted.
+    "SMS_DEFAULT_REGION": None,
+    # Segments one message may take (160 GSM-7 / 70 UCS-2 characters in one, 153 / 67
+    # each in a longer one); longer texts are shortened, their link kept whole.
+    "SMS_MAX_SEGMENTS": 2,
+    # Folder of the file backend (one file per batch).
+    "SMS_FILE_PATH": None,
     # Key of the policy new cases get when no other applies.
     "DEFAULT_POLICY": "standard",
     # Cases handled per transaction.
@@ -49,6 +73,13 @@ DEFAULTS = {
     # before, but never longer than OUTBOX_RETRY_MAX_DELAY seconds.
     "OUTBOX_RETRY_BACKOFF": 60,
     "OUTBOX_RETRY_MAX_DELAY": 6 * 60 * 60,
+    # -- outbound webhooks (dunning.webhooks, docs/webhooks.md) --
+    # Seconds a POST to an endpoint may take; tries of a delivery before it fails; seconds
+    # before its first retry, doubling for every further one up to WEBHOOK_RETRY_MAX_DELAY.
+    "WEBHOOK_TIMEOUT": 10,
+    "WEBHOOK_MAX_ATTEMPTS": 12,
+    "WEBHOOK_RETRY_BACKOFF": 60,
+    "WEBHOOK_RETRY_MAX_DELAY": 6 * 60 * 60,
     # Shown in every message: name, email, phone, website, address, payment_url,
     # update_payment_url.
     "COMPANY": {},
@@ -77,7 +108,8 @@ DEFAULTS = {
     "PAYMENT_BACKEND_OPTIONS": {},
     # Days after the failure on which it is retried (moved to a payday, the 1st or 15th,
     # when one falls before the next offset), at PAYMENT_RETRY_HOUR in the customer's
-    # time zone.
+    # time zone: for a policy without retry steps of its own (the admin's "payment
+    # retry steps"; the shipped policy has 1, 3, 5, 7).
     "PAYMENT_RETRY_OFFSETS": [1, 3, 5, 7],
     "PAYMENT_RETRY_HOUR": 9,
     # Charges of one payment method within any 30 days, never exceeded (Visa allows 15
@@ -104,11 +136,35 @@ DEFAULTS = {
     # {customer} (the customer's pk) and {token} (the portal token), or the dotted path of
     # a callable (customer_row, invoices, token) -> URL or "". None: the COMPANY entries
     # payment_url / update_payment_url, if any.
+    # The channels a customer may choose on the self-service page (opting out of one
+    # skips the steps on it that are not legally required notices).
+    "PORTAL_CHANNELS": ["email"],
+    # Pre-dunning (dunning.payments.predunning): notices this many days before a stored
+    # card expires, and before a renewal charged to a card that expires first.
+    "PREDUNNING_CARD_DAYS": [30, 7],
+    "PREDUNNING_RENEWAL_DAYS": 7,
     "PORTAL_PAY_URL": None,
     "PORTAL_UPDATE_PAYMENT_URL": None,
+    # -- letters (dunning.channels.letter, docs/letters.md) --
+    # Paper size of letters: "A4" (DIN 5008 layout, C5/6 or DL window envelope) or
+    # "letter" (US Letter, #10 window envelope).
+    # -- in-app notices (dunning.channels.inapp, docs/inapp.md) --
+    # Longest text of a notice; the function (dotted path) that tells which customer a
+    # request belongs to (None: notices cannot be dismissed from the site); days an
+    # "info" notice (the thank-you) stays.
+    "INAPP_MAX_CHARS": 280,
+    "INAPP_CUSTOMER_FOR_REQUEST": None,
+    "INAPP_INFO_DAYS": 7,
+    "LETTER_PAGE_SIZE": "A4",
+    # Alias in settings.STORAGES of the storage that keeps the PDFs; None: the default.
+    "LETTER_STORAGE": None,
+    # The customer's postal address: a field or "__" lookup path of the customer model,
+    # or the dotted path of a callable f(customer) -> str (wins when set).
+    "CUSTOMER_ADDRESS_FIELD": "address",
+    "CUSTOMER_ADDRESS": None,
 }
 
-IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL"}
+IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL", "SMS_BACKEND"}
 
 # Settings whose change must drop every cached value.
 RELOAD_ON = {"DUNNING", CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING, "LANGUAGE_CODE", "TIME_ZONE"}

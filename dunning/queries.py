@@ -20,7 +20,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
 from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
-from .models import Case
+from .models import Case, CaseEvent
 from .rendering import babel_locale, format_money
 
 P = ANNOTATION_PREFIX
@@ -203,3 +203,20 @@ def totals(queryset, today=None):
     for entry in result:
         entry["display"] = format_money(entry["amount"], entry["currency"], _locale())
     return result
+
+
+# -- the call queue ---------------------------------------------------------------------
+def in_call_queue(queryset):
+    """The open cases a call step queued (dunning.channels.call) and nobody has logged a
+    call for since, the longest waiting first."""
+    queued_at = Subquery(
+        CaseEvent.objects.filter(case=OuterRef("pk"), kind=CaseEvent.Kind.CALL_QUEUED)
+        .order_by("-created_at", "-pk").values("created_at")[:1]
+    )
+    called = CaseEvent.objects.filter(case=OuterRef("pk"), kind=CaseEvent.Kind.CALL,
+                                      created_at__gte=OuterRef("call_queued_at"))
+    return (queryset.filter(status=Case.Status.OPEN)
+            .annotate(call_queued_at=queued_at)
+            .filter(call_queued_at__isnull=False)
+            .exclude(Exists(called))
+            .order_by("call_queued_at", "pk"))

@@ -39,6 +39,9 @@ TEMPLATE_VARIABLES = (
     "company",
     "portal_url",
     "today",
+    # Pre-dunning notices only (dunning.payments.predunning); empty in other messages.
+    "card",
+    "renewal",
 )
 
 
@@ -156,7 +159,8 @@ def company_context():
     return {k: str(v) for k, v in company.items()}
 
 
-def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=None, today=None):
+def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=None, today=None,
+                  card=None, renewal=None):
     """The plain-value context of one message.
 
     ``invoices`` are snapshot dicts (number, amount_due, currency, due_date as ISO text);
@@ -206,6 +210,8 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
         "company": company,
         "portal_url": portal_url,
         "today": format_day(today or as_of, locale),
+        "card": dict(card or {}),
+        "renewal": dict(renewal or {}),
     }
 
 
@@ -314,6 +320,8 @@ CONTEXT_SHAPE = {
     "company": COMPANY_FIELDS,
     "portal_url": LEAF,
     "today": LEAF,
+    "card": _record("label", "expires", "days_left"),
+    "renewal": _record("date", "amount"),
 }
 assert set(CONTEXT_SHAPE) == set(TEMPLATE_VARIABLES)
 

@@ -104,10 +104,12 @@ def record(case, kind, actor, message="", **data):
     """A timeline event of ``case`` by ``actor`` (a user, or None for the system)."""
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
-    return CaseEvent.objects.create(
-        case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
-        actor=actor,
-    )
+    # One transaction with the event's outbound webhooks (dunning.webhooks): both or neither.
+    with transaction.atomic():
+        return CaseEvent.objects.create(
+            case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
+            actor=actor,
+        )
 
 
 def require_open(case):

@@ -52,12 +52,15 @@ def run(as_of: str | None = None) -> dict:
     run``. Returns the summary of the tick's own part, with ``"shards"``: the number of
     shards the run was split into (the tick included).
     """
+    from .payments.predunning import run_predunning
+
     date = datetime.date.fromisoformat(as_of) if as_of else None
     tick = _tick_class()(date)
     tick.max_shards = shard_count()  # a bad DUNNING["SHARDS"] fails before anything is done
     result = tick.execute(deadline=_deadline())
     summary = result.as_dict()
     summary["shards"] = tick.shards
+    summary["predunning"] = dict(run_predunning(date))
     _note(result.run_id, summary)
     if tick.stopped_early:
         _continue(tick, tick.run.pk, 0)
@@ -90,9 +93,12 @@ def drain(database: str = "default") -> dict:
     before it is sent or charged."""
     from .engine.outbox import drain as drain_outbox
     from .payments.retries import run_due_retries
+    from .webhooks import deliver_due
 
     summary = drain_outbox(using=database).as_dict()
     summary["payments"] = dict(run_due_retries(using=database))
+    # Outbound webhooks whose (re)try is due (dunning.webhooks, docs/webhooks.md).
+    summary["webhooks"] = deliver_due(using=database).as_dict()
     return summary
 
 

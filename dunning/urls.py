@@ -4,6 +4,7 @@
 
 from django.urls import include, path
 
+from . import notices_views
 from .portal import views as portal_views
 
 app_name = "dunning"
@@ -12,4 +13,6 @@ urlpatterns = [
     path("api/v1/", include("dunning.api.urls")),
     # The customer's self-service page (docs/portal.md); the token is signed, no login.
     path("portal/<str:token>/", portal_views.portal, name="portal"),
+    # In-app notices (docs/inapp.md): the banner's dismiss button posts here.
+    path("notices/<int:pk>/dismiss/", notices_views.dismiss, name="notice-dismiss"),
 ]

@@ -98,4 +98,13 @@ DUNNING = {
         "payment_url": "https://shop.example.com/pay",
         "update_payment_url": "https://shop.example.com/account/payment-method",
     },
+    # The demo's payments go through the simulated backend: deterministic outcomes per
+    # customer (docs/payments.md), cards that expire, a monthly renewal, and the account
+    # updater. A real site names dunning.payments.stripe_backend.StripeBackend or its own.
+    "PAYMENT_BACKEND": "dunning.payments.simulated.SimulatedBackend",
+    "PAYMENT_BACKEND_OPTIONS": {
+        "account_updater": True,
+        "monthly_renewal": {"amount": "29.00", "currency": "EUR"},
+    },
+    "PORTAL_BASE_URL": "http://127.0.0.1:8000/dunning/",
 }

@@ -8,6 +8,7 @@ from django.contrib.auth.models import Permission
 
 from dunning.models import Case, Policy, Step
 from dunning.testing import override_dunning_settings
+from tests.admin_forms import POLICY_FORM_EXTRAS
 
 ADD_URL = "/admin/dunning/policy/add/"
 CHANGELIST_URL = "/admin/dunning/policy/"
@@ -31,6 +32,7 @@ def policy_data(steps, **fields):
         "min_gap_days": "3",
         "grace_days": "0",
         "minimum_balance": "{}",
+        **POLICY_FORM_EXTRAS,
         "steps-TOTAL_FORMS": str(len(steps)),
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",

@@ -36,8 +36,11 @@ def snapshot(policy_key):
         "policy": {
             name: getattr(policy, name)
             for name in ["key", "name", "description", "is_active", "min_gap_days",
-                         "grace_days", "minimum_balance"]
+                         "grace_days", "minimum_balance", "quiet_hours", "frequency_caps",
+                         "exclude_weekends", "weekend_days", "holidays", "regulation_f"]
         },
+        "retry_steps": list(policy.retry_steps.order_by("offset_days").values_list(
+            "key", "offset_days")),
         "steps": [
             {name: getattr(step, name) for name in STEP_FIELDS}
             for step in policy.steps.order_by("offset_days")
@@ -80,9 +83,14 @@ def error_text(result):
 @pytest.fixture
 def strict_policy(db):
     policy = Policy.objects.create(key="strict", name="=Strict", min_gap_days=2,
-                                   grace_days=1, minimum_balance={"EUR": "5.00"})
+                                   grace_days=1, minimum_balance={"EUR": "5.00"},
+                                   quiet_hours={"sms": ["09:00", "20:00"]},
+                                   exclude_weekends=True, holidays=["2026-12-25"])
     for key, offset, action in [("first", 2, ""), ("warn", 9, ""), ("cut", 16, "suspend")]:
-        Step.objects.create(policy=policy, key=key, offset_days=offset, action=action)
+        Step.objects.create(policy=policy, key=key, offset_days=offset, action=action,
+                            required=key == "cut", fallback_channel="sms" if key == "first" else "")
+    policy.retry_steps.create(key="soon", offset_days=2)
+    policy.retry_steps.create(key="payday", offset_days=9)
     MessageTemplate.objects.create(
         policy=policy, step_key="first", language="en", subject="Reminder for {{ customer.name }}",
         text_body="Dear {{ customer.name }},\n{% for invoice in invoices %}{{ invoice.number }}\n"
@@ -159,11 +167,17 @@ def _suspend_first(steps):
     return steps
 
 
+def _same_retry_day(retry_steps):
+    retry_steps[1]["offset_days"] = retry_steps[0]["offset_days"]
+    return retry_steps
+
+
 @pytest.mark.parametrize("column,change,message", [
     ("steps", _same_offset, "offsets must strictly increase"),
     ("steps", _suspend_first, "needs at least one warning step"),
     ("steps", _unknown_channel, "carrier-pigeon"),
     ("templates", _hostile_template, "load"),
+    ("retry_steps", _same_retry_day, "Two retry steps have the same offset_days"),
 ])
 def test_a_bad_policy_row_is_reported_and_nothing_is_imported(strict_policy, column, change,
                                                               message):

@@ -85,6 +85,8 @@ def test_default_policy_has_english_and_german_messages_for_every_step(db):
     expected = {
         (key, language)
         for key in [key for key, _, _ in STANDARD_STEPS] + ["payment-received"]
+        + ["card-expiring-30", "card-expiring-7", "renewal-card-expiring",
+           "account-updater-consent"]
         for language in ("en", "de")
     }
     assert found == expected
@@ -97,3 +99,11 @@ def test_default_policy_has_english_and_german_messages_for_every_step(db):
 
 def test_default_policy_is_the_only_policy(db):
     assert list(Policy.objects.values_list("key", flat=True)) == ["standard"]
+
+
+def test_default_policy_retries_on_days_1_3_5_7_and_marks_required_notices(db):
+    policy = Policy.objects.get(key="standard")
+    assert list(policy.retry_steps.values_list("key", "offset_days")) == [
+        ("retry-1", 1), ("retry-2", 3), ("retry-3", 5), ("retry-4", 7)]
+    assert set(policy.steps.filter(required=True).values_list("key", flat=True)) == {
+        "suspension-warning", "final-notice", "termination"}

@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from dunning.models import MessageTemplate, Policy, Step
 from dunning.shipped import shipped_message
+from tests.admin_forms import POLICY_FORM_EXTRAS
 
 CHANGELIST = "/admin/dunning/policy/"
 ADD_URL = "/admin/dunning/policy/add/"
@@ -67,6 +68,7 @@ def form_data(policy, *, name=None, extra_steps=()):
         "key": policy.key, "name": name or policy.name, "description": policy.description,
         "min_gap_days": str(policy.min_gap_days), "grace_days": str(policy.grace_days),
         "minimum_balance": "{}",
+        **POLICY_FORM_EXTRAS,
         "steps-TOTAL_FORMS": str(len(steps) + len(extra_steps)),
         "steps-INITIAL_FORMS": str(len(steps)),
         "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000",
@@ -92,7 +94,8 @@ def add_data(key="new"):
     """POST data of the add form: a new policy with two steps."""
     data = {
         "key": key, "name": key.title(), "description": "", "min_gap_days": "3",
-        "grace_days": "0", "minimum_balance": "{}", "steps-TOTAL_FORMS": "2",
+        "grace_days": "0", "minimum_balance": "{}", **POLICY_FORM_EXTRAS,
+        "steps-TOTAL_FORMS": "2",
         "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000",
     }
     for i, (step, offset) in enumerate([("one", 1), ("two", 5)]):

@@ -385,3 +385,25 @@ def test_a_customer_with_a_plan_cannot_ask_for_another(case, client, today):
     assert response.status_code == 400
     assert "already have a payment plan" in page(response)
     assert PaymentPlan.objects.count() == 1
+
+
+def test_checking_plans_reads_all_of_them_with_a_constant_number_of_queries(
+        overdue_customer, run, client, today, django_assert_max_num_queries):
+    customers = [overdue_customer(name=f"Plan {n}") for n in range(12)]
+    run(1)
+    first = today + 10 * ONE_DAY
+    with override_dunning_settings(PORTAL_PLAN_AUTO_APPROVE=AUTO):
+        for customer in customers:
+            ask_for_plan(client, Case.objects.get(customer=customer), 2, first)
+    assert PaymentPlan.objects.filter(status="active").count() == 12
+    # Nobody is late and nothing changed: the plans and their invoices, two queries.
+    with django_assert_max_num_queries(2):
+        assert portal_services.check_payment_plans(today) == {"broken": 0, "completed": 0}
+    # One customer paid the first instalment: only that case's pause moves on.
+    Invoice.objects.filter(customer=customers[0]).update(amount_due=Decimal("50.00"))
+    with django_assert_max_num_queries(8):  # the reads, the pause and its event
+        assert portal_services.check_payment_plans(today) == {"broken": 0, "completed": 0}
+    assert Case.objects.get(customer=customers[0]).paused_until == first + 33 * ONE_DAY
+    # Paid in full: completed (writes only for the plan that changed).
+    Invoice.objects.filter(customer=customers[0]).update(amount_due=0)
+    assert portal_services.check_payment_plans(today) == {"broken": 0, "completed": 1}

@@ -270,6 +270,8 @@ def test_the_collections_group_command_is_idempotent(db):
     assert codenames == {
         "view_case", "change_case", "send_by_hand", "view_caseevent", "view_casestep",
         "view_policy", "view_messagetemplate",
+        # Letters to print, in-app notices, and the consent log (a choice made by phone).
+        "view_letter", "print_letters", "view_notice", "view_consent", "add_consent",
     }
     assert "write_off" not in codenames
 
@@ -282,4 +284,4 @@ def test_the_collections_group_command_is_idempotent(db):
     call_command("dunning", "collections-group", stdout=out)
     assert "up to date" in out.getvalue()
     assert Group.objects.filter(name="Collections").count() == 1
-    assert group.permissions.count() == 7
+    assert group.permissions.count() == 12

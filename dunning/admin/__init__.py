@@ -21,6 +21,9 @@ from ..models import (
     Run,
 )
 from . import caselist, casepage, dashboard, delivery, payments, portal, views, workbench  # noqa: F401 (delivery, payments register)
+from . import letters as letters_admin  # registers the letter admin; the case page's letters
+from . import notices as notices_admin  # noqa: F401 (registers the notice admin)
+from . import webhooks as webhooks_admin  # noqa: F401 (registers the webhook admins)
 from .policy import MessageTemplateAdmin, PolicyAdmin, StepInline
 from .readonly import ReadOnlyAdminMixin
 from .resources import CustomerResource, InvoiceResource, export_cases_csv
@@ -42,7 +45,8 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
                     "paused_until", "assigned_to", "policy", "opened_on"]
     list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key",
                    "assigned_to", caselist.DaysOverdueFilter, caselist.AmountFilter,
-                   caselist.CurrencyFilter, workbench.BrokenPromiseFilter]
+                   caselist.CurrencyFilter, workbench.BrokenPromiseFilter,
+                   caselist.CallQueueFilter]
     list_select_related = ["customer", "policy", "assigned_to"]
     # Searched by search_cases (customer name and email through the field mapping,
     # invoice numbers, case number); the admin shows its search box when this is set.
@@ -104,7 +108,9 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         if case is not None:
             extra_context.update(
-                timeline=casepage.timeline(case),
+                timeline=sorted(
+                    casepage.timeline(case) + letters_admin.case_letter_entries(case, request),
+                    key=lambda entry: entry["at"]),
                 case_buttons=casepage.buttons(self, request, case),
                 case_owing=caselist.totals(Case.objects.filter(pk=case.pk)),
             )

@@ -23,6 +23,7 @@ from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAd
     filter_amount_band,
     filter_currency,
     filter_days_band,
+    in_call_queue,
     owing_currency,
     search_cases,
     totals,
@@ -63,6 +64,22 @@ class AmountFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return filter_amount_band(queryset, self.value())
+
+
+class CallQueueFilter(admin.SimpleListFilter):
+    """Cases waiting for a collector's call (a call step queued them; logging a call on
+    the case takes it out), the longest waiting first."""
+
+    title = gettext_lazy("call queue")
+    parameter_name = "call_queue"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", gettext_lazy("In the call queue"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "waiting":
+            return in_call_queue(queryset)
+        return queryset
 
 
 class CurrencyFilter(admin.SimpleListFilter):

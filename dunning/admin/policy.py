@@ -39,7 +39,7 @@ from ..engine.simulate import (
     simulate,
 )
 from ..exceptions import DunningError
-from ..models import MessageTemplate, Policy, Step
+from ..models import MessageTemplate, Policy, RetryStep, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
 from .preview import preview_view
@@ -113,7 +113,17 @@ class StepInline(EditPolicyPermissions, admin.TabularInline):
     model = Step
     formset = StepFormSet
     extra = 0
-    fields = ["key", "offset_days", "channel", "action"]
+    fields = ["key", "offset_days", "channel", "fallback_channel", "action", "required"]
+    ordering = ["offset_days"]
+
+
+class RetryStepInline(EditPolicyPermissions, admin.TabularInline):
+    """The policy's payment retries (dunning.payments): days after a failed payment."""
+
+    view_permissions = ("view_policy", "view_retrystep")
+    model = RetryStep
+    extra = 0
+    fields = ["key", "offset_days"]
     ordering = ["offset_days"]
 
 
@@ -153,9 +163,18 @@ class PolicyAdmin(EditPolicyPermissions, ImportExportMixin, admin.ModelAdmin):
     list_display = ["name", "key", "is_active", "min_gap_days", "grace_days"]
     list_filter = ["is_active"]
     search_fields = ["name", "key"]
-    fields = ["key", "name", "description", "is_active", "min_gap_days", "grace_days",
-              "minimum_balance"]
-    inlines = [StepInline]
+    fieldsets = [
+        (None, {"fields": ["key", "name", "description", "is_active", "min_gap_days",
+                           "grace_days", "minimum_balance"]}),
+        (gettext_lazy("Compliance guards"), {
+            "classes": ["collapse"],
+            "description": gettext_lazy("When and how often customers are contacted (see "
+                             "docs/compliance.md)."),
+            "fields": ["quiet_hours", "frequency_caps", "exclude_weekends", "weekend_days",
+                       "holidays", "regulation_f"],
+        }),
+    ]
+    inlines = [StepInline, RetryStepInline]
     actions = [delete_selected]
 
     def get_actions(self, request):

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
-from ..models import Case, Customer, Invoice, MessageTemplate, Policy, Step
+from ..models import Case, Customer, Invoice, MessageTemplate, Policy, RetryStep, Step
 from ..models.policy import validate_step_sequence
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -86,7 +86,8 @@ class PolicyByKeyWidget(widgets.ForeignKeyWidget):
                 _("There is no policy with the key '%(key)s'.") % {"key": value}
             ) from exc
 
-STEP_FIELDS = ("key", "offset_days", "channel", "action")
+STEP_FIELDS = ("key", "offset_days", "channel", "fallback_channel", "action", "required")
+RETRY_STEP_FIELDS = ("key", "offset_days")
 TEMPLATE_FIELDS = ("step_key", "channel", "language", "subject", "text_body", "html_body")
 
 
@@ -119,27 +120,37 @@ def _error_text(exc):
 
 class PolicyResource(SafeResourceMixin, resources.ModelResource):
     steps = fields.Field(column_name="steps")
+    retry_steps = fields.Field(column_name="retry_steps")
     templates = fields.Field(column_name="templates")
 
     class Meta:
         model = Policy
         import_id_fields = ["key"]
         fields = ["key", "name", "description", "is_active", "min_gap_days", "grace_days",
-                  "minimum_balance", "steps", "templates"]
+                  "minimum_balance", "quiet_hours", "frequency_caps", "exclude_weekends",
+                  "weekend_days", "holidays", "regulation_f", "steps", "retry_steps",
+                  "templates"]
         export_order = fields
         clean_model_instances = True
         skip_unchanged = False
 
     def get_queryset(self):
-        return Policy.objects.prefetch_related("steps", "templates")
+        return Policy.objects.prefetch_related("steps", "retry_steps", "templates")
 
     def filter_export(self, queryset, **kwargs):
-        return queryset.prefetch_related("steps", "templates")
+        return queryset.prefetch_related("steps", "retry_steps", "templates")
 
     def dehydrate_steps(self, policy):
         steps = sorted(policy.steps.all(), key=lambda step: step.offset_days)
         return json.dumps(
             [{name: getattr(step, name) for name in STEP_FIELDS} for step in steps],
+            ensure_ascii=False,
+        )
+
+    def dehydrate_retry_steps(self, policy):
+        steps = sorted(policy.retry_steps.all(), key=lambda step: step.offset_days)
+        return json.dumps(
+            [{name: getattr(step, name) for name in RETRY_STEP_FIELDS} for step in steps],
             ensure_ascii=False,
         )
 
@@ -163,6 +174,11 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
                 instance._dunning_steps = self._clean_steps(row["steps"])
             except ValidationError as exc:
                 errors["steps"] = exc.messages
+        if "retry_steps" in row:
+            try:
+                instance._dunning_retry_steps = self._clean_retry_steps(row["retry_steps"])
+            except ValidationError as exc:
+                errors["retry_steps"] = exc.messages
         if "templates" in row:
             try:
                 instance._dunning_templates = self._clean_templates(row["templates"])
@@ -171,28 +187,47 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
         if errors:
             raise ValidationError(errors)
 
-    def _clean_steps(self, value):
-        steps, messages = [], []
-        for item in _load_json_list(value, "steps"):
-            unknown = set(item) - set(STEP_FIELDS)
+    @staticmethod
+    def _build_rows(value, column, model, names, unknown_text, row_text):
+        """Unsaved ``model`` rows from a JSON column: (rows, messages) naming each bad row."""
+        rows, messages = [], []
+        for item in _load_json_list(value, column):
+            unknown = set(item) - set(names)
             if unknown:
-                messages.append(_("Unknown step attributes: %(names)s") % {
-                    "names": ", ".join(sorted(unknown))})
+                messages.append(unknown_text % {"names": ", ".join(sorted(unknown))})
                 continue
-            step = Step(**{name: item[name] for name in STEP_FIELDS if name in item})
+            row = model(**{name: item[name] for name in names if name in item})
             try:
-                step.full_clean(exclude=["policy"], validate_unique=False,
-                                validate_constraints=False)
+                row.full_clean(exclude=["policy"], validate_unique=False,
+                               validate_constraints=False)
             except ValidationError as exc:
-                messages.append(_("Step '%(key)s': %(error)s") % {
-                    "key": item.get("key", "?"), "error": _error_text(exc)})
+                messages.append(row_text % {"key": item.get("key", "?"),
+                                            "error": _error_text(exc)})
                 continue
-            steps.append(step)
+            rows.append(row)
+        return rows, messages
+
+    def _clean_steps(self, value):
+        steps, messages = self._build_rows(
+            value, "steps", Step, STEP_FIELDS, _("Unknown step attributes: %(names)s"),
+            _("Step '%(key)s': %(error)s"))
         if not messages:
             try:
                 validate_step_sequence([(s.key, s.offset_days, s.action) for s in steps])
             except ValidationError as exc:
                 messages.extend(exc.messages)
+        if messages:
+            raise ValidationError(messages)
+        return steps
+
+    def _clean_retry_steps(self, value):
+        steps, messages = self._build_rows(
+            value, "retry_steps", RetryStep, RETRY_STEP_FIELDS,
+            _("Unknown retry step attributes: %(names)s"), _("Retry step '%(key)s': %(error)s"))
+        for what in ("key", "offset_days"):
+            values = [getattr(step, what) for step in steps]
+            if len(values) != len(set(values)):
+                messages.append(_("Two retry steps have the same %(what)s.") % {"what": what})
         if messages:
             raise ValidationError(messages)
         return steps
@@ -235,6 +270,12 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
             for step in steps:
                 step.policy = instance
             Step.objects.bulk_create(steps)
+        retry_steps = getattr(instance, "_dunning_retry_steps", None)
+        if retry_steps is not None:
+            instance.retry_steps.all().delete()
+            for step in retry_steps:
+                step.policy = instance
+            RetryStep.objects.bulk_create(retry_steps)
         templates = getattr(instance, "_dunning_templates", None)
         if templates is not None:
             instance.templates.all().delete()

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import notices, views
 
 router = SimpleRouter()
 router.register("cases", views.CaseViewSet, basename="case")
@@ -13,6 +13,7 @@ router.register("templates", views.MessageTemplateViewSet, basename="template")
 router.register("invoices", views.InvoiceViewSet, basename="invoice")
 router.register("payment-events", views.PaymentEventViewSet, basename="payment-event")
 router.register("reports", views.ReportViewSet, basename="report")
+router.register("notices", notices.NoticeViewSet, basename="notice")  # docs/inapp.md
 
 urlpatterns = [
     path("schema/", views.SchemaView.as_view(), name="api-schema"),

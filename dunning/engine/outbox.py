@@ -38,6 +38,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .. import webhooks
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..hosts import CustomerRow
@@ -145,7 +146,7 @@ class Outbox:
                 continue
             subject, text, html = result
             try:
-                message = run.channel.build(Outgoing(
+                message = run.channel_for(item.channel).build(Outgoing(
                     case_id=item.case_id, customer_id=item.customer_id,
                     step_key=item.step_key, recipient=item.recipient,
                     subject=subject, text=text, html=html,
@@ -165,8 +166,19 @@ class Outbox:
                             item.step_key, item.case_id)
                 continue
             handed.append((item, message, *lease))
-        outcomes = run.channel.send([message for _, message, _, _ in handed]) if handed else []
-        self.record(handed, outcomes, unsendable)
+        self.record(handed, self.hand_over(handed), unsendable)
+
+    def hand_over(self, handed):
+        """Send each channel's messages as one batch; the outcomes in ``handed`` order."""
+        by_channel = defaultdict(list)
+        for index, (item, _message, _pk, _attempts) in enumerate(handed):
+            by_channel[item.channel].append(index)
+        outcomes = [None] * len(handed)
+        for channel, indexes in by_channel.items():
+            results = self.run.channel_for(channel).send([handed[i][1] for i in indexes])
+            for index, outcome in zip(indexes, results, strict=True):
+                outcomes[index] = outcome
+        return outcomes
 
     def lease(self, items):
         """Move these queued rows to ``sending`` in one committed statement; return
@@ -225,6 +237,7 @@ class Outbox:
             result.failures.append((item.case_id, reason))
         if not (handed or unsendable):
             return
+        self.webhook_rows = webhooks.step_outcomes(self, now, handed, sent_plain, sent_ids, final, unsendable)
         args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases)
         connection = connections[self.using]
         try:
@@ -276,12 +289,14 @@ class Outbox:
                 Case.objects.using(self.using).filter(pk__in=failed_cases).update(
                     needs_person=True
                 )
+            webhooks.save(self.webhook_rows, self.using)
 
     # -- draining ---------------------------------------------------------------------
     def drain(self):
         """Give up on dead leases, then send every queued message that is due: retries
-        whose time has come and messages a crashed run left queued."""
-        now = timezone.now()
+        whose time has come and messages a crashed run left queued (at the run's own
+        clock when it was given one)."""
+        now = getattr(self.run, "given_now", None) or timezone.now()
         self.expire(now)
         self.send_due(now)
 
@@ -297,7 +312,7 @@ class Outbox:
             if not rows:
                 return
             run = self.run.run
-            CaseEvent.objects.using(self.using).bulk_create([
+            created = CaseEvent.objects.using(self.using).bulk_create([
                 CaseEvent(
                     case_id=case_id, run=run, kind=CaseEvent.Kind.DELIVERY_UNKNOWN,
                     created_at=now,
@@ -312,6 +327,7 @@ class Outbox:
                 )
                 for pk, case_id, key in rows
             ])
+            webhooks.events_created(created, self.using, run=self.run)
             Case.objects.using(self.using).filter(pk__in={r[1] for r in rows}).update(
                 needs_person=True
             )
@@ -336,8 +352,30 @@ class Outbox:
             if not rows:
                 return
             last = rows[-1].pk
-            pending = self.pending(rows)
+            webhooks.remember_cases(run, rows)
+            policies = {row.case_id: row.case.policy_id for row in rows}
+            pending = self.outside_quiet_hours(self.pending(rows), now, policies)
             self.send(pending, [run.render_item(item) for item in pending])
+
+    def outside_quiet_hours(self, pending, now, policies):
+        """The items that may go out at ``now``; the others (a drain that came late, into
+        the quiet hours of the step's channel or a holiday) are queued again until the
+        policy's window opens."""
+        run, allowed, later = self.run, [], defaultdict(list)
+        for item in pending:
+            loaded = run.policies.get(policies.get(item.case_id))
+            at = now if loaded is None or loaded.compliance is None else (
+                loaded.compliance.send_time(now, item.customer.timezone, item.channel))
+            if at > now:
+                later[at].append((item.case_id, item.step_key))
+            else:
+                allowed.append(item)
+        for at, keys in later.items():
+            which = Q()
+            for case_id, key in keys:
+                which |= Q(case_id=case_id, step_key=key)
+            self.steps.filter(which, status=Status.QUEUED).update(next_attempt_at=at)
+        return allowed
 
     def pending(self, rows):
         """``Pending`` items of queued rows, checked again: the address may have been
@@ -351,7 +389,7 @@ class Outbox:
             customer = customers.get(row.case.customer_id)
             failure = _("customer not found")
             if customer is not None:
-                failure = run.channel.recipient(customer)[1]
+                failure = run.channel_for(row.channel).recipient(customer)[1]
             info = {"key": row.step_key}
             loaded = run.policies.get(row.case.policy_id)
             step = next((s for s in loaded.spec.steps if s.key == row.step_key), None) if loaded else None

@@ -68,7 +68,9 @@ class DunningPlan(DunningRun):
                                   action, channel, "", snapshot,
                                   problem=f"customer {case.customer_id} not found",
                                   resolves=resolves)
-        address, reason = self.channel.recipient(customer)
+        spec = self.step_spec(case, key)
+        channel, address, reason, _skipped, _note = self.reach(
+            customer, channel, spec.fallback if spec else "", spec.required if spec else False)
         planned = PlannedMessage(
             case.pk, case.customer_id, customer, customer.label, key, action, channel,
             address or customer.email, snapshot, problem=reason, resolves=resolves,

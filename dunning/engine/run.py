@@ -20,6 +20,7 @@ Queries per batch are constant; nothing is fetched per customer.
 from __future__ import annotations
 
 import datetime
+import inspect
 import logging
 import math
 import os
@@ -30,16 +31,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
-from .. import signals
+from .. import signals, webhooks
 from ..conf import dunning_settings
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, TemplateRenderError
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, MessageTemplate, Policy, Run
+from ..models.consent import opted_out_channels
 from ..models.policy import PAYMENT_RECEIVED
 from ..portal.services import check_payment_plans
 from ..rendering import (
@@ -49,6 +54,13 @@ from ..rendering import (
     company_context,
     customer_timezone,
     default_language,
+)
+from .compliance import (
+    Candidate,
+    Compliance,
+    ComplianceConfigError,
+    compliance_spec,
+    filter_batch,
 )
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
@@ -64,7 +76,7 @@ CLOSED_FOR_GOOD = (Case.Status.TERMINATED, Case.Status.WRITTEN_OFF)
 # The columns of an executed step the run writes.
 STEP_FIELDS = (
     "case", "run", "step_key", "action", "channel", "executed_on", "created_at", "status",
-    "recipient", "language", "reason", "invoices", "message_id", "sent_at",
+    "recipient", "language", "reason", "invoices", "message_id", "sent_at", "next_attempt_at",
 )
 
 # Case fields a run changes, written with grouped UPDATEs.
@@ -91,6 +103,19 @@ def invoice_snapshot(invoices):
     ]
 
 
+def pick_template(langs, language):
+    """Of ``langs`` ({language: template}), the one in ``language``, else the site's
+    language, else English, else any; None when there is none."""
+    if not langs:
+        return None
+    language = (language or "").lower().replace("_", "-")
+    site = default_language().lower()
+    for code in (language, language.split("-")[0], site, site.split("-")[0], "en"):
+        if code and code in langs:
+            return langs[code]
+    return langs[sorted(langs)[0]]
+
+
 @dataclass
 class RunResult:
     as_of: datetime.date
@@ -103,6 +128,7 @@ class RunResult:
     failed: int = 0
     retrying: int = 0  # transient send failures, queued again (see engine/outbox.py)
     unknown: int = 0  # messages whose sender died while handing them over
+    held: int = 0  # due steps the compliance guards made wait (quiet hours, caps, holidays)
     failures: list = field(default_factory=list)  # (case pk, reason)
     planned: list = field(default_factory=list)  # dry run: (customer label, step key)
     seconds: float = 0.0
@@ -119,6 +145,7 @@ class RunResult:
             "failed": self.failed,
             "retrying": self.retrying,
             "unknown": self.unknown,
+            "held": self.held,
             "seconds": round(self.seconds, 3),
         }
 
@@ -128,6 +155,29 @@ class LoadedPolicy:
     policy: Policy
     spec: PolicySpec
     templates: dict  # (step_key, channel) -> {language: MessageTemplate}
+    compliance: Compliance = None  # quiet hours, calendar, frequency caps
+
+
+def case_key(case):
+    """A batch's key of a case: its pk, or for a case a dry run would open (no pk yet) a
+    negative number of its own."""
+    return case.pk if case.pk is not None else -id(case)
+
+
+def is_day(hold):
+    """A compliance hold that makes the step wait for another day (a date, not a time)."""
+    return isinstance(hold, datetime.date) and not isinstance(hold, datetime.datetime)
+
+
+def load_compliance(policy):
+    """The policy's compliance rules; a policy whose settings do not parse (saved around
+    the admin's validation) gets the defaults, and the error is logged."""
+    try:
+        return compliance_spec(policy, settings.TIME_ZONE or "UTC")
+    except ComplianceConfigError as exc:
+        logger.error("Policy %r: bad compliance settings, defaults used: %s", policy.key,
+                     "; ".join(str(m) for m in exc.messages))
+        return Compliance(default_tz=settings.TIME_ZONE or "UTC")
 
 
 @dataclass(slots=True)
@@ -158,17 +208,25 @@ class Batch:
 STAGES = ("drain", "open", "paid", "due")
 
 
-def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS):
-    """Run dunning for ``as_of`` (default: today in the site's time zone)."""
-    return DunningRun(as_of, dry_run=dry_run, batch_size=batch_size, using=using).execute()
+def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS,
+                now=None):
+    """Run dunning for ``as_of`` (default: today in the site's time zone); ``now``: the
+    instant the run takes as the present (default: the clock)."""
+    return DunningRun(as_of, dry_run=dry_run, batch_size=batch_size, using=using,
+                      now=now).execute()
 
 
 class DunningRun:
-    def __init__(self, as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS):
+    def __init__(self, as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS,
+                 now=None):
         # Days overdue count in the site's time zone; with no explicit date, the date a
         # message shows is the customer's own (see local_today).
         self.explicit_date = as_of is not None
         self.as_of = as_of or timezone.localdate()
+        # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
+        self.opted_out = {}
+        self.notes = []
+        self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
         self.dry_run = dry_run
         self.batch_size = int(batch_size or dunning_settings.BATCH_SIZE)
         processes = dunning_settings.RENDER_PROCESSES
@@ -178,11 +236,13 @@ class DunningRun:
         self.using = using
         self.adapter = get_adapter()
         self.channel = dunning_settings.EMAIL_CHANNEL()
+        self._channels = {"email": self.channel}
         self.renderer = Renderer()
         self.company = company_context()
         self.result = RunResult(as_of=self.as_of, dry_run=dry_run)
         self.run = None
-        self.now = timezone.now()
+        self.now = now or timezone.now()
+        self.given_now = now  # a run told what time it is (tests, replays) keeps it
         self._skip = set()  # cases that failed even on their own: left for the next run
         self._local_today = {}
         self.batch_now = self.now
@@ -204,7 +264,8 @@ class DunningRun:
                 for (pk, key, channel), langs in templates.items()
                 if pk == policy.pk
             }
-            policies[policy.pk] = LoadedPolicy(policy, spec, policy_templates)
+            policies[policy.pk] = LoadedPolicy(policy, spec, policy_templates,
+                                               load_compliance(policy))
         self.policies = policies
         key = dunning_settings.DEFAULT_POLICY
         default = next((p for p in policies.values() if p.policy.key == key), None)
@@ -223,15 +284,11 @@ class DunningRun:
     def template_for(self, policy_pk, step_key, channel, language):
         """The template for a step in the customer's language, else the site's language,
         else English, else any language the step has."""
-        langs = self.policies[policy_pk].templates.get((step_key, channel))
-        if not langs:
-            return None
-        language = (language or "").lower().replace("_", "-")
-        site = default_language().lower()
-        for code in (language, language.split("-")[0], site, site.split("-")[0], "en"):
-            if code and code in langs:
-                return langs[code]
-        return langs[sorted(langs)[0]]
+        templates = self.policies[policy_pk].templates
+        # A channel without a template of its own says what the email says (the SMS
+        # channel fits it to its length; a letter prints its HTML).
+        return pick_template(templates.get((step_key, channel))
+                             or templates.get((step_key, "email")), language)
 
     # -- the run ----------------------------------------------------------------------
     def execute(self, stages=STAGES, *, deadline=None):
@@ -387,6 +444,7 @@ class DunningRun:
         with self.write_transaction(), connection.cursor() as cursor:
             cursor.execute(sql, params + list(source_params))
             self.result.opened = max(cursor.rowcount, 0)
+            webhooks.cases_opened(self)
 
     # -- stage 3: advance -------------------------------------------------------------
     def advance(self, *, paid=True, due=True):
@@ -518,6 +576,7 @@ class DunningRun:
         for row in self.adapter.invoice_rows(self.overdue().filter(**{f"{p}__in": customer_ids})):
             invoices[row.customer_id].append(row)
         customers = self.adapter.customer_rows(customer_ids)
+        self.opted_out = opted_out_channels(customer_ids, using=self.using)
         done = defaultdict(set)
         case_pks = [c.pk for c in cases if c.pk is not None]
         if case_pks:
@@ -547,10 +606,21 @@ class DunningRun:
         invoices, customers, done = self.gather(cases)
         batch = Batch()
         steps, events, links, changed = [], [], [], []
+        self.notes = events  # step_row adds "sent by the fallback channel" events
+        decisions = {}
+        for case in cases:
+            try:
+                decisions[case_key(case)] = self.decide(
+                    case, invoices.get(case.customer_id, []), done.get(case.pk, ()))
+            except Exception as exc:  # recorded below, like a failure to apply
+                decisions[case_key(case)] = exc
+        self.hold = self.compliance_holds(cases, decisions, customers)
         for case in cases:
             try:
                 invs = invoices.get(case.customer_id, [])
-                decision = self.decide(case, invs, done.get(case.pk, ()))
+                decision = decisions[case_key(case)]
+                if isinstance(decision, Exception):
+                    raise decision
                 self.apply(case, decision, invs, customers.get(case.customer_id),
                            bool(done.get(case.pk)), batch, steps, events, links)
             except Exception as exc:
@@ -569,15 +639,127 @@ class DunningRun:
         if links:
             CaseInvoice.objects.using(db).bulk_create(links, ignore_conflicts=True)
         self.save_cases(changed)
+        webhooks.batch_recorded(self, changed, steps, events)
         return batch
+
+    # -- compliance guards (dunning.engine.compliance, docs/compliance.md) ----------------
+    @property
+    def send_clock(self):
+        """The instant the run's messages would go out: now, or for a run of another date
+        (``--as-of``) that date at the present time of day."""
+        if self.given_now is not None:
+            return self.given_now
+        local = timezone.localtime(self.batch_now)
+        if not self.explicit_date or self.as_of == local.date():
+            return self.batch_now
+        return datetime.datetime.combine(self.as_of, local.timetz())
+
+    def compliance_holds(self, cases, decisions, customers):
+        """{case pk: date or datetime} for the batch's due steps that may not go out now:
+        a date when the step waits for that day (quiet hours or a holiday until then, or a
+        frequency cap), a datetime when it goes out later today (queued until then)."""
+        clock = self.send_clock
+        candidates, rules = [], {}
+        for case in cases:
+            decision = decisions.get(case_key(case))
+            customer = customers.get(case.customer_id)
+            if (isinstance(decision, Exception) or customer is None
+                    or decision.kind is not Kind.EXECUTE):
+                continue
+            rules[case_key(case)] = compliance = self.policies[case.policy_id].compliance
+            at = compliance.send_time(clock, customer.timezone, decision.step.channel)
+            candidates.append(Candidate(
+                customer=case.customer_id, case=case_key(case), channel=decision.step.channel,
+                at=at,
+                tz=customer.timezone, cap=compliance.cap,
+            ))
+        if not candidates:
+            return {}
+        plan = filter_batch(candidates, self.sent_history(candidates, rules),
+                            default_tz=settings.TIME_ZONE or "UTC")
+        holds = {}
+        for held in plan.held:
+            c = held.candidate
+            at = rules[c.case].send_time(held.retry_at, c.tz, c.channel)
+            holds[c.case] = max(timezone.localtime(at).date(), self.as_of + ONE_DAY)
+        for c in plan.allowed:
+            if c.at > clock:
+                day = timezone.localtime(c.at).date()
+                holds[c.case] = day if day > self.as_of else c.at
+        return holds
+
+    def sent_history(self, candidates, rules):
+        """{customer pk: [(instant, channel), ...]} of the messages of these customers
+        over all their cases within the longest frequency cap (one query). A message
+        counts from the day its step was executed."""
+        longest = max((r.cap.longest for r in rules.values()), default=1)
+        since = self.as_of - datetime.timedelta(days=longest + 1)
+        history = defaultdict(list)
+        zone = timezone.get_current_timezone()
+        rows = CaseStep.objects.using(self.using).filter(
+            case__customer_id__in={c.customer for c in candidates}, executed_on__gte=since,
+            status__in=[CaseStep.Status.QUEUED, CaseStep.Status.SENDING, CaseStep.Status.SENT,
+                        CaseStep.Status.UNKNOWN],
+        ).values_list("case__customer_id", "executed_on", "created_at", "channel")
+        for customer_id, executed_on, created_at, channel in rows:
+            local = timezone.localtime(created_at, zone).timetz()
+            history[customer_id].append((datetime.datetime.combine(executed_on, local), channel))
+        return history
 
     def event(self, case, kind, message="", **data):
         return CaseEvent(case=case, run=self.run, kind=kind, created_at=self.batch_now,
                          message=message, data=data)
 
-    def step_row(self, case, key, action, channel, customer, invoices):
-        """The row of an executed step (a dict of CaseStep fields)."""
-        address, reason = self.channel.recipient(customer)
+    def step_spec(self, case, key):
+        """The StepSpec of ``key`` in the case's policy (None for the thank-you)."""
+        return next((s for s in self.policies[case.policy_id].spec.steps if s.key == key), None)
+
+    def channel_for(self, key):
+        """The channel of ``key`` ("email": ``EMAIL_CHANNEL``; others: ``CHANNELS``),
+        built once per run."""
+        channel = self._channels.get(key)
+        if channel is None:
+            path = (dunning_settings.CHANNELS or {}).get(key)
+            if not path:
+                raise DunningConfigurationError(
+                    f"No channel {key!r}: add it to DUNNING['CHANNELS']."
+                )
+            cls = import_string(path)
+            # Channels that write rows (letters, in-app notices) write to the run's database.
+            takes_using = "using" in inspect.signature(cls).parameters
+            channel = self._channels[key] = cls(using=self.using) if takes_using else cls()
+        return channel
+
+    def reach(self, customer, channel, fallback="", required=False):
+        """How to reach the customer for a step on ``channel``: ``(channel, address,
+        failure, skipped, note)``. The fallback channel is used when the first cannot
+        reach them (no phone number, a suppressed address) or they opted out of it (unless
+        the step is a required notice); ``note`` says why. ``skipped``: opted out of
+        every channel tried."""
+        opted_out = self.opted_out.get(str(customer.pk), ())
+        first_problem, opt_outs = "", 0
+        for candidate in dict.fromkeys(c for c in (channel, fallback) if c):
+            if candidate in opted_out and not required:
+                problem = _("The customer opted out of %(channel)s.") % {"channel": candidate}
+                opt_outs += 1
+            else:
+                address, problem = self.channel_for(candidate).recipient(customer)
+                if not problem:
+                    note = "" if candidate == channel else _(
+                        "Sent by %(fallback)s instead of %(channel)s: %(reason)s") % {
+                        "fallback": candidate, "channel": channel, "reason": first_problem}
+                    return candidate, address, "", False, note
+            first_problem = first_problem or problem
+        tried = len(dict.fromkeys(c for c in (channel, fallback) if c))
+        return channel, "", first_problem, opt_outs == tried, ""
+
+    def step_row(self, case, key, action, channel, customer, invoices, required=False,
+                 fallback=""):
+        """The row of an executed step (a dict of CaseStep fields). A customer who opted
+        out of the channel gets no message (status skipped), unless the step is a required
+        notice; the step's fallback channel is tried before giving up."""
+        channel, address, reason, skipped, note = self.reach(customer, channel, fallback,
+                                                             required)
         row = {
             "case": case.pk,
             "run": self.run.pk,
@@ -588,18 +770,23 @@ class DunningRun:
             # Stamped when queued, not when the run started: a later run drains only
             # messages left queued for OUTBOX_STALE_AFTER, never a live run's new batch.
             "created_at": self.batch_now,
-            "status": CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED,
-            "recipient": address or customer.email[:320],
+            "status": (CaseStep.Status.SKIPPED if skipped else
+                       CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED),
+            "recipient": (address or customer.email)[:320],
             "language": customer.language[:16],
             "reason": reason,
             "invoices": invoice_snapshot(invoices),
             "message_id": "",
             "sent_at": None,
+            "next_attempt_at": None,
         }
-        if reason:
+        if reason and not skipped:
             case.needs_person = True
             self.result.failed += 1
             self.result.failures.append((case.pk, reason))
+        if note:
+            self.notes.append(self.event(case, CaseEvent.Kind.FALLBACK, note, step_key=key,
+                                         channel=channel))
         return row
 
     def apply(self, case, decision, invoices, customer, any_done, batch, steps, events, links):
@@ -628,7 +815,16 @@ class DunningRun:
                 batch.signals.append((signals.service_restored, case))
             return
         step = decision.step
-        row = self.step_row(case, step.key, step.action, step.channel, customer, invoices)
+        hold = self.hold.get(case_key(case))
+        if is_day(hold):
+            case.next_due_on = hold  # quiet hours, a holiday or a frequency cap: wait
+            self.result.held += 1
+            return
+        row = self.step_row(case, step.key, step.action, step.channel, customer, invoices,
+                            step.required, step.fallback)
+        if hold is not None and row["status"] == CaseStep.Status.QUEUED:
+            # Goes out later today: queued until then and sent by the outbox's drain.
+            row["next_attempt_at"] = hold
         steps.append(row)
         self.result.executed[step.key] += 1
         case.last_step_key = step.key
@@ -650,7 +846,7 @@ class DunningRun:
             batch.signals.append((signals.account_terminated, case))
 
     def queue(self, batch, row, case, customer, info):
-        if row["status"] != CaseStep.Status.QUEUED:
+        if row["status"] != CaseStep.Status.QUEUED or row["next_attempt_at"] is not None:
             return
         template = self.template_pk(case.policy_id, row["step_key"], row["channel"], customer.language)
         batch.pending.append(Pending(
@@ -729,7 +925,7 @@ class DunningRun:
         if not batch.signals:
             return
         customers = get_customer_model()._default_manager.using(self.using).in_bulk(
-            {case.customer_id for _, case in batch.signals}
+            {case.customer_id for _signal, case in batch.signals}
         )
         errors = []
         for signal, case in batch.signals:
@@ -744,6 +940,7 @@ class DunningRun:
         if errors:
             with self.write_transaction():
                 CaseEvent.objects.using(self.using).bulk_create(errors)
+                webhooks.events_created(errors, self.using, run=self)
 
     # -- dry run ----------------------------------------------------------------------
     def plan_openings(self):
@@ -779,15 +976,24 @@ class DunningRun:
 
     def plan(self, cases):
         invoices, customers, done = self.gather(cases)
+        decisions = {}
         for case in cases:
             try:
-                decision = self.decide(case, invoices.get(case.customer_id, []),
-                                       done.get(case.pk, ()))
+                decisions[case_key(case)] = self.decide(
+                    case, invoices.get(case.customer_id, []), done.get(case.pk, ()))
             except Exception as exc:
+                decisions[case_key(case)] = exc
+        holds = self.compliance_holds(cases, decisions, customers)
+        for case in cases:
+            decision = decisions[case_key(case)]
+            if isinstance(decision, Exception):
                 self.result.failed += 1
-                self.result.failures.append((case.pk, f"{type(exc).__name__}: {exc}"))
+                self.result.failures.append((case.pk, f"{type(decision).__name__}: {decision}"))
                 continue
             customer = customers.get(case.customer_id)
+            if decision.kind is Kind.EXECUTE and is_day(holds.get(case_key(case))):
+                self.result.held += 1
+                continue
             if decision.kind is Kind.EXECUTE:
                 step = decision.step
                 self.result.executed[step.key] += 1

@@ -31,6 +31,10 @@ class StepSpec:
     offset_days: int
     channel: str = "email"
     action: str = ""
+    #: A legally required notice: sent even when the customer opted out of the channel.
+    required: bool = False
+    #: The channel used when the customer cannot be reached on ``channel`` or opted out.
+    fallback: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,9 @@ def policy_spec(policy) -> PolicySpec:
     model with its steps prefetched). Shared by the run and the simulator."""
     steps = sorted(policy.steps.all(), key=lambda s: (s.offset_days, s.pk))
     return PolicySpec(
-        steps=tuple(StepSpec(s.key, s.offset_days, s.channel, s.action) for s in steps),
+        steps=tuple(StepSpec(s.key, s.offset_days, s.channel, s.action,
+                             getattr(s, "required", False), getattr(s, "fallback_channel", ""))
+                    for s in steps),
         min_gap_days=policy.min_gap_days,
         grace_days=policy.grace_days,
         minimum_balance={

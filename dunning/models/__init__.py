@@ -1,26 +1,37 @@
 from .case import Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
+from .consent import Consent
 from .defaults import Customer, Invoice
-from .payments import PaymentAttempt
-from .policy import MessageTemplate, Policy, Step
+from .letters import Letter
+from .notices import Notice
+from .payments import PaymentAttempt, PreDunningNotice
+from .policy import MessageTemplate, Policy, RetryStep, Step
 from .portal import Feedback, PaymentPlan, PortalRevocation
 from .tracking import DeliveryEvent, Suppression
+from .webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Case",
     "CaseEvent",
     "CaseInvoice",
     "CaseStep",
+    "Consent",
     "Customer",
     "DeliveryEvent",
     "Feedback",
     "Dispute",
     "Invoice",
+    "Letter",
     "MessageTemplate",
+    "Notice",
     "PaymentAttempt",
     "PaymentPlan",
     "Policy",
     "PortalRevocation",
+    "PreDunningNotice",
+    "RetryStep",
     "Run",
     "Step",
     "Suppression",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

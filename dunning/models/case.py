@@ -130,6 +130,9 @@ class CaseStep(models.Model):
         # The worker died while handing the message over: it may or may not have gone
         # out. Never sent again by itself; a person checks (see docs/outbox.md).
         UNKNOWN = "unknown", _("State unknown, check")
+        # Not sent: the customer opted out of the step's channel and the step is not a
+        # legally required notice.
+        SKIPPED = "skipped", _("Skipped (opted out)")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="steps")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="steps")
@@ -265,6 +268,11 @@ class CaseEvent(models.Model):
         PLAN_BROKEN = "plan-broken", _("Payment plan broken")
         PLAN_COMPLETED = "plan-completed", _("Payment plan completed")
         FEEDBACK = "feedback", _("Late-payment feedback")
+        CONSENT = "consent", _("Contact preferences changed")
+        CARD_REFRESHED = "card-refreshed", _("Card details refreshed")
+        # A step on the call channel: the case waits in the call queue with this script.
+        CALL_QUEUED = "call-queued", _("Call queued")
+        FALLBACK = "channel-fallback", _("Sent by the fallback channel")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -44,6 +44,10 @@ class PaymentAttempt(models.Model):
     transaction_id = models.CharField(_("transaction id"), max_length=255, blank=True)
     next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
     next_method_id = models.CharField(_("next payment method"), max_length=255, blank=True)
+    #: The policy's retry step this attempt carried out ("" for the failure that started
+    #: the cycle and for the last-chance attempts of other stored methods).
+    step_key = models.CharField(_("retry step"), max_length=64, blank=True, default="")
+    next_step_key = models.CharField(_("next retry step"), max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("payment attempt")
@@ -58,3 +62,53 @@ class PaymentAttempt(models.Model):
 
     def __str__(self):
         return f"{self.method_id} {self.attempted_at:%Y-%m-%d %H:%M} ({self.get_status_display()})"
+
+
+class PreDunningNotice(models.Model):
+    """A message sent before anything is overdue: a stored card expires soon, a renewal
+    will be charged to an expiring card, or the customer is asked to consent to the card
+    networks' account updater. Each is sent at most once (the unique constraint)."""
+
+    class Kind(models.TextChoices):
+        CARD_EXPIRING_30 = "card-expiring-30", _("Card expires in 30 days")
+        CARD_EXPIRING_7 = "card-expiring-7", _("Card expires in 7 days")
+        RENEWAL_CARD_EXPIRING = "renewal-card-expiring", _("Renewal on an expiring card")
+        UPDATER_CONSENT = "account-updater-consent", _("Account updater consent request")
+
+    class Status(models.TextChoices):
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    customer = models.ForeignKey(
+        customer_model_label(), on_delete=models.CASCADE,
+        related_name="dunning_predunning_notices", verbose_name=_("customer"),
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    method_id = models.CharField(_("payment method"), max_length=255, blank=True, default="")
+    #: What the notice is about: the card's expiry month ("2026-12") or the renewal date.
+    reference = models.CharField(_("reference"), max_length=32, blank=True, default="")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    recipient = models.CharField(_("recipient"), max_length=320, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True)
+    reason = models.TextField(_("failure reason"), blank=True)
+    message_id = models.CharField(_("message id"), max_length=255, blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    #: The run that claimed it (several workers never send one notice twice).
+    claim = models.CharField(max_length=32, blank=True, default="", editable=False)
+
+    class Meta:
+        verbose_name = _("pre-dunning notice")
+        verbose_name_plural = _("pre-dunning notices")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "kind", "method_id", "reference"],
+                name="dunning_predunning_once",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.reference or self.method_id})"

@@ -2,12 +2,17 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
 class Channel(models.TextChoices):
     EMAIL = "email", _("Email")
+    SMS = "sms", _("Text message (SMS)")
+    LETTER = "letter", _("Letter")
+    IN_APP = "in_app", _("In-app notice")
+    CALL = "call", _("Phone call (call queue)")
 
 
 class Action(models.TextChoices):
@@ -38,6 +43,38 @@ class Policy(models.Model):
         default=dict,
         blank=True,
         help_text=_('Per currency, e.g. {"EUR": "5.00"}: nobody owing less is dunned.'),
+    )
+    # Compliance guards (dunning.engine.compliance, docs/compliance.md).
+    quiet_hours = models.JSONField(
+        _("quiet hours"), default=dict, blank=True,
+        help_text=_('Allowed sending window per channel in the customer\'s local time, e.g. '
+                    '{"sms": ["08:00", "21:00"], "email": null}. Channels not named keep '
+                    'the default (SMS and calls 08:00-21:00, email and letters any time).'),
+    )
+    frequency_caps = models.JSONField(
+        _("frequency caps"), default=dict, blank=True,
+        help_text=_('At most this many messages in so many days per customer, over all '
+                    'channels and per channel, e.g. {"total": [1, 1], "per_channel": '
+                    '{"sms": [2, 7]}}. Empty: at most one message a day.'),
+    )
+    exclude_weekends = models.BooleanField(
+        _("no messages on weekends"), default=False,
+        help_text=_("Messages due on a weekend wait for the next business day."),
+    )
+    weekend_days = models.JSONField(
+        _("weekend days"), default=list, blank=True,
+        help_text=_('Days that count as weekend, e.g. ["fri", "sat"]; empty: Saturday '
+                    'and Sunday.'),
+    )
+    holidays = models.JSONField(
+        _("holidays"), default=list, blank=True,
+        help_text=_('Dates without messages, e.g. ["2026-12-25", "2026-12-26"].'),
+    )
+    regulation_f = models.BooleanField(
+        _("US Regulation F"), default=False,
+        help_text=_("For third-party debt collectors in the US: at most 7 call attempts "
+                    "in 7 days per debt, none within 7 days of a conversation, and calls, "
+                    "SMS and email only 8:00-21:00 in the customer's time."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -70,8 +107,33 @@ class Policy(models.Model):
             self.minimum_balance = clean_minimum_balance(self.minimum_balance)
         except ValidationError as exc:
             errors["minimum_balance"] = exc.messages
+        errors.update(compliance_errors(self))
         if errors:
             raise ValidationError(errors)
+
+
+def compliance_errors(policy):
+    """{field: [message, ...]} of the policy's compliance settings that do not parse."""
+    from ..engine import compliance
+
+    errors = {}
+    checks = {
+        "quiet_hours": lambda: compliance.QuietHours.from_config(policy.quiet_hours),
+        "frequency_caps": lambda: compliance.FrequencyCap.from_config(policy.frequency_caps),
+        "holidays": lambda: compliance.BusinessCalendar.from_config(
+            policy.exclude_weekends, policy.weekend_days, policy.holidays),
+    }
+    for field, check in checks.items():
+        try:
+            check()
+        except compliance.ComplianceConfigError as exc:
+            errors[field] = list(exc.messages)
+    if not errors:
+        try:
+            compliance.compliance_spec(policy)
+        except compliance.ComplianceConfigError as exc:
+            errors["regulation_f"] = list(exc.messages)
+    return errors
 
 
 _CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
@@ -164,6 +226,20 @@ class Step(models.Model):
     action = models.CharField(
         _("action"), max_length=16, choices=Action.choices, default=Action.NONE, blank=True
     )
+    fallback_channel = models.CharField(
+        _("fallback channel"), max_length=16, choices=Channel.choices, blank=True, default="",
+        help_text=_("Used when the customer cannot be reached on the channel (no phone "
+                    "number, a bounced or suppressed address) or opted out of it."),
+    )
+    required = models.BooleanField(
+        _("legally required notice"),
+        default=False,
+        help_text=_(
+            "Sent even to customers who opted out of this channel (a notice the law "
+            "requires, such as the last notice before termination). Other steps are "
+            "skipped for them."
+        ),
+    )
 
     class Meta:
         verbose_name = _("step")
@@ -180,10 +256,22 @@ class Step(models.Model):
         return f"{self.key} (+{self.offset_days}d)"
 
     def clean(self):
+        from ..conf import dunning_settings
+
+        errors = {}
         if self.key == PAYMENT_RECEIVED:
-            raise ValidationError(
-                {"key": _("'%(key)s' is reserved for the thank-you message.") % {"key": self.key}}
-            )
+            errors["key"] = _("'%(key)s' is reserved for the thank-you message.") % {
+                "key": self.key}
+        configured = {"email", *(dunning_settings.CHANNELS or {})}
+        for field in ("channel", "fallback_channel"):
+            value = getattr(self, field)
+            if value and value not in configured:
+                errors[field] = _("The channel '%(channel)s' is not set up on this site "
+                                  "(DUNNING['CHANNELS']).") % {"channel": value}
+        if self.fallback_channel and self.fallback_channel == self.channel:
+            errors["fallback_channel"] = _("The fallback must be another channel.")
+        if errors:
+            raise ValidationError(errors)
 
 
 class MessageTemplate(models.Model):
@@ -230,3 +318,35 @@ class MessageTemplate(models.Model):
                 errors[field] = exc.messages
         if errors:
             raise ValidationError(errors)
+
+
+class RetryStep(models.Model):
+    """A payment retry of a policy: ``offset_days`` after the failed payment that started
+    the retry cycle (dunning.payments.scheduler), independent of the reminder steps but on
+    the same timeline. A policy without retry steps uses ``DUNNING["PAYMENT_RETRY_OFFSETS"]``.
+    """
+
+    policy = models.ForeignKey(
+        Policy, on_delete=models.CASCADE, related_name="retry_steps", verbose_name=_("policy")
+    )
+    key = models.SlugField(_("key"), max_length=64)
+    offset_days = models.PositiveSmallIntegerField(
+        _("days after the failed payment"),
+        validators=[MinValueValidator(1)],
+        help_text=_("Retried this many days after the payment failed (then moved to a "
+                    "payday or the customer's morning when the schedule allows)."),
+    )
+
+    class Meta:
+        verbose_name = _("payment retry step")
+        verbose_name_plural = _("payment retry steps")
+        ordering = ["policy", "offset_days", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "key"], name="dunning_retrystep_unique_key"),
+            models.UniqueConstraint(
+                fields=["policy", "offset_days"], name="dunning_retrystep_unique_offset"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.key} (+{self.offset_days}d)"

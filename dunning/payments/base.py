@@ -21,11 +21,27 @@ Two methods::
         the issuer's answer).
 
 ``customer`` is the host's customer instance.
+
+Optional, for pre-dunning (dunning.payments.predunning; the defaults report nothing)::
+
+    expiring_cards(start, end) -> iterable of (customer pk, StoredMethod)
+        Stored cards whose last valid day (the end of their expiry month) lies between
+        the dates ``start`` and ``end``; ``StoredMethod.expires`` must be set.
+
+    upcoming_renewals(start, end) -> iterable of Renewal
+        Renewal charges planned between ``start`` and ``end`` with the method they will
+        be charged to.
+
+    supports_account_updater = True, and refresh_method(customer, method) -> StoredMethod | None
+        The card networks' account updater: the method's refreshed details (possibly a
+        new id), or None when nothing changed. Called before a payment retry for
+        customers who agreed to it on the self-service page.
 """
 
 from __future__ import annotations
 
 import abc
+import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -58,6 +74,16 @@ class ChargeResult:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Renewal:
+    customer_pk: object
+    #: The date the renewal will be charged.
+    on: datetime.date
+    amount: Decimal
+    currency: str
+    method: StoredMethod
+
+
 class PaymentBackend(abc.ABC):
     """Base class of payment backends (see the module's documentation)."""
 
@@ -73,3 +99,19 @@ class PaymentBackend(abc.ABC):
                invoices=(), idempotency_key: str = "") -> ChargeResult:
         """Charge ``amount`` ``currency`` to the stored ``method``; never raises for a
         decline or a failure (see the module's documentation)."""
+
+    #: True when the backend can fetch refreshed card details (see refresh_method).
+    supports_account_updater = False
+
+    def expiring_cards(self, start, end):
+        """(customer pk, StoredMethod) of the cards expiring between ``start`` and ``end``
+        (dates); a backend that cannot tell reports none."""
+        return []
+
+    def upcoming_renewals(self, start, end):
+        """The :class:`Renewal` charges planned between ``start`` and ``end``."""
+        return []
+
+    def refresh_method(self, customer, method):
+        """The refreshed details of ``method`` from the account updater, or None."""
+        return None

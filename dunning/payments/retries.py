@@ -31,6 +31,7 @@ from ..conf import dunning_settings
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model, get_invoice_model
 from ..models import Case, CaseEvent, PaymentAttempt
 from . import declines, get_backend, scheduler
+from .predunning import refresh_before_retry
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +85,45 @@ def event(case, kind, message, using=DEFAULT_DB_ALIAS, **data):
     )
 
 
-def decide(root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS):
-    """The scheduler's decision for the cycle that ``root`` started."""
+def retry_steps(case, using=DEFAULT_DB_ALIAS):
+    """((key, offset_days), ...) of the retry steps of the case's policy (the default
+    policy without a case); a policy without retry steps uses
+    ``DUNNING["PAYMENT_RETRY_OFFSETS"]`` with keys retry-1, retry-2, ..."""
+    from ..models import Policy, RetryStep
+
+    if case is not None:
+        steps = RetryStep.objects.using(using).filter(policy_id=case.policy_id)
+    else:
+        steps = RetryStep.objects.using(using).filter(
+            policy__in=Policy.objects.using(using).filter(key=dunning_settings.DEFAULT_POLICY))
+    rows = tuple(steps.order_by("offset_days", "pk").values_list("key", "offset_days"))
+    return rows or tuple(
+        (f"retry-{n}", offset)
+        for n, offset in enumerate(dunning_settings.PAYMENT_RETRY_OFFSETS, start=1)
+    )
+
+
+def decide(root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS, steps=None):
+    """The scheduler's decision for the cycle that ``root`` started, and the key of the
+    retry step it carries out ("" after the steps are used up)."""
+    steps = retry_steps(root.case, using) if steps is None else steps
     counted = PaymentAttempt.objects.using(using).exclude(status=PaymentAttempt.Status.CANCELLED)
     cycle = [root, *counted.filter(cycle=root).order_by("attempted_at", "pk")]
     recent = counted.filter(customer_id=customer_pk,
                             attempted_at__gt=now - scheduler.CAP_WINDOW)
     as_attempt = lambda a: scheduler.Attempt(a.method_id, a.attempted_at, a.decline_code)  # noqa: E731
+    if not steps:
+        return scheduler.Decision(None, reason=scheduler.EXHAUSTED), ""
+    done = len(cycle) - 1
+    key = steps[done][0] if done < len(steps) else ""
     return scheduler.next_attempt(
         [as_attempt(a) for a in cycle], methods,
         tz=customer_timezone(customer_pk),
-        offsets=tuple(dunning_settings.PAYMENT_RETRY_OFFSETS),
+        offsets=tuple(offset for _key, offset in steps),
         cap=dunning_settings.PAYMENT_MAX_ATTEMPTS_PER_METHOD_30_DAYS,
         recent=[as_attempt(a) for a in recent],
         morning=datetime.time(dunning_settings.PAYMENT_RETRY_HOUR),
-    )
+    ), key
 
 
 GIVE_UP_MESSAGES = {
@@ -115,12 +140,13 @@ GIVE_UP_MESSAGES = {
 
 def plan(attempt, root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS):
     """Plan the retry after ``attempt`` (saved) or give up; returns the Decision."""
-    decision = decide(root, methods, customer_pk, now, using)
+    decision, key = decide(root, methods, customer_pk, now, using)
     case = attempt.case
     if decision.at is not None:
         PaymentAttempt.objects.using(using).filter(pk=attempt.pk).update(
-            next_attempt_at=decision.at, next_method_id=decision.method)
+            next_attempt_at=decision.at, next_method_id=decision.method, next_step_key=key)
         attempt.next_attempt_at, attempt.next_method_id = decision.at, decision.method
+        attempt.next_step_key = key
     else:
         event(case, CaseEvent.Kind.PAYMENT_UPDATE_METHOD, GIVE_UP_MESSAGES[decision.reason](),
               using, reason=decision.reason, attempt=attempt.pk)
@@ -129,14 +155,22 @@ def plan(attempt, root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS):
     return decision
 
 
+def with_step(attempt, message):
+    """The timeline's text of an attempt: which retry step it was, then what happened."""
+    if not attempt.step_key:
+        return message
+    return _("Payment retry %(step)s: %(message)s") % {"step": attempt.step_key,
+                                                       "message": message}
+
+
 def declined_message(attempt):
     if attempt.status == PaymentAttempt.Status.ERROR:
-        return _("Payment with %(method)s failed: %(message)s") % {
-            "method": attempt.method_id, "message": attempt.message or attempt.raw_code}
+        return with_step(attempt, _("Payment with %(method)s failed: %(message)s") % {
+            "method": attempt.method_id, "message": attempt.message or attempt.raw_code})
     kind = (_("hard decline, the method is not retried") if declines.is_hard(attempt.decline_code)
             else _("soft decline, retried"))
-    return _("Payment with %(method)s declined: %(code)s (%(kind)s).") % {
-        "method": attempt.method_id, "code": declines.label(attempt.decline_code), "kind": kind}
+    return with_step(attempt, _("Payment with %(method)s declined: %(code)s (%(kind)s).") % {
+        "method": attempt.method_id, "code": declines.label(attempt.decline_code), "kind": kind})
 
 
 def record_failure(customer_pk, *, invoices, method_id="", decline_code="", raw_code="",
@@ -217,7 +251,8 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
     case = open_case(customer_pk, using) or previous.case
     fields = dict(customer_id=customer_pk, case=case, cycle_id=root_id, invoices=numbers,
                   amount=amount, currency=currency or previous.currency,
-                  method_id=previous.next_method_id, attempted_at=now)
+                  method_id=previous.next_method_id, step_key=previous.next_step_key,
+                  attempted_at=now)
     if not numbers:  # paid meanwhile
         PaymentAttempt.objects.using(using).create(
             **{**fields, "invoices": previous.invoices, "amount": Decimal(0)},
@@ -225,7 +260,10 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
         summary["cancelled"] += 1
         return
     customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
-    result = backend.charge(customer, amount, currency, previous.next_method_id,
+    # Refreshed card details first, when the customer agreed to the account updater.
+    fields["method_id"] = refresh_before_retry(backend, customer, previous.next_method_id,
+                                               case, using)
+    result = backend.charge(customer, amount, currency, fields["method_id"],
                             invoices=numbers, idempotency_key=f"dunning-retry-{previous.pk}")
     if result.ok:
         status = PaymentAttempt.Status.SUCCEEDED
@@ -241,14 +279,15 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
         )
         if result.ok:
             mark_shipped_invoices_paid(customer_pk, numbers, using)
-            event(case, CaseEvent.Kind.PAYMENT_COLLECTED,
-                  _("Payment of %(amount)s %(currency)s collected with %(method)s.")
-                  % {"amount": amount, "currency": currency, "method": attempt.method_id},
-                  using, attempt=attempt.pk, transaction_id=result.transaction_id)
+            event(case, CaseEvent.Kind.PAYMENT_COLLECTED, with_step(
+                attempt, _("Payment of %(amount)s %(currency)s collected with %(method)s.")
+                % {"amount": amount, "currency": currency, "method": attempt.method_id}),
+                using, attempt=attempt.pk, transaction_id=result.transaction_id,
+                step=attempt.step_key)
         else:
             event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
                   attempt=attempt.pk, decline_code=attempt.decline_code,
-                  method=attempt.method_id)
+                  method=attempt.method_id, step=attempt.step_key)
             methods = [m.id for m in backend.stored_methods(customer)]
             if plan(attempt, root, methods, customer_pk, now, using).at is None:
                 summary["gave-up"] += 1

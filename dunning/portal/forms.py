@@ -68,3 +68,36 @@ class FeedbackForm(PortalForm):
     text = forms.CharField(label=_("Anything else you want to tell us (optional)"),
                            required=False, max_length=4000,
                            widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class ChannelsForm(PortalForm):
+    """One checkbox per channel the page offers (DUNNING["PORTAL_CHANNELS"])."""
+
+    action = "channels"
+    LABELS = {
+        "email": _("Send me reminders by email"),
+        "sms": _("Send me reminders by text message"),
+        "letter": _("Send me reminders by letter"),
+        "in_app": _("Show me reminders when I sign in"),
+        "call": _("Call me about overdue invoices"),
+    }
+
+    def __init__(self, *args, channels=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        for channel in channels:
+            label = self.LABELS.get(channel) or _("Send me reminders by %(channel)s") % {
+                "channel": services.channel_label(channel)}
+            self.fields[channel] = forms.BooleanField(label=label, required=False)
+
+    def wanted(self):
+        return {name for name, on in self.cleaned_data.items() if on}
+
+
+class UpdaterForm(PortalForm):
+    action = "updater"
+    answer = forms.ChoiceField(
+        label=_("May the card networks send us your new card details automatically?"),
+        choices=[("yes", _("Yes, keep my card details up to date")),
+                 ("no", _("No, I will update them myself"))],
+        widget=forms.RadioSelect,
+    )

@@ -22,7 +22,8 @@ from django.utils.translation import gettext as _
 from .. import services
 from ..conf import dunning_settings
 from ..hosts import get_adapter
-from ..models import Case, CaseEvent, Feedback, PaymentPlan
+from ..models import Case, CaseEvent, Consent, Feedback, PaymentPlan
+from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
 from .tokens import PortalAccess
 
 CENT = Decimal("0.01")
@@ -214,12 +215,25 @@ def approve_plan(plan, actor, *, auto=False):
     return plan
 
 
-def paid_so_far(plan):
-    """How much of the plan's invoices has been paid since, per currency."""
+def open_invoices_of(plans):
+    """{str(invoice pk): InvoiceRow} of the invoices of ``plans`` (one query for all;
+    keyed by text because the plan keeps the pks as JSON)."""
     adapter = get_adapter()
+    pks = {pk for plan in plans for pk in plan.invoices}
+    if not pks:
+        return {}
+    rows = adapter.invoice_rows(adapter.annotated_invoices().filter(pk__in=pks))
+    return {str(row.pk): row for row in rows}
+
+
+def paid_so_far(plan, invoices=None):
+    """How much of the plan's invoices has been paid since, per currency (``invoices``:
+    :func:`open_invoices_of` of a batch of plans; read for this plan alone otherwise)."""
+    invoices = open_invoices_of([plan]) if invoices is None else invoices
     still_open = {currency: Decimal(0) for currency in plan.totals}
-    for row in adapter.invoice_rows(adapter.annotated_invoices().filter(pk__in=plan.invoices)):
-        if row.currency in still_open and row.amount_due > 0:
+    for pk in plan.invoices:
+        row = invoices.get(str(pk))
+        if row is not None and row.currency in still_open and row.amount_due > 0:
             still_open[row.currency] += row.amount_due
     return {c: Decimal(t) - still_open[c] for c, t in plan.totals.items()}
 
@@ -228,14 +242,19 @@ def check_payment_plans(as_of=None):
     """The run-time check of active plans: an instalment whose date plus
     PORTAL_PLAN_GRACE_DAYS has passed without its money breaks the plan and ends the
     pause (dunning resumes by itself); a paid instalment moves the pause on to the next;
-    a plan paid in full is completed. Returns {"broken": n, "completed": n}."""
+    a plan paid in full is completed. Returns {"broken": n, "completed": n}.
+
+    Two queries read every active plan and its invoices; only plans whose state changes
+    write (a pause already long enough is left alone without a query)."""
     as_of = as_of or timezone.localdate()
     grace = datetime.timedelta(days=dunning_settings.PORTAL_PLAN_GRACE_DAYS)
     counts = {"broken": 0, "completed": 0}
-    plans = PaymentPlan.objects.filter(status=PaymentPlan.Status.ACTIVE).select_related("case")
+    plans = list(PaymentPlan.objects.filter(status=PaymentPlan.Status.ACTIVE)
+                 .select_related("case"))
+    invoices = open_invoices_of(plans)  # one query for every plan's invoices
     for plan in plans:
         case = plan.case
-        paid = paid_so_far(plan)
+        paid = paid_so_far(plan, invoices)
         expected = {c: Decimal(0) for c in plan.totals}
         pending = None
         for instalment in plan.instalments:
@@ -244,22 +263,77 @@ def check_payment_plans(as_of=None):
             if any(paid[c] < expected[c] for c in expected):
                 pending = instalment
                 break
-        with transaction.atomic():
-            if pending is None:
+        if pending is None:
+            with transaction.atomic():
                 plan.status = PaymentPlan.Status.COMPLETED
                 plan.save(update_fields=["status"])
                 services.record(case, CaseEvent.Kind.PLAN_COMPLETED, None, plan=plan.pk)
-                counts["completed"] += 1
-            elif datetime.date.fromisoformat(pending["due"]) + grace < as_of:
+            counts["completed"] += 1
+        elif datetime.date.fromisoformat(pending["due"]) + grace < as_of:
+            with transaction.atomic():
                 plan.status = PaymentPlan.Status.BROKEN
                 plan.save(update_fields=["status"])
                 services.record(case, CaseEvent.Kind.PLAN_BROKEN, None,
                                 _("Instalment due on %(date)s was not paid.")
                                 % {"date": pending["due"]}, plan=plan.pk)
-                counts["broken"] += 1
                 if (case.is_open and case.paused_until is not None
                         and not case.disputes.filter(resolved_at__isnull=True).exists()):
                     services.resume(case, None)
-            elif case.is_open:
-                _pause_for_instalment(case, plan, pending)
+            counts["broken"] += 1
+        elif case.is_open:
+            _pause_for_instalment(case, plan, pending)  # no query when paused long enough
     return counts
+
+
+# -- contact preferences ------------------------------------------------------------------
+
+def channel_label(channel):
+    from ..models.policy import Channel
+
+    return dict(Channel.choices).get(channel, channel)
+
+
+def portal_channels():
+    return list(dict.fromkeys(dunning_settings.PORTAL_CHANNELS or ()))
+
+
+def preferences(customer_pk):
+    """{"channels": {channel: wanted}, "updater": True/False/None} of the customer (a
+    channel without an entry in the consent log is wanted)."""
+    choices = current_choices([customer_pk]).get(str(customer_pk), {})
+    return {
+        "channels": {c: choices.get(channel_topic(c), True) for c in portal_channels()},
+        "updater": choices.get(ACCOUNT_UPDATER),
+    }
+
+
+def _log(portfolio, entries, message):
+    """Append ``entries`` ((topic, granted), ...) to the consent log and note the change on
+    the open case's timeline."""
+    key = str(portfolio.customer.pk)
+    with transaction.atomic():
+        Consent.objects.bulk_create(
+            Consent(customer_key=key, topic=topic, granted=granted,
+                    source=Consent.Source.PORTAL) for topic, granted in entries)
+        if portfolio.case is not None:
+            services.record(portfolio.case, CaseEvent.Kind.CONSENT, None, message,
+                            **{topic: granted for topic, granted in entries})
+
+
+def set_channels(portfolio, wanted):
+    """The customer chose the channels in ``wanted`` (a set) among the page's channels;
+    only changes are logged. Returns the changed (channel, wanted) pairs."""
+    current = preferences(portfolio.customer.pk)["channels"]
+    changes = [(c, c in wanted) for c in current if current[c] != (c in wanted)]
+    if changes:
+        _log(portfolio, [(channel_topic(c), on) for c, on in changes], "; ".join(
+            (_("Receives %(channel)s again") if on else _("Opted out of %(channel)s"))
+            % {"channel": channel_label(c)} for c, on in changes))
+    return changes
+
+
+def set_updater_consent(portfolio, granted):
+    _log(portfolio, [(ACCOUNT_UPDATER, granted)],
+         _("Agreed to the card account updater") if granted
+         else _("Declined the card account updater"))
+

@@ -26,7 +26,24 @@ ACTIONS = {
     "plan": forms.PlanForm,
     "dispute": forms.DisputeForm,
     "feedback": forms.FeedbackForm,
+    "channels": forms.ChannelsForm,
+    "updater": forms.UpdaterForm,
 }
+# Actions a customer may take without an open case (how they want to be contacted).
+WITHOUT_CASE = {"channels", "updater"}
+
+
+def make_form(action, data=None, initial=None):
+    if action == "channels":
+        return forms.ChannelsForm(data, initial=initial, channels=services.portal_channels())
+    return ACTIONS[action](data, initial=initial)
+
+
+def updater_offered():
+    from ..payments import get_backend
+
+    backend = get_backend()
+    return bool(backend is not None and getattr(backend, "supports_account_updater", False))
 
 
 def page_language(request, customer):
@@ -68,12 +85,14 @@ def handle(request, token, portfolio, language):
         action = request.POST.get("action")
         if action not in ACTIONS:
             raise Http404("unknown action")
-        form = ACTIONS[action](request.POST)
+        if action == "updater" and not updater_offered():
+            raise Http404("no account updater")
+        form = make_form(action, request.POST)
         if action == "dispute" and request.POST.get("invoice") and portfolio.invoice(
             request.POST["invoice"]
         ) is None:
             raise Http404("not this customer's invoice")  # another customer's invoice
-        if portfolio.case is None:
+        if portfolio.case is None and action not in WITHOUT_CASE:
             error = "closed"
         elif form.is_valid():
             try:
@@ -102,6 +121,10 @@ def perform(action, data, portfolio):
         services.dispute(case, data["invoice"], data["reason"])
     elif action == "feedback":
         services.give_feedback(case, data["reason"], data["text"])
+    elif action == "channels":
+        services.set_channels(portfolio, {c for c in services.portal_channels() if data.get(c)})
+    elif action == "updater":
+        services.set_updater_consent(portfolio, data["answer"] == "yes")
 
 
 def page_context(request, token, portfolio, language, bound, error):
@@ -110,6 +133,7 @@ def page_context(request, token, portfolio, language, bound, error):
     totals = portfolio.totals()
     case = portfolio.case
     initial_amount = next(iter(totals.values())) if len(totals) == 1 else None
+    prefs = services.preferences(portfolio.customer.pk)
     disputed = set()
     plan = None
     if case is not None:
@@ -137,6 +161,12 @@ def page_context(request, token, portfolio, language, bound, error):
         "plan_form": bound.get("plan") or forms.PlanForm(),
         "dispute_form": bound.get("dispute") or forms.DisputeForm(),
         "feedback_form": bound.get("feedback") or forms.FeedbackForm(),
+        "channels_form": bound.get("channels") or make_form("channels",
+                                                            initial=prefs["channels"]),
+        "updater_form": (bound.get("updater") or make_form(
+            "updater", initial={"answer": {True: "yes", False: "no"}.get(prefs["updater"])}))
+        if updater_offered() else None,
+        "updater_answer": prefs["updater"],
         "today": today.isoformat(),
         "latest": services.latest_date(today).isoformat(),
         "promised_on": format_day(case.promised_on, locale) if case and case.promised_on else "",

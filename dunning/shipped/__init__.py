@@ -23,6 +23,10 @@ STANDARD_POLICY = {
 }
 
 MESSAGE_KEYS = [key for key, _, _ in STANDARD_POLICY["steps"]] + ["payment-received"]
+# Sent before anything is overdue (dunning.payments.predunning), from the default policy.
+PREDUNNING_KEYS = [
+    "card-expiring-30", "card-expiring-7", "renewal-card-expiring", "account-updater-consent",
+]
 LANGUAGES = ("en", "de")
 
 
@@ -39,10 +43,11 @@ def shipped_message(language, key):
     return subject, body.lstrip("\n"), html
 
 
-def shipped_messages():
-    """Every shipped message: (language, key, subject, text, html)."""
+def shipped_messages(keys=None):
+    """Every shipped message of ``keys`` (default: the policy's steps and the thank-you
+    message): (language, key, subject, text, html)."""
     for language in LANGUAGES:
-        for key in MESSAGE_KEYS:
+        for key in MESSAGE_KEYS if keys is None else keys:
             message = shipped_message(language, key)
             if message:
                 yield (language, key, *message)

@@ -1,6 +1,6 @@
 """The customer's self-service page in a real browser: the customer opens the link of a
-message really sent by a run, promises to pay, disputes an invoice, and a collector sees
-both on the case's timeline. The page works by keyboard and on a phone screen.
+message really sent by a run, promises to pay, disputes an invoice, asks for a payment
+plan and opts out of email reminders, and a collector sees each on the case's timeline. The page works by keyboard and on a phone screen.
 
 ``DUNNING_PORTAL_SCREENSHOTS=docs/screenshots`` also writes portal-desktop.png and
 portal-phone.png there.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dunning.engine.run import run_dunning
-from dunning.models import Case, CaseEvent, Dispute
+from dunning.models import Case, CaseEvent, Dispute, PaymentPlan
 from dunning.testing import create_customer, create_invoice
 
 from . import data
@@ -72,15 +72,37 @@ def test_customer_promises_and_disputes_and_the_collector_sees_it(
     expect(page.get_by_role("status")).to_contain_text("look into the invoice")
     expect(page.locator("tr", has_text="INV-2002")).to_contain_text("disputed")
 
+    # More instalments than plans are approved with by themselves: it goes to staff.
+    page.get_by_label("Number of instalments").select_option("4")
+    page.get_by_label("First instalment on").fill(
+        (data.today() + datetime.timedelta(days=3)).isoformat())
+    page.get_by_role("button", name="Ask for a payment plan").click()
+    expect(page.get_by_role("status")).to_contain_text("look at your payment plan request")
+    expect(page.get_by_role("heading", name=re.compile("Your payment plan"))).to_contain_text(
+        "Requested")
+
+    page.get_by_label("Send me reminders by email").uncheck()
+    page.get_by_role("button", name="Save my preferences").click()
+    expect(page.get_by_role("status")).to_contain_text("contact preferences are saved")
+    expect(page.get_by_label("Send me reminders by email")).not_to_be_checked()
+
     case = Case.objects.get(customer__name="Ada Lovelace Ltd")
     assert case.promised_on == promised
     assert Dispute.objects.get(case=case).invoice_number == "INV-2002"
+    assert PaymentPlan.objects.get(case=case).status == PaymentPlan.Status.REQUESTED
 
     staff = login(new_page(), boss)
     staff.goto(f"{live_server.url}/admin/dunning/case/{case.pk}/change/")
-    expect(staff.locator("body")).to_contain_text("We never got these parts.")
+    timeline = staff.locator("body")
+    expect(timeline).to_contain_text("We never got these parts.")
+    expect(timeline).to_contain_text("Promise to pay")
+    expect(timeline).to_contain_text("Payment plan requested")
+    expect(timeline).to_contain_text("Opted out of Email")
+    # The requested plan waits for the collector in the plans list.
+    staff.goto(f"{live_server.url}/admin/dunning/paymentplan/?status__exact=requested")
+    expect(staff.locator("#result_list")).to_contain_text(str(case))
     kinds = set(CaseEvent.objects.filter(case=case).values_list("kind", flat=True))
-    assert {"promise", "dispute"} <= kinds
+    assert {"promise", "dispute", "plan-requested", "consent"} <= kinds
 
 
 def test_the_page_works_by_keyboard_and_on_a_phone(link, browser):

@@ -9,6 +9,7 @@ Examples::
     python manage.py dunning plan --as-of 2026-03-05 -v 2  # ... with the message bodies
     python manage.py dunning schedule               # run daily at 06:00 from django-q2
     python manage.py dunning drain                  # send the retries that are due now
+    python manage.py dunning deliver-webhooks       # post the webhooks that are due now
     python manage.py dunning --help                 # the subcommands
 """
 
@@ -39,6 +40,7 @@ COLLECTIONS_PERMISSIONS = [
     "view_case", "change_case", "send_by_hand",
     "view_caseevent", "view_casestep",
     "view_policy", "view_messagetemplate",
+    "view_letter", "print_letters", "view_notice", "view_consent", "add_consent",
 ]
 
 
@@ -121,6 +123,31 @@ class Command(BaseCommand):
         )
         drain.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
         self.add_common_options(drain)
+        pre = subparsers.add_parser(
+            "predunning",
+            help="Send today's pre-dunning notices (card expiry, renewal on an expiring "
+            "card, account-updater consent; also done by 'dunning run').",
+            description="Ask the payment backend for cards that expire soon and renewals "
+            "on expiring cards and send each notice once (docs/payments.md). Nothing "
+            "without a PAYMENT_BACKEND that reports them.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        pre.add_argument("--as-of", metavar="YYYY-MM-DD", help="Date to run for (default: today).")
+        pre.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(pre)
+        hooks = subparsers.add_parser(
+            "deliver-webhooks",
+            help="Post the outbound webhooks that are due now (also done by 'dunning-drain').",
+            description="Post the webhook deliveries whose (next) attempt is due to their "
+            "endpoints and print how many were delivered, failed and will be retried. Safe "
+            "to run at any time and in several processes: a delivery is claimed before it "
+            "is posted. See docs/webhooks.md.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        hooks.add_argument("--limit", type=int, default=1000, metavar="N",
+                           help="Post at most N deliveries (default 1000).")
+        hooks.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(hooks)
         sim = subparsers.add_parser(
             "simulate",
             help="What a policy would have sent over the last N days, beside the live policy.",
@@ -187,6 +214,19 @@ class Command(BaseCommand):
         self.summary(result, verbosity)
         if not dry_run:
             self.payment_retries(database, verbosity)
+            self.predunning(as_of, database, verbosity)
+
+    def handle_predunning(self, *, as_of=None, database, verbosity, **_):
+        self.predunning(iso_date(as_of) if as_of else None, database, verbosity, always=True)
+
+    def predunning(self, as_of, database, verbosity, always=False):
+        """Send the pre-dunning notices due (nothing without a PAYMENT_BACKEND)."""
+        from ...payments.predunning import run_predunning
+
+        sent = run_predunning(as_of, using=database)
+        if (sent or always) and verbosity >= 1:
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(sent.items())) or "none"
+            self.stdout.write(f"Pre-dunning notices: {shown}")
 
     def payment_retries(self, database, verbosity):
         """Charge the payment retries that are due (nothing without a PAYMENT_BACKEND)."""
@@ -323,6 +363,20 @@ class Command(BaseCommand):
             shown = ", ".join(f"{k}={v}" for k, v in result.as_dict().items())
             self.stdout.write(f"Drained the outbox: {shown}")
         self.payment_retries(database, verbosity)
+        self.handle_deliver_webhooks(limit=1000, database=database, verbosity=verbosity)
+
+    def handle_deliver_webhooks(self, *, limit, database, verbosity, **_):
+        from ...webhooks import deliver_due
+
+        if limit < 1:
+            raise CommandError("--limit must be a positive number.")
+        result = deliver_due(limit=limit, using=database)
+        if verbosity >= 1:
+            self.stdout.write(
+                f"Webhooks: delivered {result.delivered}, failed {result.failed}, "
+                f"retried later {result.retrying}"
+                + (f", endpoints disabled (410 Gone) {result.disabled}" if result.disabled else "")
+            )
 
     def handle_simulate(self, *, policy, days, as_of=None, json=False, database, verbosity,
                         **_):

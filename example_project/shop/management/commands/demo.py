@@ -12,7 +12,20 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from dunning.engine.run import run_dunning
-from dunning.models import Case, CaseStep, Customer, Invoice, Run
+from dunning.models import (
+    Case,
+    CaseStep,
+    Consent,
+    Customer,
+    Invoice,
+    PaymentAttempt,
+    PreDunningNotice,
+    Run,
+)
+from dunning.models.consent import ACCOUNT_UPDATER
+from dunning.payments import declines
+from dunning.payments.predunning import run_predunning
+from dunning.payments.retries import record_failure, run_due_retries
 
 FIRST_NAMES = ["Ada", "Björn", "Chloé", "Dmitri", "Emma", "Farid", "Greta", "Hugo", "Ines", "Jonas",
                "Kira", "Lars", "Mila", "Noah", "Olga", "Paul", "Quinn", "Rosa", "Sven", "Tara"]
@@ -30,16 +43,28 @@ class Command(BaseCommand):
     def handle(self, *args, days, customers, start, **options):
         rng = random.Random(42)
         pays_on = self.seed(rng, customers, start)
+        fails_on = self.card_customers(rng)
         out = self.stdout.write
         out(self.style.MIGRATE_HEADING(f"Simulating {days} days of dunning from {start} ..."))
         recovered = defaultdict(Decimal)
         for offset in range(days + 1):
             today = start + datetime.timedelta(days=offset)
             result = run_dunning(today)
-            if sum(result.executed.values()) or result.resolved:
+            # Card customers: the subscription charge on the oldest invoice's due date fails;
+            # the simulated backend's retries (and the account updater) take it from there.
+            for customer in fails_on.get(today, ()):
+                record_failure(customer.pk, invoices=list(customer.invoices.values_list(
+                    "number", flat=True)), decline_code=rng.choice(
+                    [declines.INSUFFICIENT_FUNDS, declines.EXPIRED, declines.DO_NOT_HONOR]),
+                    failed_at=self.noon(today))
+            retries = run_due_retries(now=self.noon(today))
+            notices = run_predunning(today)
+            if sum(result.executed.values()) or result.resolved or retries or notices:
                 steps = ", ".join(f"{k}={n}" for k, n in sorted(result.executed.items()))
+                extra = "".join(f"  {label}: " + ", ".join(f"{k}={n}" for k, n in sorted(c.items()))
+                                for label, c in (("retries", retries), ("pre-dunning", notices)) if c)
                 out(f"{today}  opened {result.opened:>2}  sent {result.sent:>2}  failed {result.failed}"
-                    f"  resolved {result.resolved:>2}  {steps}")
+                    f"  resolved {result.resolved:>2}  {steps}{extra}")
             with transaction.atomic():
                 for invoice in Invoice.objects.filter(customer_id__in=pays_on.get(today, ()), amount_due__gt=0):
                     recovered[invoice.currency] += invoice.amount_due
@@ -47,7 +72,25 @@ class Command(BaseCommand):
                     invoice.save(update_fields=["amount_due"])
         self.report(recovered)
 
+    @staticmethod
+    def noon(day):
+        return datetime.datetime.combine(day, datetime.time(12), tzinfo=datetime.UTC)
+
+    def card_customers(self, rng):
+        """A third of the customers pay by card: {due date of the oldest invoice: [customer]};
+        half of them agreed to the account updater."""
+        fails_on = defaultdict(list)
+        for customer in Customer.objects.filter(email__contains="@").order_by("pk"):
+            if rng.random() < 1 / 3:
+                oldest = customer.invoices.order_by("due_date").first()
+                fails_on[oldest.due_date].append(customer)
+                if rng.random() < 0.5:
+                    Consent.objects.create(customer_key=str(customer.pk), topic=ACCOUNT_UPDATER,
+                                           granted=True, source=Consent.Source.PORTAL)
+        return fails_on
+
     def seed(self, rng, count, start):
+        Consent.objects.all().delete()
         Case.objects.all().delete()
         Run.objects.all().delete()
         Invoice.objects.all().delete()
@@ -107,6 +150,10 @@ class Command(BaseCommand):
         out("")
         out(self.style.MIGRATE_HEADING("Outcome"))
         out("  cases: " + ", ".join(f"{k} {v}" for k, v in sorted(cases.items())))
+        attempts = Counter(PaymentAttempt.objects.exclude(cycle=None).values_list("status", flat=True))
+        out("  payment retries: " + (", ".join(f"{k} {v}" for k, v in sorted(attempts.items())) or "none"))
+        notices = Counter(PreDunningNotice.objects.values_list("kind", flat=True))
+        out("  pre-dunning notices: " + (", ".join(f"{k} {v}" for k, v in sorted(notices.items())) or "none"))
         out("  recovered: " + (", ".join(f"{cur} {amt:,.2f}" for cur, amt in sorted(recovered.items())) or "nothing"))
         still = defaultdict(Decimal)
         for cur, amt in Invoice.objects.filter(amount_due__gt=0).values_list("currency", "amount_due"):
