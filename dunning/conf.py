@@ -121,6 +121,9 @@ DEFAULTS = {
     "PORTAL_BASE_URL": None,
     # Seconds a portal link stays valid (default 30 days).
     "PORTAL_LINK_MAX_AGE": 30 * 24 * 60 * 60,
+    # Fresh links a customer may have emailed from an expired or revoked link, per hour
+    # (counted in Django's default cache; use a shared cache with several processes).
+    "PORTAL_RESEND_PER_HOUR": 3,
     # The latest date a customer may promise to pay, in days from today.
     "PORTAL_PROMISE_MAX_DAYS": 30,
     # Most instalments a customer may ask for, and the days between two of them.

@@ -407,3 +407,130 @@ def test_checking_plans_reads_all_of_them_with_a_constant_number_of_queries(
     # Paid in full: completed (writes only for the plan that changed).
     Invoice.objects.filter(customer=customers[0]).update(amount_due=0)
     assert portal_services.check_payment_plans(today) == {"broken": 0, "completed": 1}
+
+
+# -- a link that does not work: a fresh one by email ---------------------------------------
+GENERIC = "If this link belongs to an account, we have sent a new link"
+
+
+@pytest.fixture
+def fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def ask_for_a_new_link(client, token):
+    return client.post(f"/dunning/portal/{token}/", {"action": "resend"})
+
+
+def test_an_expired_link_offers_a_fresh_one_by_email_that_works(case, client, monkeypatch,
+                                                                mailoutbox, fresh_cache):
+    with override_dunning_settings(PORTAL_LINK_MAX_AGE=3600):
+        token = make_token(case.customer.pk)
+        later = time.time() + 3601
+        monkeypatch.setattr("django.core.signing.time.time", lambda: later)
+        response = client.get(url(case.customer, token))
+        assert response.status_code == 404
+        assert "Email me a new link" in page(response) and "Ada" not in page(response)
+        sent_before = len(mailoutbox)
+        response = ask_for_a_new_link(client, token)
+        assert response.status_code == 200 and GENERIC in page(response)
+        [mail] = mailoutbox[sent_before:]
+        assert mail.to == [case.customer.email] and mail.subject == "Your new link"
+        link = re.search(r"http://testserver(/dunning/portal/\S+/)", mail.body).group(1)
+        assert client.get(link).status_code == 200  # issued now: valid
+
+
+def test_a_tampered_or_unknown_link_answers_the_same_and_sends_nothing(case, client, mailoutbox,
+                                                                       fresh_cache):
+    sent_before = len(mailoutbox)
+    token = make_token(case.customer.pk)
+    for bad in (token[:-2] + "xx", "not-a-token", make_token(999999)):
+        response = ask_for_a_new_link(client, bad)
+        assert response.status_code == 200 and GENERIC in page(response)
+    assert len(mailoutbox) == sent_before
+
+
+def test_fresh_links_are_rate_limited_without_saying_so(case, client, mailoutbox, fresh_cache):
+    revoke_links(case.customer.pk)
+    token = make_token(case.customer.pk, issued=time.time() - 60)  # revoked
+    sent_before = len(mailoutbox)
+    with override_dunning_settings(PORTAL_RESEND_PER_HOUR=2):
+        answers = [page(ask_for_a_new_link(client, token)) for _ in range(4)]
+    assert all(GENERIC in answer for answer in answers)
+    assert len(mailoutbox) - sent_before == 2
+
+
+def test_asking_for_a_new_link_needs_the_csrf_token(case, fresh_cache, mailoutbox):
+    strict = Client(enforce_csrf_checks=True)
+    token = make_token(case.customer.pk)[:-2] + "xx"
+    assert strict.post(f"/dunning/portal/{token}/", {"action": "resend"}).status_code == 403
+
+
+def test_a_replayed_form_changes_nothing_more(case, client, today):
+    """The same POST sent again (a replay, a double click, the back button) with the same
+    link: one dispute, one plan request, the same promise."""
+    invoice = Invoice.objects.filter(customer=case.customer).first().number
+    dispute = {"action": "dispute", "invoice": invoice, "reason": "Never delivered."}
+    plan = {"action": "plan", "instalments": "4", "first": (today + ONE_DAY).isoformat()}
+    promise = {"action": "promise", "date": (today + 3 * ONE_DAY).isoformat(), "amount": "10"}
+    for data in (dispute, plan, promise):
+        first = client.post(url(case.customer), data)
+        assert first.status_code == 302
+        client.post(url(case.customer), data)
+    assert Dispute.objects.filter(case=case).count() == 1
+    assert PaymentPlan.objects.filter(case=case).count() == 1
+    assert kinds(case).count("dispute") == 1 and kinds(case).count("plan-requested") == 1
+    case.refresh_from_db()
+    assert case.promised_on == today + 3 * ONE_DAY
+
+
+# -- paying with a stored method ------------------------------------------------------------
+@pytest.fixture
+def simulated_backend():
+    def use(customer, outcomes):
+        return override_dunning_settings(
+            PAYMENT_BACKEND="dunning.payments.simulated.SimulatedBackend",
+            PAYMENT_BACKEND_OPTIONS={"outcomes": {str(customer.pk): outcomes}})
+    return use
+
+
+def test_paying_with_a_stored_method_pays_and_resolves_the_case(case, client, simulated_backend,
+                                                                mailoutbox):
+    from dunning.models import PaymentAttempt
+
+    with simulated_backend(case.customer, {"card_a": ["ok"], "card_b": ["ok"]}):
+        body = page(client.get(url(case.customer)))
+        assert "Pay €100.00 now" in body and "Simulated card 2" in body
+        response = client.post(url(case.customer), {"action": "pay", "method": "card_b"})
+        assert response.status_code == 302 and response["Location"].endswith("?done=pay#top")
+        # Sent again (a replay): nothing is owed any more, nothing is charged.
+        again = client.post(url(case.customer), {"action": "pay", "method": "card_b"})
+        assert again.status_code == 400
+    [attempt] = PaymentAttempt.objects.all()
+    assert (attempt.status, attempt.method_id, attempt.amount) == ("succeeded", "card_b",
+                                                                   Decimal("100.00"))
+    case.refresh_from_db()
+    assert case.status == Case.Status.RESOLVED
+    assert "payment-collected" in kinds(case)
+    assert "payment-received" in mailoutbox[-1].tags  # the usual thank-you
+
+
+def test_a_declined_payment_says_why_and_changes_nothing(case, client, simulated_backend):
+    with simulated_backend(case.customer, {"card_a": ["insufficient_funds"]}):
+        response = client.post(url(case.customer), {"action": "pay", "method": "card_a"})
+        assert response.status_code == 400
+        assert "Your bank declined the payment" in page(response)
+        # Another customer's or an unknown method is refused before anything is charged.
+        response = client.post(url(case.customer), {"action": "pay", "method": "card_x"})
+        assert response.status_code == 400
+    case.refresh_from_db()
+    assert case.status == Case.Status.OPEN
+    assert kinds(case).count("payment-declined") == 1
+
+
+def test_without_a_backend_there_is_no_pay_form(case, client):
+    assert "Pay now with a stored payment method" not in page(client.get(url(case.customer)))

@@ -101,3 +101,17 @@ class UpdaterForm(PortalForm):
                  ("no", _("No, I will update them myself"))],
         widget=forms.RadioSelect,
     )
+
+
+class PayForm(PortalForm):
+    """Pay the overdue balance now with one of the customer's stored methods."""
+
+    action = "pay"
+
+    def __init__(self, *args, methods=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["method"] = forms.ChoiceField(
+            label=_("Pay with"), widget=forms.RadioSelect,
+            choices=[(m.id, m.label or m.id) for m in methods],
+            initial=methods[0].id if methods else None,
+        )

@@ -10,6 +10,7 @@ instalment was missed (dunning then resumes by itself) and completes a paid one.
 from __future__ import annotations
 
 import datetime
+import logging
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -22,9 +23,11 @@ from django.utils.translation import gettext as _
 from .. import services
 from ..conf import dunning_settings
 from ..hosts import get_adapter
-from ..models import Case, CaseEvent, Consent, Feedback, PaymentPlan
+from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
 from .tokens import PortalAccess
+
+logger = logging.getLogger("dunning.portal")
 
 CENT = Decimal("0.01")
 
@@ -111,7 +114,11 @@ def promise(case, date, amount):
 
 
 def dispute(case, invoice_number, reason):
-    return services.open_dispute(case, invoice_number, reason, None)
+    """A dispute from the page; the same one sent again (a replayed form, a double click)
+    while it is open adds nothing."""
+    same = case.disputes.filter(invoice_number=invoice_number, reason=reason,
+                                resolved_at__isnull=True).first()
+    return same or services.open_dispute(case, invoice_number, reason, None)
 
 
 def give_feedback(case, reason, text):
@@ -337,3 +344,103 @@ def set_updater_consent(portfolio, granted):
          _("Agreed to the card account updater") if granted
          else _("Declined the card account updater"))
 
+
+
+# -- paying with a stored payment method -------------------------------------------------------
+
+def host_customer(portfolio):
+    from ..hosts import get_customer_model
+
+    return get_customer_model()._default_manager.get(pk=portfolio.customer.pk)
+
+
+def stored_methods(portfolio):
+    """The customer's stored payment methods when a payment backend is set and something
+    is owed ([] otherwise, and when the backend cannot tell: the page still works)."""
+    from ..payments import get_backend
+
+    backend = get_backend()
+    if backend is None or not portfolio.invoices:
+        return []
+    try:
+        return list(backend.stored_methods(host_customer(portfolio)))
+    except Exception:  # a processor outage must not break the page
+        logger.exception("stored payment methods of customer %s", portfolio.customer.pk)
+        return []
+
+
+def payable(portfolio):
+    """(amount, currency, invoice numbers) "pay now" charges: the overdue invoices in the
+    currency of the oldest one (another currency is paid separately)."""
+    from ..payments.retries import open_balance
+
+    return open_balance(portfolio.customer.pk, [i.number for i in portfolio.invoices])
+
+
+def pay_amount(portfolio, locale):
+    from ..rendering import format_money
+
+    if not portfolio.invoices:
+        return ""
+    amount, currency, _numbers = payable(portfolio)
+    return format_money(amount, currency, locale) if currency else ""
+
+
+def pay_now(portfolio, method_id, today=None):
+    """Charge the overdue balance (of the oldest invoice's currency) to a stored method of
+    the customer's, through the payment backend; a success pays the invoices like a
+    collected retry (``payment_succeeded``, the case resolved by its run). The charge's
+    idempotency key is the same for the same invoices, amount and day, so a replayed form
+    never charges twice. Raises ValidationError with the reason it did not work."""
+    import hashlib
+
+    from ..payments import declines, get_backend
+    from ..payments.retries import collected, mark_shipped_invoices_paid
+
+    backend = get_backend()
+    customer = host_customer(portfolio)
+    if method_id not in {m.id for m in backend.stored_methods(customer)}:
+        raise ValidationError(_("Choose one of your stored payment methods."))
+    amount, currency, numbers = payable(portfolio)
+    if not numbers:
+        raise ValidationError(_("Nothing is left to pay. Thank you!"))
+    today = today or timezone.localdate()
+    key = "dunning-portal-" + hashlib.sha256(
+        f"{customer.pk}|{','.join(numbers)}|{amount}|{currency}|{today}".encode()).hexdigest()[:32]
+    result = backend.charge(customer, amount, currency, method_id, invoices=numbers,
+                            idempotency_key=key)
+    status = (PaymentAttempt.Status.SUCCEEDED if result.ok else
+              PaymentAttempt.Status.ERROR if result.error else PaymentAttempt.Status.DECLINED)
+    case = portfolio.case
+    with transaction.atomic():
+        attempt = PaymentAttempt.objects.create(
+            customer_id=customer.pk, case=case, invoices=numbers, amount=amount,
+            currency=currency, method_id=method_id, attempted_at=timezone.now(),
+            status=status, decline_code="" if result.ok else result.decline_code,
+            raw_code=result.raw_code, message=result.message[:2000],
+            transaction_id=result.transaction_id,
+        )
+        if case is not None:
+            if result.ok:
+                services.record(case, CaseEvent.Kind.PAYMENT_COLLECTED, None,
+                                _("Paid %(amount)s %(currency)s on the self-service page with "
+                                  "%(method)s.") % {"amount": amount, "currency": currency,
+                                                    "method": method_id},
+                                attempt=attempt.pk, transaction_id=result.transaction_id)
+            else:
+                services.record(case, CaseEvent.Kind.PAYMENT_DECLINED, None,
+                                _("Payment on the self-service page with %(method)s declined: "
+                                  "%(code)s.") % {"method": method_id,
+                                                  "code": declines.label(result.decline_code)},
+                                attempt=attempt.pk, decline_code=result.decline_code)
+        if result.ok:
+            mark_shipped_invoices_paid(customer.pk, numbers)
+    if result.ok:
+        collected(case, customer, attempt)
+        return attempt
+    if result.error:
+        raise ValidationError(_("The payment could not be made just now. Please try again "
+                                "later."))
+    raise ValidationError(_("Your bank declined the payment (%(reason)s). Please choose "
+                            "another method or update your payment method.")
+                          % {"reason": declines.label(result.decline_code)})

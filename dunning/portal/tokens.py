@@ -58,6 +58,15 @@ def read_token(token):
     return access
 
 
+def token_customer(token):
+    """The customer key a token was made for when its signature is good, however old or
+    revoked it is (to send a fresh link to the address on file); None for a tampered one."""
+    try:
+        return str(signing.loads(token, salt=SALT, max_age=None)["c"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
 def revoke_links(customer_pk):
     """Void every link of the customer issued until now (new links work again)."""
     from ..models import PortalRevocation

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from ..rendering import babel_locale, format_day, format_money
 from ..services import CaseActionRefused
-from . import forms, services
+from . import forms, resend, services
 from .tokens import InvalidToken, read_token
 
 ACTIONS = {
@@ -28,14 +28,17 @@ ACTIONS = {
     "feedback": forms.FeedbackForm,
     "channels": forms.ChannelsForm,
     "updater": forms.UpdaterForm,
+    "pay": forms.PayForm,
 }
 # Actions a customer may take without an open case (how they want to be contacted).
-WITHOUT_CASE = {"channels", "updater"}
+WITHOUT_CASE = {"channels", "updater", "pay"}
 
 
-def make_form(action, data=None, initial=None):
+def make_form(action, data=None, initial=None, portfolio=None):
     if action == "channels":
         return forms.ChannelsForm(data, initial=initial, channels=services.portal_channels())
+    if action == "pay":
+        return forms.PayForm(data, initial=initial, methods=services.stored_methods(portfolio))
     return ACTIONS[action](data, initial=initial)
 
 
@@ -61,10 +64,10 @@ def portal(request, token):
     try:
         access = read_token(token)
     except InvalidToken:
-        raise Http404("invalid link") from None
+        return broken_link(request, token)
     portfolio = services.load_portfolio(access)
     if portfolio is None:
-        raise Http404("no such customer")
+        return broken_link(request, token)
     language = page_language(request, portfolio.customer)
     with translation.override(language):
         response = handle(request, token, portfolio, language)
@@ -73,6 +76,26 @@ def portal(request, token):
     add_never_cache_headers(response)
     # The token must not leak to other sites (the pay link); "no-referrer" would make the
     # browser send "Origin: null" with the page's own forms, which CSRF refuses.
+    response["Referrer-Policy"] = "same-origin"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def broken_link(request, token):
+    """The page of a link that does not work (tampered, expired, revoked, or its customer
+    is gone), the same for all of them (status 404), with a button that emails a fresh
+    link to the address on file. Its answer is the same whether or not one went out."""
+    sent = False
+    if request.method == "POST":
+        if request.POST.get("action") != "resend":
+            raise Http404("unknown action")
+        resend.resend(request, token)
+        sent = True
+    response = TemplateResponse(request, "dunning/portal/broken_link.html", {
+        "language": translation.get_language(), "sent": sent,
+    }, status=200 if sent else 404)
+    response.render()
+    add_never_cache_headers(response)
     response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex"
     return response
@@ -87,7 +110,7 @@ def handle(request, token, portfolio, language):
             raise Http404("unknown action")
         if action == "updater" and not updater_offered():
             raise Http404("no account updater")
-        form = make_form(action, request.POST)
+        form = make_form(action, request.POST, portfolio=portfolio)
         if action == "dispute" and request.POST.get("invoice") and portfolio.invoice(
             request.POST["invoice"]
         ) is None:
@@ -125,6 +148,17 @@ def perform(action, data, portfolio):
         services.set_channels(portfolio, {c for c in services.portal_channels() if data.get(c)})
     elif action == "updater":
         services.set_updater_consent(portfolio, data["answer"] == "yes")
+    elif action == "pay":
+        services.pay_now(portfolio, data["method"])
+
+
+def pay_form(bound, portfolio):
+    """The "pay with a stored method" form: the posted one, or a new one when the backend
+    knows stored methods of the customer (asked once per page)."""
+    if "pay" in bound:
+        return bound["pay"]
+    methods = services.stored_methods(portfolio)
+    return forms.PayForm(methods=methods) if methods else None
 
 
 def page_context(request, token, portfolio, language, bound, error):
@@ -167,6 +201,8 @@ def page_context(request, token, portfolio, language, bound, error):
             "updater", initial={"answer": {True: "yes", False: "no"}.get(prefs["updater"])}))
         if updater_offered() else None,
         "updater_answer": prefs["updater"],
+        "pay_form": pay_form(bound, portfolio),
+        "pay_amount": services.pay_amount(portfolio, locale),
         "today": today.isoformat(),
         "latest": services.latest_date(today).isoformat(),
         "promised_on": format_day(case.promised_on, locale) if case and case.promised_on else "",
