@@ -419,3 +419,27 @@ def check_letter_settings(app_configs=None, **kwargs):
             id="dunning.E032",
         ))
     return errors
+
+
+@register("dunning")
+def check_agency_settings(app_configs=None, **kwargs):
+    """dunning.E040: DUNNING["AGENCIES"] / DEFAULT_AGENCY that an `agency` step could not
+    hand over with (checked here rather than at the first hand-over)."""
+    from .conf import agency_settings
+    from .exceptions import DunningConfigurationError
+
+    try:
+        agencies = dunning_settings.AGENCIES or {}
+        default = dunning_settings.DEFAULT_AGENCY
+    except DunningConfigurationError:
+        return []  # reported by dunning.E009
+    keys = list(agencies) if isinstance(agencies, dict) else [None]
+    errors = []
+    for key in keys + ([default] if default and default not in keys else []):
+        try:
+            agency_settings(key or "")
+        except DunningConfigurationError as exc:
+            errors.append(Error(str(exc), hint="See docs/agency.md.", id="dunning.E040"))
+            if key is None:
+                break
+    return errors

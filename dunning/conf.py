@@ -53,6 +53,17 @@ DEFAULTS = {
     "SMS_FILE_PATH": None,
     # Key of the policy new cases get when no other applies.
     "DEFAULT_POLICY": "standard",
+    # Policy rules (dunning.segments): dotted path of f(customer_row, balances) -> a risk
+    # score (a number, or None when unknown) for rules with a risk band; earlier cases
+    # from which a customer counts as chronically late.
+    "RISK_SCORE": None,
+    "CHRONIC_AFTER": 3,
+    # -- collections agencies (dunning.agency, docs/agency.md) --
+    # key -> {"name": "Inkasso Nord", "format": "csv" | "json", "export_dir": a folder or
+    # None}: the agencies a hand-over step can give cases to; the step names one by key,
+    # else DEFAULT_AGENCY (None: the only agency, when exactly one is set up).
+    "AGENCIES": {},
+    "DEFAULT_AGENCY": None,
     # Cases handled per transaction.
     "BATCH_SIZE": 500,
     # Worker processes that render messages during big runs (1: render in the run's own
@@ -148,6 +159,11 @@ DEFAULTS = {
     "PREDUNNING_RENEWAL_DAYS": 7,
     "PORTAL_PAY_URL": None,
     "PORTAL_UPDATE_PAYMENT_URL": None,
+    # -- unsubscribe links (dunning.unsubscribe, docs/unsubscribe.md; under
+    # PORTAL_BASE_URL) --
+    # An address for the "mailto:" of the List-Unsubscribe header (its subject carries
+    # the link's token); None: the header has the https link only.
+    "UNSUBSCRIBE_MAILTO": None,
     # -- letters (dunning.channels.letter, docs/letters.md) --
     # Paper size of letters: "A4" (DIN 5008 layout, C5/6 or DL window envelope) or
     # "letter" (US Letter, #10 window envelope).
@@ -226,3 +242,35 @@ def customer_model_label():
 def invoice_model_label():
     """The invoice model's label: ``settings.DUNNING_INVOICE_MODEL`` or the shipped model."""
     return getattr(settings, INVOICE_MODEL_SETTING, DEFAULT_INVOICE_MODEL)
+
+
+AGENCY_FORMATS = ("csv", "json")
+
+
+def agency_settings(key=""):
+    """``(key, {"name", "format", "export_dir"})`` of the collections agency ``key`` in
+    ``DUNNING["AGENCIES"]`` ("" or None: ``DEFAULT_AGENCY``, or the only agency when
+    exactly one is set up). Raises DunningConfigurationError (translated) otherwise."""
+    from django.utils.translation import gettext as _
+
+    agencies = dunning_settings.AGENCIES or {}
+    if not isinstance(agencies, dict):
+        raise DunningConfigurationError(_("DUNNING['AGENCIES'] must be a dict of agencies by key."))
+    if not key:
+        key = dunning_settings.DEFAULT_AGENCY or (next(iter(agencies)) if len(agencies) == 1 else "")
+    if not key:
+        raise DunningConfigurationError(_(
+            "No collections agency to hand over to: set up DUNNING['AGENCIES'] and "
+            "DUNNING['DEFAULT_AGENCY'], or name the agency on the step."))
+    config = agencies.get(key)
+    if not isinstance(config, dict):
+        raise DunningConfigurationError(
+            _("There is no collections agency '%(agency)s' in DUNNING['AGENCIES'].")
+            % {"agency": key})
+    fmt = str(config.get("format") or "csv").lower()
+    if fmt not in AGENCY_FORMATS:
+        raise DunningConfigurationError(
+            _("The format of the agency '%(agency)s' must be csv or json, not '%(format)s'.")
+            % {"agency": key, "format": fmt})
+    return key, {"name": str(config.get("name") or key), "format": fmt,
+                 "export_dir": config.get("export_dir") or None}

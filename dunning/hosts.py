@@ -35,8 +35,8 @@ from .conf import (
 )
 
 INVOICE_CANONICAL = ("customer", "number", "amount_due", "currency", "due_date")
-CUSTOMER_CANONICAL = ("name", "email", "phone", "language", "timezone")
-CUSTOMER_OPTIONAL = frozenset({"phone", "language", "timezone"})
+CUSTOMER_CANONICAL = ("name", "email", "phone", "language", "timezone", "segment")
+CUSTOMER_OPTIONAL = frozenset({"phone", "language", "timezone", "segment"})
 
 # Prefix of the annotations the adapter adds to host querysets (never a host field).
 ANNOTATION_PREFIX = "dunning_"
@@ -83,6 +83,8 @@ class CustomerRow:
     phone: str = ""
     language: str = ""
     timezone: str = ""
+    #: The customer's segment or tag (policy rules, dunning.segments).
+    segment: str = ""
 
     @property
     def label(self):

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from .conf import dunning_settings
 from .exceptions import TemplateRenderError
 from .portal.tokens import portal_url as portal_link
+from .unsubscribe import message_link
 
 SANDBOX_LIBRARY = "dunning.sandbox"
 
@@ -42,6 +43,10 @@ TEMPLATE_VARIABLES = (
     # Pre-dunning notices only (dunning.payments.predunning); empty in other messages.
     "card",
     "renewal",
+    # The message's unsubscribe link ("" for a required notice, see dunning.unsubscribe)
+    # and whether it is a legally required notice (Step.required).
+    "unsubscribe_url",
+    "required_notice",
 )
 
 
@@ -160,16 +165,22 @@ def company_context():
 
 
 def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=None, today=None,
-                  card=None, renewal=None):
+                  card=None, renewal=None, unsubscribe_url=None, required_notice=None):
     """The plain-value context of one message.
 
     ``invoices`` are snapshot dicts (number, amount_due, currency, due_date as ISO text);
     ``customer`` is a CustomerRow; ``today`` is the date in the customer's time zone
     (default: ``as_of``); ``portal_url`` defaults to the customer's signed self-service
-    link (dunning.portal; "" without ``PORTAL_BASE_URL``).
+    link (dunning.portal; "" without ``PORTAL_BASE_URL``); ``required_notice`` to
+    ``step["required"]``; ``unsubscribe_url`` to the customer's email unsubscribe link,
+    "" for a required notice (dunning.unsubscribe).
     """
     if portal_url is None:
         portal_url = portal_link(customer.pk)
+    if required_notice is None:
+        required_notice = bool(step.get("required", False))
+    if unsubscribe_url is None:
+        unsubscribe_url = message_link(customer.pk, "email", required=required_notice)
     rows = []
     oldest = None
     sums: dict[str, list] = {}  # currency -> [total, formatted amount of a lone invoice]
@@ -206,12 +217,15 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
         "totals": totals,
         "total": " + ".join(t["amount"] for t in totals),
         "days_overdue": (as_of - oldest).days if oldest else 0,
-        "step": dict(step),
+        "step": {k: v for k, v in step.items() if k != "required"},
         "company": company,
         "portal_url": portal_url,
         "today": format_day(today or as_of, locale),
         "card": dict(card or {}),
         "renewal": dict(renewal or {}),
+        "unsubscribe_url": unsubscribe_url,
+        # 1 or 0: the context holds plain values only (dicts, lists, text, integers).
+        "required_notice": int(bool(required_notice)),
     }
 
 
@@ -322,6 +336,8 @@ CONTEXT_SHAPE = {
     "today": LEAF,
     "card": _record("label", "expires", "days_left"),
     "renewal": _record("date", "amount"),
+    "unsubscribe_url": LEAF,
+    "required_notice": LEAF,
 }
 assert set(CONTEXT_SHAPE) == set(TEMPLATE_VARIABLES)
 

@@ -20,6 +20,7 @@ from django.db.models import (
     Avg,
     Count,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     IntegerField,
@@ -33,6 +34,7 @@ from django.db.models import (
 from django.db.models import Case as CaseWhen
 from django.utils import timezone
 
+from . import variants
 from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
 from .models import Case, CaseStep, Step
 from .services import PROMISE_GRACE_DAYS  # the grace the workbench and the API give
@@ -130,6 +132,13 @@ def _promise_aggregates(today, days=PROMISE_WINDOW_DAYS):
     }
 
 
+def _variant_aggregates():
+    # Whether any step recorded an A/B variant (dunning.variants): an uncorrelated EXISTS
+    # the database evaluates once, on the small partial index of variant steps. Every step
+    # has a case, so the count is 0 exactly when there is no variant step.
+    return {"variant_flag": Count("pk", filter=Exists(CaseStep.objects.exclude(variant="")))}
+
+
 def _promise_result(totals, days=PROMISE_WINDOW_DAYS):
     total, kept, pending = totals["promises"], totals["promises_kept"], totals["promises_pending"]
     broken = total - kept - pending
@@ -196,19 +205,22 @@ def promises(today=None, days=PROMISE_WINDOW_DAYS):
 
 
 def case_figures(today=None, windows=RECOVERY_WINDOWS):
-    """Open count, recovery, days to collect and promises in ONE aggregate query."""
+    """Open count, recovery, days to collect, promises and whether there are A/B
+    variants in ONE aggregate query."""
     today = _today(today)
     totals = Case.objects.aggregate(
         **_open_count_aggregates(today),
         **_recovery_aggregates(today, windows),
         **_days_to_collect_aggregates(),
         **_promise_aggregates(today),
+        **_variant_aggregates(),
     )
     return {
         "open_count": totals["open_count"],
         "recovery": _recovery_result(totals, windows),
         "days_to_collect": _days_to_collect_result(totals),
         "promises": _promise_result(totals),
+        "has_variants": bool(totals["variant_flag"]),
     }
 
 
@@ -456,12 +468,23 @@ def late_reasons(today=None, days=FEEDBACK_DAYS):
     return {"days": days, "total": sum(counts.values()), "reasons": reasons}
 
 
+def variants_until(today):
+    """The last day of the steps the dashboard's A/B table counts: each has had its
+    ``variants.RECOVERY_DAYS`` days to be paid."""
+    return today - _days(variants.RECOVERY_DAYS)
+
+
 def dashboard(today=None):
-    """Every figure of the dashboard (six queries, whatever the number of cases)."""
+    """Every figure of the dashboard (six queries, whatever the number of cases; seven
+    when steps recorded A/B variants: :func:`dunning.variants.variant_report`)."""
     today = _today(today)
     cases = case_figures(today)
     overdue = _overdue_rows(today)
+    ab_until = variants_until(today)
     return {
+        # None: no A/B test (the dashboard shows no table); else the report's rows.
+        "variants": variants.variant_report(until=ab_until) if cases["has_variants"] else None,
+        "variants_until": ab_until,
         "today": today,
         "open": {"count": cases["open_count"], "amounts": _open_amounts(overdue)},
         "recovery": cases["recovery"],

@@ -100,15 +100,15 @@ def check_promise_amount(amount):
 
 
 # -- helpers ----------------------------------------------------------------------------
-def record(case, kind, actor, message="", **data):
+def record(case, kind, actor, message="", *, using=DEFAULT_DB_ALIAS, run=None, **data):
     """A timeline event of ``case`` by ``actor`` (a user, or None for the system)."""
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     # One transaction with the event's outbound webhooks (dunning.webhooks): both or neither.
-    with transaction.atomic():
-        return CaseEvent.objects.create(
+    with transaction.atomic(using=using):
+        return CaseEvent.objects.using(using).create(
             case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
-            actor=actor,
+            actor=actor, run=run,
         )
 
 
@@ -184,14 +184,14 @@ def escalate(case, actor):
     return event
 
 
-def send_written_off(case):
+def send_written_off(case, using=DEFAULT_DB_ALIAS):
     for receiver, response in signals.case_written_off.send_robust(
         sender=Case, case=case, customer=case.customer
     ):
         if isinstance(response, Exception):
             logger.error("case_written_off receiver %r failed for case %s", receiver, case.pk,
                          exc_info=response)
-            CaseEvent.objects.create(
+            CaseEvent.objects.using(using).create(
                 case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
                 message=f"case_written_off: {type(response).__name__}: {response}"[:2000],
             )
@@ -202,26 +202,34 @@ def write_off(case, reason, actor):
     ``case_written_off`` fires after commit. Returns False when another request closed
     the case meanwhile (nothing written then)."""
     require_open(case)
-    today = timezone.localdate()
+    return close_written_off(case, reason, actor, timezone.localdate())
+
+
+def close_written_off(case, reason, actor, day, *, using=DEFAULT_DB_ALIAS, run=None, **data):
+    """The rules of a write-off, for :func:`write_off` (by hand, the API, an agency that
+    reports the case uncollectable) and for a policy's write-off step (the run, inside its
+    batch transaction): the open case is closed as written off on ``day``, the invoices it
+    covered are linked to it, the event is on its timeline, and ``case_written_off`` fires
+    after commit. Returns False when the case is not open any more (nothing written)."""
     adapter = get_adapter()
-    with transaction.atomic():
-        updated = Case.objects.filter(pk=case.pk, status=Case.Status.OPEN).update(
-            status=Case.Status.WRITTEN_OFF, closed_on=today, next_due_on=None,
+    with transaction.atomic(using=using):
+        updated = Case.objects.using(using).filter(pk=case.pk, status=Case.Status.OPEN).update(
+            status=Case.Status.WRITTEN_OFF, closed_on=day, next_due_on=None,
         )
         if not updated:
             return False
         # Link the invoices the case covered, as a termination does, so that they are not
         # dunned again in a new case.
-        invoice_pks = adapter.overdue_invoices(today + datetime.timedelta(days=1)).filter(
-            **{adapter.customer_annotation: case.customer_id}
-        ).values_list("pk", flat=True)
-        CaseInvoice.objects.bulk_create(
+        invoice_pks = adapter.overdue_invoices(day + datetime.timedelta(days=1)).using(
+            using).filter(**{adapter.customer_annotation: case.customer_id}
+                          ).values_list("pk", flat=True)
+        CaseInvoice.objects.using(using).bulk_create(
             [CaseInvoice(case=case, invoice_id=pk) for pk in invoice_pks],
             ignore_conflicts=True,
         )
-        record(case, CaseEvent.Kind.WRITTEN_OFF, actor, reason)
-        case.status, case.closed_on, case.next_due_on = Case.Status.WRITTEN_OFF, today, None
-        transaction.on_commit(lambda: send_written_off(case))
+        record(case, CaseEvent.Kind.WRITTEN_OFF, actor, reason, using=using, run=run, **data)
+        case.status, case.closed_on, case.next_due_on = Case.Status.WRITTEN_OFF, day, None
+        transaction.on_commit(lambda: send_written_off(case, using), using=using)
     return True
 
 
@@ -288,6 +296,9 @@ SEND_NOW_REFUSED = {
     manual.REFUSED_TODAY: gettext_lazy("%(case)s already had a step today; one a day is the most."),
     manual.REFUSED_PAUSED: gettext_lazy("%(case)s is paused; resume it first."),
     manual.REFUSED_MINIMUM: gettext_lazy("%(case)s owes less than its policy's minimum balance."),
+    manual.REFUSED_COMPLIANCE: gettext_lazy(
+        "%(case)s: the policy's compliance guards (quiet hours, a holiday or weekend, a "
+        "frequency cap) do not allow the step today; the next run sends it when they do."),
 }
 
 

@@ -20,8 +20,20 @@ account_terminated = Signal()
 # case, customer: every overdue invoice of the case has been paid.
 case_resolved = Signal()
 
-# case, customer: a person wrote the case off in the admin; the engine leaves it alone.
+# case, customer: the case was written off (by a person, by a write-off step of its policy,
+# or because its collections agency reported it uncollectable); the engine leaves it
+# alone. The host books the loss.
 case_written_off = Signal()
+
+# case, customer, agency (the agency's key in DUNNING["AGENCIES"]): a hand-over step gave
+# the case to a collections agency (dunning.agency); dunning sends it nothing more but a
+# write-off step, and a payment still resolves it.
+case_handed_over = Signal()
+
+# case, customer, amount (Decimal, newly collected since the agency's previous report),
+# currency: the agency reported money collected on the case (dunning.agency). The host owns
+# the invoices: it books the money and marks them paid, which resolves the case.
+agency_collected = Signal()
 
 # case (or None), customer, amount (Decimal), currency, invoices (invoice numbers),
 # transaction_id: a retry of a failed payment collected the money (dunning.payments). The

@@ -11,7 +11,9 @@ receiver in ``receivers.py`` hands each event to :func:`record_tracking_event`, 
 * sets the step's latest delivery status (an older event arriving late does not
   overwrite a newer one);
 * for a hard bounce, a spam complaint or an unsubscribe, suppresses the address (the email
-  channel refuses it from then on) and flags the case for a person;
+  channel refuses it from then on) and flags the case for a person; a complaint or an
+  unsubscribe also opts the customer out of email in the consent log (source ``bounce``
+  or ``unsubscribe``, see docs/unsubscribe.md);
 * settles a step in state "unknown" (its sender died while handing it to the ESP, see
   docs/outbox.md): any event of the ESP about the message proves that the ESP took it, so
   the step becomes ``sent``; an ESP that reports it ``rejected`` or ``failed`` (never sent)
@@ -33,6 +35,7 @@ from django.utils.translation import gettext as _
 
 from .models import Case, CaseEvent, CaseStep, DeliveryEvent, Suppression
 from .models.tracking import normalize_address
+from .unsubscribe import opt_out_by_esp_event
 
 logger = logging.getLogger("dunning.tracking")
 
@@ -156,6 +159,9 @@ def record_tracking_event(event, esp_name=""):
                     % {"address": address, "reason": reason},
                     data={"delivery_event": delivery.pk, "event_type": delivery.event_type},
                 )
+            # An unsubscribe or a spam complaint is also the customer's choice: an opt-out
+            # of email in the consent log (dunning.unsubscribe; once, however often).
+            opt_out_by_esp_event(step.case_id, delivery.event_type)
     except IntegrityError:
         if DeliveryEvent.objects.filter(event_id=event_key(event, esp_name)).exists():
             logger.debug("Tracking event %s recorded before", event_key(event, esp_name))

@@ -4,7 +4,7 @@
 
 from django.urls import include, path
 
-from . import notices_views
+from . import notices_views, unsubscribe
 from .portal import views as portal_views
 
 app_name = "dunning"
@@ -15,4 +15,6 @@ urlpatterns = [
     path("portal/<str:token>/", portal_views.portal, name="portal"),
     # In-app notices (docs/inapp.md): the banner's dismiss button posts here.
     path("notices/<int:pk>/dismiss/", notices_views.dismiss, name="notice-dismiss"),
+    # The unsubscribe link of every email (docs/unsubscribe.md): a page, or RFC 8058 one-click.
+    path("unsubscribe/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
 ]

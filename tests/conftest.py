@@ -115,3 +115,14 @@ def _site_language_after_each_test():
     from django.utils import translation
 
     translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
+def _no_webhook_endpoints_left_cached():
+    """The outbound webhooks cache the active endpoints for a while (per process); a test's
+    endpoints are rolled back with its transaction, so the cache must not outlive it."""
+    from dunning import webhooks
+
+    webhooks.clear_cache()
+    yield
+    webhooks.clear_cache()

@@ -167,3 +167,18 @@ def test_regulation_f_keeps_email_in_the_convenient_time(overdue_customer, mailo
     run_dunning(day(1), now=at(day(1), 10))
     assert mailoutbox == []
     assert row(ada).next_attempt_at == at(day(1), 8, ZoneInfo("America/New_York"))
+
+
+def test_sending_by_hand_respects_the_guards(overdue_customer, run, boss):
+    from dunning.services import SEND_NOW_REFUSED, send_now
+
+    ada = overdue_customer(name="Ada", timezone="Europe/Berlin")
+    run_dunning(day(1), now=at(day(1), 10))
+    case = Case.objects.get(customer=ada)
+    today = timezone.localdate()
+    standard(holidays=[today.isoformat()])
+    result = send_now([case], boss)
+    assert result.refused == {case.pk: "compliance"}
+    assert "compliance guards" in str(SEND_NOW_REFUSED["compliance"])
+    assert not CaseStep.objects.filter(case=case, step_key="gentle-reminder").exists()
+    assert not case.events.filter(kind="sent-by-hand").exists()

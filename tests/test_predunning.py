@@ -314,3 +314,18 @@ def test_the_commands_send_the_notices(make_customer, mailoutbox):
     out = StringIO()
     call_command("dunning", "predunning", stdout=out)  # no backend: nothing, said so
     assert out.getvalue().strip() == "Pre-dunning notices: none"
+
+
+def test_a_customer_who_opted_out_of_email_gets_no_notice(make_customer, mailoutbox, settings):
+    settings.DUNNING = {**settings.DUNNING, "PORTAL_BASE_URL": "https://shop.example/dunning/"}
+    ada = make_customer(name="Ada", email="ada@example.com")
+    bob = make_customer(name="Bob", email="bob@example.com")
+    Consent.objects.create(customer_key=str(bob.pk), topic=channel_topic("email"),
+                           granted=False, source="unsubscribe")
+    cards = {str(c.pk): {"sim_card_1": [3, 2026]} for c in (ada, bob)}
+    with backend(outcomes={k: {"sim_card_1": ["ok"]} for k in cards}, cards=cards):
+        assert run_predunning(datetime.date(2026, 3, 25)) == {"card-expiring-7": 1, "failed": 1}
+    [mail] = mailoutbox
+    assert mail.to == ["ada@example.com"]
+    assert mail.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "opted out of email" in PreDunningNotice.objects.get(customer=bob).reason

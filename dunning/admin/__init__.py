@@ -20,6 +20,7 @@ from ..models import (
     Invoice,
     Run,
 )
+from . import agency as agency_admin  # noqa: F401 (registers the cases at agencies)
 from . import caselist, casepage, dashboard, delivery, payments, portal, views, workbench  # noqa: F401 (delivery, payments register)
 from . import letters as letters_admin  # registers the letter admin; the case page's letters
 from . import notices as notices_admin  # noqa: F401 (registers the notice admin)
@@ -46,7 +47,7 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key",
                    "assigned_to", caselist.DaysOverdueFilter, caselist.AmountFilter,
                    caselist.CurrencyFilter, workbench.BrokenPromiseFilter,
-                   caselist.CallQueueFilter]
+                   caselist.CallQueueFilter, "agency", "agency_status"]
     list_select_related = ["customer", "policy", "assigned_to"]
     # Searched by search_cases (customer name and email through the field mapping,
     # invoice numbers, case number); the admin shows its search box when this is set.
@@ -72,6 +73,11 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # the run opens cases
+
+    def has_delete_permission(self, request, obj=None):
+        # A case is the root of its audit trail (steps, events, letters...): never deleted
+        # in the admin. A data-protection request: `manage.py dunning erase` (docs/privacy.md).
+        return False
 
     def get_queryset(self, request):
         return caselist.annotate_owing(super().get_queryset(request))

@@ -52,6 +52,23 @@ def _percent(rate):
     return "–" if rate is None else f"{rate * 100:.1f} %"
 
 
+def _p_value(value):
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _variant_rows(rows):
+    """The A/B report's rows (dunning.variants) with their figures as text."""
+    return [
+        {**row, "percent": _percent(row["rate"]),
+         "interval": "–" if row["low"] is None else
+         f"{row['low'] * 100:.1f} – {row['high'] * 100:.1f} %",
+         "p_text": _p_value(row["p_value"])}
+        for row in rows
+    ]
+
+
 def _as_of(value):
     try:
         return datetime.date.fromisoformat(value) if value else timezone.localdate()
@@ -101,6 +118,10 @@ def dashboard_view(model_admin, request):
             (_("Pending"), promises["pending"], str(promises["pending"]), PENDING_FILL),
         ]),
         "late_reasons": figures["late_reasons"],
+        # None: no step recorded an A/B variant, and the page shows no table for them.
+        "variants": None if figures["variants"] is None else _variant_rows(figures["variants"]),
+        "variants_until": figures["variants_until"],
+        "recovery_days": reports.variants.RECOVERY_DAYS,
         "aging": aging,
         "aging_chart": _bars([(b["bucket"], b["count"], str(b["count"])) for b in aging]),
         "steps": steps,

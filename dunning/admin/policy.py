@@ -39,7 +39,7 @@ from ..engine.simulate import (
     simulate,
 )
 from ..exceptions import DunningError
-from ..models import MessageTemplate, Policy, RetryStep, Step
+from ..models import MessageTemplate, Policy, PolicyRule, RetryStep, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
 from .preview import preview_view
@@ -113,7 +113,8 @@ class StepInline(EditPolicyPermissions, admin.TabularInline):
     model = Step
     formset = StepFormSet
     extra = 0
-    fields = ["key", "offset_days", "channel", "fallback_channel", "action", "required"]
+    fields = ["key", "offset_days", "channel", "fallback_channel", "action", "agency",
+              "required"]
     ordering = ["offset_days"]
 
 
@@ -236,9 +237,11 @@ class MessageTemplateAdmin(EditPolicyPermissions, ImportExportMixin, admin.Model
     resource_classes = [MessageTemplateResource]
     import_formats = [CSV, XLSX, JSON]
     export_formats = [CSV, XLSX, JSON]
-    list_display = ["step_key", "language", "channel", "policy", "subject", "updated_at"]
-    list_filter = ["policy", "channel", "language", "step_key"]
-    search_fields = ["subject", "step_key"]
+    # variant and weight: A/B variants of a step's message (dunning.variants).
+    list_display = ["step_key", "variant", "weight", "language", "channel", "policy", "subject",
+                    "updated_at"]
+    list_filter = ["policy", "channel", "language", "step_key", "variant"]
+    search_fields = ["subject", "step_key", "variant"]
     actions = ["reset_to_shipped"]
     # Adds a "Preview" link to the object tools of the change form.
     change_form_template = "dunning/admin/preview_change_form.html"
@@ -394,3 +397,24 @@ def simulate_view(model_admin, request, object_id):
 
 __all__ = ["MessageTemplateAdmin", "PolicyAdmin", "StepInline", "can_edit_policies",
            "simulate_view"]
+
+
+@admin.register(PolicyRule)
+class PolicyRuleAdmin(EditPolicyPermissions, admin.ModelAdmin):
+    """Which policy a new case gets (dunning.segments): tried by priority, first match."""
+
+    view_permissions = ("view_policyrule",)
+    list_display = ["priority", "name", "policy", "is_active", "currency", "min_amount",
+                    "max_amount", "segments", "history", "assign_to"]
+    list_display_links = ["name"]
+    list_editable = ["priority", "is_active"]
+    list_filter = ["is_active", "policy", "history"]
+    search_fields = ["name"]
+    autocomplete_fields = []
+    raw_id_fields = ["assign_to"]
+    fieldsets = [
+        (None, {"fields": ["name", "priority", "is_active", "policy", "assign_to"]}),
+        (gettext_lazy("Conditions (all must hold)"), {
+            "fields": ["currency", "min_amount", "max_amount", "segments", "history",
+                       "min_risk", "max_risk"]}),
+    ]

@@ -64,7 +64,8 @@ def step_info(template):
     step = Step.objects.filter(policy_id=template.policy_id, key=template.step_key).first()
     if step is None:
         return {"key": template.step_key}
-    return {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+    return {"key": step.key, "offset_days": step.offset_days, "action": step.action,
+            "required": step.required}
 
 
 def render_preview(template, customer_pk):

@@ -86,9 +86,13 @@ class PolicyByKeyWidget(widgets.ForeignKeyWidget):
                 _("There is no policy with the key '%(key)s'.") % {"key": value}
             ) from exc
 
-STEP_FIELDS = ("key", "offset_days", "channel", "fallback_channel", "action", "required")
+STEP_FIELDS = ("key", "offset_days", "channel", "fallback_channel", "action", "required",
+               "agency")
 RETRY_STEP_FIELDS = ("key", "offset_days")
-TEMPLATE_FIELDS = ("step_key", "channel", "language", "subject", "text_body", "html_body")
+# variant and weight: A/B variants (dunning.variants); absent in older exports, which
+# import with the defaults (the control, weight 1).
+TEMPLATE_FIELDS = ("step_key", "channel", "language", "variant", "weight", "subject",
+                   "text_body", "html_body")
 
 
 def _load_json_list(value, column):
@@ -156,7 +160,7 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
 
     def dehydrate_templates(self, policy):
         templates = sorted(
-            policy.templates.all(), key=lambda t: (t.step_key, t.channel, t.language)
+            policy.templates.all(), key=lambda t: (t.step_key, t.channel, t.variant, t.language)
         )
         return json.dumps(
             [{name: getattr(t, name) for name in TEMPLATE_FIELDS} for t in templates],
@@ -243,7 +247,10 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
             template = MessageTemplate(
                 **{name: item[name] for name in TEMPLATE_FIELDS if name in item}
             )
-            label = f"{item.get('step_key', '?')} [{item.get('language', '?')}]"
+            if item.get("variant") is None:
+                template.variant = ""
+            variant = f" ({template.variant})" if template.variant else ""
+            label = f"{item.get('step_key', '?')}{variant} [{item.get('language', '?')}]"
             try:
                 template.full_clean(exclude=["policy"], validate_unique=False,
                                     validate_constraints=False)
@@ -251,7 +258,7 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
                 messages.append(_("Template %(template)s: %(error)s") % {
                     "template": label, "error": _error_text(exc)})
                 continue
-            identity = (template.step_key, template.channel, template.language)
+            identity = (template.step_key, template.channel, template.language, template.variant)
             if identity in seen:
                 messages.append(_("Template %(template)s appears twice.") % {"template": label})
             seen.add(identity)
@@ -293,13 +300,27 @@ class MessageTemplateResource(SafeResourceMixin, resources.ModelResource):
 
     class Meta:
         model = MessageTemplate
-        import_id_fields = ["policy", "step_key", "channel", "language"]
+        import_id_fields = ["policy", "step_key", "channel", "language", "variant"]
         fields = ["policy", *TEMPLATE_FIELDS]
         export_order = fields
         clean_model_instances = True
 
     def filter_export(self, queryset, **kwargs):
         return queryset.select_related("policy")
+
+    def before_import(self, dataset, **kwargs):
+        # An export from before A/B variants has no variant column: its rows are the
+        # controls. (Without a weight column, weights stay as they are, new rows get 1.)
+        if dataset.headers and "variant" not in dataset.headers:
+            dataset.append_col([""] * dataset.height, header="variant")
+        super().before_import(dataset, **kwargs)
+
+    def before_import_row(self, row, **kwargs):
+        super().before_import_row(row, **kwargs)
+        if row.get("variant") is None:  # an empty spreadsheet cell
+            row["variant"] = ""
+        if "weight" in row and row["weight"] in (None, ""):
+            row["weight"] = 1
 
 
 # -- cases and their timeline (export only) --------------------------------------------

@@ -12,6 +12,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -39,6 +40,13 @@ class EndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["url", "description", "is_active", "event_types"]
+
+        @staticmethod
+        def formfield_callback(field, **kwargs):
+            # Django 6 assumes https for a URL typed without a scheme; say so now.
+            if isinstance(field, models.URLField):
+                kwargs.setdefault("assume_scheme", "https")
+            return field.formfield(**kwargs)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -390,8 +390,8 @@ class PolicySerializer(ModelCleanMixin, serializers.ModelSerializer):
 class MessageTemplateSerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = MessageTemplate
-        fields = ["id", "policy", "step_key", "channel", "language", "subject", "text_body",
-                  "html_body", "updated_at"]
+        fields = ["id", "policy", "step_key", "channel", "language", "variant", "weight",
+                  "subject", "text_body", "html_body", "updated_at"]
         read_only_fields = ["updated_at"]
         validators = []
 
@@ -569,6 +569,22 @@ class StepEffectivenessSerializer(serializers.Serializer):
     sent = serializers.IntegerField()
     paid = serializers.IntegerField()
     rate = rate_field()
+
+
+class VariantReportSerializer(serializers.Serializer):
+    """One A/B variant of a step (dunning.variants.variant_report)."""
+
+    policy = serializers.CharField()
+    step_key = serializers.CharField()
+    variant = serializers.CharField(allow_blank=True, help_text=_('"": the control (A).'))
+    control = serializers.BooleanField()
+    sent = serializers.IntegerField()
+    recovered = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+    low = serializers.FloatField(allow_null=True, help_text=_("95 % Wilson score interval."))
+    high = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(
+        allow_null=True, help_text=_("Two-proportion z-test against the control."))
 
 
 class ReportsSerializer(serializers.Serializer):

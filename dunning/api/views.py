@@ -26,6 +26,7 @@ from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
 from ..models import Case, MessageTemplate, Policy, Run, Step
+from ..variants import variant_report
 from . import serializers as s
 from .filters import CaseFilterBackend, FieldFilterBackend
 from .permissions import (
@@ -556,7 +557,7 @@ class ReportViewSet(DunningAPIMixin, viewsets.GenericViewSet):
 
     permission_classes = [ActionPermissions]
     action_permissions = {name: ["view"] for name in (
-        "list", "aging", "recovery", "days_to_collect", "steps")}
+        "list", "aging", "recovery", "days_to_collect", "steps", "variants")}
     pagination_class = None
     serializer_class = s.ReportsSerializer
     list_is_one_object = True  # GET /reports/ is one object of figures, not a list
@@ -594,6 +595,21 @@ class ReportViewSet(DunningAPIMixin, viewsets.GenericViewSet):
     def steps(self, request):
         return Response(s.StepEffectivenessSerializer(reports.step_effectiveness(),
                                                       many=True).data)
+
+    @extend_schema(parameters=[OpenApiParameter(
+                       "since", str, description="YYYY-MM-DD: only messages sent on this day "
+                       "or later (default: all).")],
+                   responses=responses({200: s.VariantReportSerializer(many=True)}, 400))
+    @action(detail=False)
+    def variants(self, request):
+        """A/B variants of steps: sent, recovered, rate, 95 % interval, p-value."""
+        raw = request.query_params.get("since", "").strip()
+        try:
+            since = datetime.date.fromisoformat(raw) if raw else None
+        except ValueError:
+            raise ValidationError({"since": [
+                _("'%(value)s' is not a date (YYYY-MM-DD).") % {"value": raw}]}) from None
+        return Response(s.VariantReportSerializer(variant_report(since), many=True).data)
 
 
 # -- the schema and its docs page ----------------------------------------------------------------

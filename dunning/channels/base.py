@@ -17,6 +17,10 @@ class Outgoing:
     subject: str
     text: str
     html: str | None
+    #: A legally required notice (Step.required): no unsubscribe link or header.
+    required: bool = False
+    #: The message's unsubscribe link (dunning.unsubscribe; "" for none).
+    unsubscribe_url: str = ""
 
 
 @dataclass(slots=True)

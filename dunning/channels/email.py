@@ -3,7 +3,8 @@
 Every message is an ``AnymailMessage`` whose ``tags`` include the step key and whose
 ``metadata`` carries ``dunning_case``, ``dunning_step`` and ``customer`` (as strings, the
 form every ESP accepts and returns in its tracking events), so any ``EMAIL_BACKEND`` works
-and ESP events can be matched back to the case.
+and ESP events can be matched back to the case. A message that is not a legally required
+notice carries the ``List-Unsubscribe`` headers of its unsubscribe link (docs/unsubscribe.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
+from ..privacy import is_suppressed
+from ..unsubscribe import list_unsubscribe_headers
 from .base import Channel, Outcome, Outgoing
 
 logger = logging.getLogger("dunning.email")
@@ -60,7 +63,7 @@ class EmailChannel(Channel):
             _validate_email(address)
         except ValidationError:
             return "", _("invalid email address: %(address)s") % {"address": address}
-        reason = self.suppressed.get(address.lower())
+        reason = is_suppressed(address, self.suppressed)  # plain or hashed (an erased customer)
         if reason is not None:
             return "", _("suppressed: %(reason)s") % {"reason": reason}
         return address, ""
@@ -78,6 +81,8 @@ class EmailChannel(Channel):
                 "dunning_step": outgoing.step_key,
                 "customer": str(outgoing.customer_id),
             },
+            # RFC 2369 / RFC 8058 one-click unsubscribe; none on a legally required notice.
+            headers=list_unsubscribe_headers(outgoing.unsubscribe_url, required=outgoing.required),
         )
         if outgoing.html:
             message.attach_alternative(outgoing.html, "text/html")

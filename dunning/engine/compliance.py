@@ -799,6 +799,13 @@ class Compliance:
     def all_quiet_hours(self):
         return self._all_quiet_hours
 
+    def unrestricted(self, channel):
+        """True when nothing limits when ``channel`` may send (no window, no day off):
+        :meth:`send_time` is then the instant itself, and the run skips computing it."""
+        calendar = self.calendar
+        return (not calendar.holidays and not calendar.exclude_weekends
+                and all(q.window(channel) is None for q in self.all_quiet_hours()))
+
     def send_time(self, at_utc, tz, channel):
         """When a message of ``channel`` due at ``at_utc`` may go out (quiet hours of the
         policy and of Regulation F if on, and the calendar)."""

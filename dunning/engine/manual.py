@@ -10,8 +10,9 @@ the signals (a suspension step suspends), the timeline.
 
 Refused, with the reason shown to staff: a case with no step left, a case that already
 had a step today (one step per case per day, as for a scheduled run), a case owing less
-than the policy's minimum balance, and a paused case (a
-dispute, a promise or a pause by hand: resume it first).
+than the policy's minimum balance, a paused case (a dispute, a promise or a pause by hand:
+resume it first), and a step the policy's compliance guards hold today (quiet hours until
+tomorrow, a holiday, a frequency cap). A step allowed later today is queued until then.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from django.db import DEFAULT_DB_ALIAS
 
 from ..models import CaseEvent, Run
-from .run import DunningRun
+from .run import DunningRun, case_key, is_day
 from .schedule import BELOW_MINIMUM, CaseFacts, Decision, Kind, next_step_index, step_due_on
 
 #: The ``Run.host`` of a run by hand (the simulator does not take its day for a run day).
@@ -30,6 +31,9 @@ REFUSED_DONE = "done"
 REFUSED_TODAY = "today"
 REFUSED_PAUSED = "paused"
 REFUSED_MINIMUM = "minimum"
+#: The policy's compliance guards do not allow the step today (quiet hours until
+#: tomorrow, a holiday or weekend, a frequency cap): it goes out when they do.
+REFUSED_COMPLIANCE = "compliance"
 
 
 class SendNowRun(DunningRun):
@@ -103,8 +107,10 @@ class SendNowRun(DunningRun):
             self.refused[case.pk] = REFUSED_DONE
         elif decision.kind is Kind.WAIT:
             self.refused.setdefault(case.pk, REFUSED_TODAY)
+        elif decision.kind is Kind.EXECUTE and is_day(self.hold.get(case_key(case))):
+            self.refused[case.pk] = REFUSED_COMPLIANCE
         super().apply(case, decision, invoices, customer, any_done, batch, steps, events, links)
-        if decision.kind is Kind.EXECUTE:
+        if decision.kind is Kind.EXECUTE and case.pk not in self.refused:
             events.append(CaseEvent(
                 case=case, run=self.run, kind=CaseEvent.Kind.SENT_BY_HAND,
                 created_at=self.batch_now, actor=self.actor,

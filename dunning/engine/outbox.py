@@ -150,6 +150,8 @@ class Outbox:
                     case_id=item.case_id, customer_id=item.customer_id,
                     step_key=item.step_key, recipient=item.recipient,
                     subject=subject, text=text, html=html,
+                    required=item.step_info.get("required", False),
+                    unsubscribe_url=run.unsubscribe_url(item),
                 ))
             except Exception as exc:  # noqa: BLE001 - a message that cannot be built fails
                 unsendable.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
@@ -394,8 +396,11 @@ class Outbox:
             loaded = run.policies.get(row.case.policy_id)
             step = next((s for s in loaded.spec.steps if s.key == row.step_key), None) if loaded else None
             if step is not None:
-                info.update(offset_days=step.offset_days, action=step.action)
-            template = run.template_pk(row.case.policy_id, row.step_key, row.channel, row.language)
+                info.update(offset_days=step.offset_days, action=step.action,
+                            required=step.required)
+            # The A/B variant the step recorded (dunning.variants), not a new draw.
+            template = run.template_pk(row.case.policy_id, row.step_key, row.channel,
+                                       row.language, variant=row.variant, case_pk=row.case_id)
             items.append(Pending(
                 case_id=row.case_id, customer_id=row.case.customer_id, step_key=row.step_key,
                 channel=row.channel, recipient=row.recipient, invoices=row.invoices,

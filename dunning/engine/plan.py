@@ -14,7 +14,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from ..hosts import CustomerRow
-from .run import DunningRun, Pending, invoice_snapshot
+from .run import ACTION_ONLY, DunningRun, Pending, invoice_snapshot
 
 
 @dataclass
@@ -33,6 +33,9 @@ class PlannedMessage:
     text: str = ""
     html: str | None = None
     resolves: bool = False
+    # The A/B variant (dunning.variants): "" without variants; None for a case the run
+    # would open, whose variant is drawn once it has its pk.
+    variant: str | None = ""
 
     @property
     def can_hold_back(self):
@@ -77,7 +80,11 @@ class DunningPlan(DunningRun):
         )
         if reason:
             return planned
-        template = self.template_pk(case.policy_id, key, channel, customer.language)
+        planned.variant, template = self.variant_template(
+            case.policy_id, key, channel, customer.language, case_pk=case.pk)
+        if template is None and action in ACTION_ONLY:
+            return planned  # a hand-over or write-off without a message: the action alone
+        template = None if template is None else template.pk
         rendered = self.render_item(Pending(
             case_id=case.pk, customer_id=case.customer_id, step_key=key, channel=channel,
             recipient=address, invoices=snapshot, customer=customer, template=template,

@@ -38,8 +38,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from .. import signals, webhooks
-from ..conf import dunning_settings
+from .. import segments, signals, variants, webhooks
+from ..conf import agency_settings, dunning_settings
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, TemplateRenderError
 from ..hosts import CustomerRow, get_adapter, get_customer_model
@@ -53,8 +53,8 @@ from ..rendering import (
     build_context,
     company_context,
     customer_timezone,
-    default_language,
 )
+from ..unsubscribe import message_link
 from .compliance import (
     Candidate,
     Compliance,
@@ -64,7 +64,7 @@ from .compliance import (
 )
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
-from .schedule import CaseFacts, Kind, PolicySpec, decide, policy_spec
+from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
 
 logger = logging.getLogger("dunning.run")
 
@@ -77,6 +77,7 @@ CLOSED_FOR_GOOD = (Case.Status.TERMINATED, Case.Status.WRITTEN_OFF)
 STEP_FIELDS = (
     "case", "run", "step_key", "action", "channel", "executed_on", "created_at", "status",
     "recipient", "language", "reason", "invoices", "message_id", "sent_at", "next_attempt_at",
+    "variant",
 )
 
 # Case fields a run changes, written with grouped UPDATEs.
@@ -87,7 +88,13 @@ CASE_STATE_FIELDS = (
     "last_step_on",
     "suspended",
     "needs_person",
+    "agency",
+    "handed_over_on",
 )
+
+# Step actions that need no message: without a template of their own, the step records
+# the action with status "no message" instead of failing (dunning.agency).
+ACTION_ONLY = ("agency", "write_off")
 
 
 def invoice_snapshot(invoices):
@@ -106,14 +113,7 @@ def invoice_snapshot(invoices):
 def pick_template(langs, language):
     """Of ``langs`` ({language: template}), the one in ``language``, else the site's
     language, else English, else any; None when there is none."""
-    if not langs:
-        return None
-    language = (language or "").lower().replace("_", "-")
-    site = default_language().lower()
-    for code in (language, language.split("-")[0], site, site.split("-")[0], "en"):
-        if code and code in langs:
-            return langs[code]
-    return langs[sorted(langs)[0]]
+    return variants.pick_template(langs, language)
 
 
 @dataclass
@@ -154,7 +154,8 @@ class RunResult:
 class LoadedPolicy:
     policy: Policy
     spec: PolicySpec
-    templates: dict  # (step_key, channel) -> {language: MessageTemplate}
+    # (step_key, channel) -> variants.StepTemplates ({variant: {language: template}})
+    templates: dict
     compliance: Compliance = None  # quiet hours, calendar, frequency caps
 
 
@@ -227,6 +228,7 @@ class DunningRun:
         self.opted_out = {}
         self.notes = []
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
+        self.rules = []  # active policy rules (dunning.segments), loaded with the policies
         self.dry_run = dry_run
         self.batch_size = int(batch_size or dunning_settings.BATCH_SIZE)
         processes = dunning_settings.RENDER_PROCESSES
@@ -253,20 +255,21 @@ class DunningRun:
     def load_policies(self):
         policies = {}
         self.templates = {}
-        templates = defaultdict(dict)
+        templates = defaultdict(variants.StepTemplates)
         for t in MessageTemplate.objects.using(self.using).all():
-            templates[(t.policy_id, t.step_key, t.channel)][t.language.lower()] = t
+            templates[(t.policy_id, t.step_key, t.channel)].add(t)
             self.templates[t.pk] = t
         for policy in Policy.objects.using(self.using).prefetch_related("steps"):
             spec = policy_spec(policy)
             policy_templates = {
-                (key, channel): langs
-                for (pk, key, channel), langs in templates.items()
+                (key, channel): arms
+                for (pk, key, channel), arms in templates.items()
                 if pk == policy.pk
             }
             policies[policy.pk] = LoadedPolicy(policy, spec, policy_templates,
                                                load_compliance(policy))
         self.policies = policies
+        self.rules = segments.active_rules(self.using)
         key = dunning_settings.DEFAULT_POLICY
         default = next((p for p in policies.values() if p.policy.key == key), None)
         if default is None or not default.policy.is_active:
@@ -277,18 +280,32 @@ class DunningRun:
             )
         self.default_policy = default
 
-    def template_pk(self, policy_pk, step_key, channel, language):
-        template = self.template_for(policy_pk, step_key, channel, language)
+    def template_pk(self, policy_pk, step_key, channel, language, *, variant=None,
+                    case_pk=None):
+        template = self.template_for(policy_pk, step_key, channel, language,
+                                     variant=variant, case_pk=case_pk)
         return None if template is None else template.pk
 
-    def template_for(self, policy_pk, step_key, channel, language):
+    def template_for(self, policy_pk, step_key, channel, language, *, variant=None,
+                     case_pk=None):
         """The template for a step in the customer's language, else the site's language,
-        else English, else any language the step has."""
+        else English, else any language the step has; of the A/B ``variant`` recorded
+        for the step, else of the variant the case draws (dunning.variants)."""
+        return self.variant_template(policy_pk, step_key, channel, language,
+                                     variant=variant, case_pk=case_pk)[1]
+
+    def variant_template(self, policy_pk, step_key, channel, language, *, variant=None,
+                         case_pk=None):
+        """``(variant, template)`` of a step (see :meth:`template_for`); the variant is
+        "" for a step without variants, None when a case without pk (a dry run's new
+        case) would have to draw one."""
         templates = self.policies[policy_pk].templates
         # A channel without a template of its own says what the email says (the SMS
         # channel fits it to its length; a letter prints its HTML).
-        return pick_template(templates.get((step_key, channel))
-                             or templates.get((step_key, "email")), language)
+        arms = templates.get((step_key, channel)) or templates.get((step_key, "email"))
+        if not arms:
+            return variants.CONTROL, None
+        return arms.choose(language, case_pk=case_pk, step_key=step_key, variant=variant)
 
     # -- the run ----------------------------------------------------------------------
     def execute(self, stages=STAGES, *, deadline=None):
@@ -444,6 +461,9 @@ class DunningRun:
         with self.write_transaction(), connection.cursor() as cursor:
             cursor.execute(sql, params + list(source_params))
             self.result.opened = max(cursor.rowcount, 0)
+            if self.result.opened:
+                # Policy rules (dunning.segments): another policy than the default.
+                segments.assign_new_cases(self, self.rules)
             webhooks.cases_opened(self)
 
     # -- stage 3: advance -------------------------------------------------------------
@@ -598,7 +618,13 @@ class DunningRun:
             last_step_on=case.last_step_on,
             paused_until=case.paused_until,
         )
-        return decide(loaded.spec, facts, self.as_of)
+        decision = decide(loaded.spec, facts, self.as_of)
+        if (case.agency and decision.kind is Kind.EXECUTE
+                and decision.step.action != "write_off"):
+            # At a collections agency: nothing more but a write-off step; a payment, or the
+            # agency returning the case (dunning.agency), moves it on.
+            return Decision(Kind.DONE)
+        return decision
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
@@ -667,7 +693,9 @@ class DunningRun:
                     or decision.kind is not Kind.EXECUTE):
                 continue
             rules[case_key(case)] = compliance = self.policies[case.policy_id].compliance
-            at = compliance.send_time(clock, customer.timezone, decision.step.channel)
+            channel = decision.step.channel
+            at = (clock if compliance.unrestricted(channel)
+                  else compliance.send_time(clock, customer.timezone, channel))
             candidates.append(Candidate(
                 customer=case.customer_id, case=case_key(case), channel=decision.step.channel,
                 at=at,
@@ -675,8 +703,14 @@ class DunningRun:
             ))
         if not candidates:
             return {}
-        plan = filter_batch(candidates, self.sent_history(candidates, rules),
-                            default_tz=settings.TIME_ZONE or "UTC")
+        history = self.sent_history(candidates, rules)
+        # A customer with no earlier message in the caps' window and one due step here is
+        # within any cap (caps allow at least one message): only the others are counted.
+        per_customer = Counter(c.customer for c in candidates)
+        counted = [c for c in candidates if history.get(c.customer) or per_customer[c.customer] > 1]
+        plan = filter_batch(counted, history, default_tz=settings.TIME_ZONE or "UTC")
+        plan.allowed.extend(c for c in candidates if not (
+            history.get(c.customer) or per_customer[c.customer] > 1))
         holds = {}
         for held in plan.held:
             c = held.candidate
@@ -754,12 +788,20 @@ class DunningRun:
         return channel, "", first_problem, opt_outs == tried, ""
 
     def step_row(self, case, key, action, channel, customer, invoices, required=False,
-                 fallback=""):
+                 fallback="", silent=False):
         """The row of an executed step (a dict of CaseStep fields). A customer who opted
         out of the channel gets no message (status skipped), unless the step is a required
-        notice; the step's fallback channel is tried before giving up."""
-        channel, address, reason, skipped, note = self.reach(customer, channel, fallback,
-                                                             required)
+        notice; the step's fallback channel is tried before giving up. ``silent``: an
+        action-only step without a message (status "no message")."""
+        if silent:
+            address, reason, skipped, note = "", "", False, ""
+        else:
+            channel, address, reason, skipped, note = self.reach(customer, channel, fallback,
+                                                                 required)
+        # The A/B variant of the message (dunning.variants): drawn for the case and step,
+        # recorded, and the one queue() and a later drain of the row send.
+        variant = "" if silent or skipped else self.variant_template(
+            case.policy_id, key, channel, customer.language, case_pk=case.pk)[0] or ""
         row = {
             "case": case.pk,
             "run": self.run.pk,
@@ -770,7 +812,8 @@ class DunningRun:
             # Stamped when queued, not when the run started: a later run drains only
             # messages left queued for OUTBOX_STALE_AFTER, never a live run's new batch.
             "created_at": self.batch_now,
-            "status": (CaseStep.Status.SKIPPED if skipped else
+            "status": (CaseStep.Status.NO_MESSAGE if silent else
+                       CaseStep.Status.SKIPPED if skipped else
                        CaseStep.Status.FAILED if reason else CaseStep.Status.QUEUED),
             "recipient": (address or customer.email)[:320],
             "language": customer.language[:16],
@@ -779,6 +822,7 @@ class DunningRun:
             "message_id": "",
             "sent_at": None,
             "next_attempt_at": None,
+            "variant": variant,
         }
         if reason and not skipped:
             case.needs_person = True
@@ -820,8 +864,12 @@ class DunningRun:
             case.next_due_on = hold  # quiet hours, a holiday or a frequency cap: wait
             self.result.held += 1
             return
+        # Before anything is recorded: an agency that is not set up fails the case here.
+        agency, agency_name = self.step_agency(case, step) if step.action == "agency" else ("", "")
+        silent = step.action in ACTION_ONLY and self.template_for(
+            case.policy_id, step.key, step.channel, customer.language, case_pk=case.pk) is None
         row = self.step_row(case, step.key, step.action, step.channel, customer, invoices,
-                            step.required, step.fallback)
+                            step.required, step.fallback, silent=silent)
         if hold is not None and row["status"] == CaseStep.Status.QUEUED:
             # Goes out later today: queued until then and sent by the outbox's drain.
             row["next_attempt_at"] = hold
@@ -830,7 +878,8 @@ class DunningRun:
         case.last_step_key = step.key
         case.last_step_on = self.as_of
         case.next_due_on = decision.next_check
-        info = {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+        info = {"key": step.key, "offset_days": step.offset_days, "action": step.action,
+                "required": step.required}
         self.queue(batch, row, case, customer, info)
         if step.action == "suspend" and not case.suspended:
             case.suspended = True
@@ -844,11 +893,33 @@ class DunningRun:
             events.append(self.event(case, CaseEvent.Kind.TERMINATED, step_key=step.key))
             links.extend(CaseInvoice(case=case, invoice_id=i.pk) for i in invoices)
             batch.signals.append((signals.account_terminated, case))
+        elif step.action == "agency":
+            case.agency, case.handed_over_on = agency, self.as_of
+            events.append(self.event(
+                case, CaseEvent.Kind.HANDED_OVER,
+                _("Handed over to %(agency)s.") % {"agency": agency_name},
+                agency=agency, step_key=step.key))
+            batch.signals.append((signals.case_handed_over, case))
+        elif step.action == "write_off":
+            from ..services import close_written_off  # services imports this module
+
+            close_written_off(case, _("Written off by the step %(step)s.") % {"step": step.key},
+                              None, self.as_of, using=self.using, run=self.run,
+                              step_key=step.key)
+
+    def step_agency(self, case, step):
+        """(key, name) of the agency a hand-over ``step`` of the case's policy names (or
+        the default one); DunningConfigurationError when it is not set up."""
+        named = next((s.agency for s in self.policies[case.policy_id].policy.steps.all()
+                      if s.key == step.key), "")
+        key, config = agency_settings(named)
+        return key, config["name"]
 
     def queue(self, batch, row, case, customer, info):
         if row["status"] != CaseStep.Status.QUEUED or row["next_attempt_at"] is not None:
             return
-        template = self.template_pk(case.policy_id, row["step_key"], row["channel"], customer.language)
+        template = self.template_pk(case.policy_id, row["step_key"], row["channel"],
+                                    customer.language, variant=row["variant"], case_pk=case.pk)
         batch.pending.append(Pending(
             case_id=case.pk, customer_id=case.customer_id, step_key=row["step_key"],
             channel=row["channel"], recipient=row["recipient"], invoices=row["invoices"],
@@ -904,10 +975,18 @@ class DunningRun:
                 locale=babel_locale(item.customer.language),
                 company=self.company,
                 today=self.local_today(item.customer.timezone),
+                # The same link as the List-Unsubscribe header (engine/outbox.py).
+                unsubscribe_url=self.unsubscribe_url(item),
             )
             return self.renderer.render(self.templates[item.template], context)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"[:2000]
+
+    def unsubscribe_url(self, item):
+        """The unsubscribe link of a queued message ("" for a legally required notice),
+        issued at the run's time: the text and the header carry the same link."""
+        return message_link(item.customer_id, item.channel, issued=self.now,
+                            required=item.step_info.get("required", False))
 
     def render(self, batch):
         return [self.render_item(item) for item in batch.pending]
@@ -930,7 +1009,9 @@ class DunningRun:
         errors = []
         for signal, case in batch.signals:
             customer = customers.get(case.customer_id)
-            for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer):
+            extra = {"agency": case.agency} if signal is signals.case_handed_over else {}
+            for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer,
+                                                         **extra):
                 if isinstance(response, Exception):
                     logger.error("Receiver %r of a dunning signal failed: %s", receiver, response)
                     errors.append(self.event(
@@ -954,12 +1035,22 @@ class DunningRun:
                 return
             last = ids[-1]
             self.result.opened += len(ids)
+            policies = self.planned_policies(ids)
             cases = [
-                Case(customer_id=cid, policy_id=self.default_policy.policy.pk,
+                Case(customer_id=cid, policy_id=policies.get(cid, self.default_policy.policy.pk),
                      status=Case.Status.OPEN, last_step_key="")
                 for cid in ids
             ]
             self.plan(cases)
+
+    def planned_policies(self, customer_ids):
+        """{customer pk: policy pk} the policy rules would give new cases (dry run)."""
+        if not self.rules:
+            return {}
+        facts = segments.gather_facts(self, customer_ids, [])
+        chosen = {cid: segments.choose(self.rules, facts[cid], int(dunning_settings.CHRONIC_AFTER))
+                  for cid in customer_ids}
+        return {cid: rule.policy_id for cid, rule in chosen.items() if rule is not None}
 
     def plan_due_cases(self):
         paid = self.paid_case_pks()
@@ -999,7 +1090,8 @@ class DunningRun:
                 self.result.executed[step.key] += 1
                 if step.action == "terminate":
                     self.result.terminated += 1
-                info = {"key": step.key, "offset_days": step.offset_days, "action": step.action}
+                info = {"key": step.key, "offset_days": step.offset_days,
+                        "action": step.action, "required": step.required}
                 self.planned(case, customer, step.key, step.action, step.channel,
                              invoices.get(case.customer_id, []), info)
             elif decision.kind is Kind.RESOLVE:

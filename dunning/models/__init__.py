@@ -4,7 +4,7 @@ from .defaults import Customer, Invoice
 from .letters import Letter
 from .notices import Notice
 from .payments import PaymentAttempt, PreDunningNotice
-from .policy import MessageTemplate, Policy, RetryStep, Step
+from .policy import MessageTemplate, Policy, PolicyRule, RetryStep, Step
 from .portal import Feedback, PaymentPlan, PortalRevocation
 from .tracking import DeliveryEvent, Suppression
 from .webhooks import WebhookDelivery, WebhookEndpoint
@@ -26,6 +26,7 @@ __all__ = [
     "PaymentAttempt",
     "PaymentPlan",
     "Policy",
+    "PolicyRule",
     "PortalRevocation",
     "PreDunningNotice",
     "RetryStep",

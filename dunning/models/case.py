@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -43,6 +45,17 @@ class Case(models.Model):
         TERMINATED = "terminated", _("Terminated")
         WRITTEN_OFF = "written_off", _("Written off")
 
+    class AgencyStatus(models.TextChoices):
+        """What the collections agency last reported (dunning.agency)."""
+
+        NONE = "", _("None")
+        ACCEPTED = "accepted", _("Accepted by the agency")
+        IN_PROGRESS = "in_progress", _("In progress at the agency")
+        COLLECTED = "collected", _("Collected by the agency")
+        PARTIALLY_COLLECTED = "partially_collected", _("Partially collected by the agency")
+        UNCOLLECTABLE = "uncollectable", _("Uncollectable")
+        RETURNED = "returned", _("Returned by the agency")
+
     customer = models.ForeignKey(
         customer_model_label(),
         on_delete=models.CASCADE,
@@ -87,6 +100,23 @@ class Case(models.Model):
         related_name="+",
         verbose_name=_("assigned to"),
     )
+    # At a collections agency (dunning.agency, docs/agency.md): the agency's key in
+    # DUNNING["AGENCIES"] ("" when not), its own reference and last reported status, the
+    # day of the hand-over, and the total the agency reported collected so far.
+    # Written by the run and the agency's import only: never in a case form.
+    agency = models.CharField(_("collections agency"), max_length=64, blank=True, default="",
+                              editable=False)
+    agency_reference = models.CharField(
+        _("agency reference"), max_length=128, blank=True, default="", editable=False)
+    agency_status = models.CharField(
+        _("agency status"), max_length=32, blank=True, default="", choices=AgencyStatus.choices,
+        editable=False)
+    handed_over_on = models.DateField(_("handed over on"), null=True, blank=True,
+                                      editable=False)
+    collected_by_agency = models.DecimalField(
+        _("collected by the agency"), max_digits=14, decimal_places=2, default=Decimal("0"),
+        editable=False,
+        help_text=_("The total the agency reported collected on this case so far."))
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -103,6 +133,9 @@ class Case(models.Model):
         indexes = [
             # The run claims due cases in this order, straight from the index.
             models.Index(fields=["status", "next_due_on", "id"], name="dunning_case_due_idx"),
+            # The agency export and the admin's agency page (few cases are handed over).
+            models.Index(fields=["agency", "handed_over_on"], name="dunning_case_agency_idx",
+                         condition=~Q(agency="")),
         ]
         permissions = [
             ("send_by_hand", _("Can send a dunning step by hand")),
@@ -115,6 +148,16 @@ class Case(models.Model):
     @property
     def is_open(self):
         return self.status == self.Status.OPEN
+
+
+class AgencyCase(Case):
+    """The cases handed over to a collections agency: the admin's page for them, with the
+    export for the agency and the import of its status updates (dunning.admin.agency)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("case at a collections agency")
+        verbose_name_plural = _("cases at collections agencies")
 
 
 class CaseStep(models.Model):
@@ -133,6 +176,9 @@ class CaseStep(models.Model):
         # Not sent: the customer opted out of the step's channel and the step is not a
         # legally required notice.
         SKIPPED = "skipped", _("Skipped (opted out)")
+        # An action-only step (a hand-over to an agency, a write-off) whose policy has no
+        # message for it: the action was taken, nothing was sent.
+        NO_MESSAGE = "no-message", _("No message (action only)")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="steps")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="steps")
@@ -144,6 +190,11 @@ class CaseStep(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     recipient = models.CharField(_("recipient"), max_length=320, blank=True)
     language = models.CharField(_("language"), max_length=16, blank=True)
+    # The A/B variant of the step's message (dunning.variants; "" without variants). The
+    # run inserts steps with its own column list, so the default lives in the database too.
+    variant = models.CharField(
+        _("variant"), max_length=32, blank=True, default="", db_default=""
+    )
     reason = models.TextField(_("failure reason"), blank=True)
     invoices = models.JSONField(
         _("invoices"), default=list, blank=True, help_text=_("The invoices the message listed.")
@@ -174,6 +225,12 @@ class CaseStep(models.Model):
             models.Index(
                 fields=["message_id"], name="dunning_casestep_msgid_idx",
                 condition=~Q(message_id=""),
+            ),
+            # "Is there an A/B test?" (the dashboard, dunning.variants): a lookup in a
+            # small index instead of a scan of every step.
+            models.Index(
+                fields=["variant"], name="dunning_casestep_variant_idx",
+                condition=~Q(variant=""),
             ),
         ]
 
@@ -273,6 +330,10 @@ class CaseEvent(models.Model):
         # A step on the call channel: the case waits in the call queue with this script.
         CALL_QUEUED = "call-queued", _("Call queued")
         FALLBACK = "channel-fallback", _("Sent by the fallback channel")
+        # The end of the road (dunning.agency).
+        HANDED_OVER = "handed-over", _("Handed over to a collections agency")
+        AGENCY_UPDATE = "agency-update", _("Collections agency update")
+        POLICY_RULE = "policy-rule", _("Policy chosen by a rule")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -1,10 +1,13 @@
 import re
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from ..exceptions import DunningConfigurationError
 
 
 class Channel(models.TextChoices):
@@ -19,6 +22,9 @@ class Action(models.TextChoices):
     NONE = "", _("None")
     SUSPEND = "suspend", _("Suspend service")
     TERMINATE = "terminate", _("Terminate account")
+    # The end of the road (dunning.agency, docs/agency.md).
+    AGENCY = "agency", _("Hand over to a collections agency")
+    WRITE_OFF = "write_off", _("Write off")
 
 
 # The thank-you message after payment; not a step of the sequence but a message key.
@@ -176,7 +182,8 @@ def validate_step_sequence(steps):
 
     Raises ValidationError with every problem found: keys unique, offsets unique (so they
     strictly increase in the order the steps run), ``payment-received`` reserved, a
-    suspension only after a warning step, termination last.
+    suspension only after a warning step, termination and write-off last, and after a
+    hand-over to a collections agency nothing but a write-off.
     """
     messages = []
     seen_keys, seen_offsets = set(), {}
@@ -206,6 +213,16 @@ def validate_step_sequence(steps):
         if action == Action.TERMINATE and index != len(ordered) - 1:
             messages.append(
                 _("The termination step '%(key)s' must be the last step.") % {"key": key}
+            )
+        if action == Action.WRITE_OFF and index != len(ordered) - 1:
+            messages.append(
+                _("The write-off step '%(key)s' must be the last step.") % {"key": key}
+            )
+        if action == Action.AGENCY and any(
+            later_action != Action.WRITE_OFF for _k, _o, later_action in ordered[index + 1:]
+        ):
+            messages.append(
+                _("Only a write-off step may follow the agency step '%(key)s'.") % {"key": key}
             )
     if messages:
         raise ValidationError(messages)
@@ -240,6 +257,11 @@ class Step(models.Model):
             "skipped for them."
         ),
     )
+    agency = models.CharField(
+        _("collections agency"), max_length=64, blank=True, default="",
+        help_text=_("For a hand-over step: the key of the agency in DUNNING['AGENCIES']; "
+                    "empty: DUNNING['DEFAULT_AGENCY']."),
+    )
 
     class Meta:
         verbose_name = _("step")
@@ -270,6 +292,16 @@ class Step(models.Model):
                                   "(DUNNING['CHANNELS']).") % {"channel": value}
         if self.fallback_channel and self.fallback_channel == self.channel:
             errors["fallback_channel"] = _("The fallback must be another channel.")
+        # Reported on "action", which every step form shows (the agency field may not be).
+        if self.action == Action.AGENCY:
+            from ..conf import agency_settings
+
+            try:
+                agency_settings(self.agency)
+            except DunningConfigurationError as exc:
+                errors["action"] = str(exc)
+        elif self.agency:
+            errors["action"] = _("Only a hand-over step names a collections agency.")
         if errors:
             raise ValidationError(errors)
 
@@ -288,6 +320,19 @@ class MessageTemplate(models.Model):
         _("channel"), max_length=16, choices=Channel.choices, default=Channel.EMAIL
     )
     language = models.CharField(_("language"), max_length=16)
+    # A/B test (dunning.variants, docs/variants.md): the templates of one step and channel
+    # with different variants go to different customers, in proportion to their weights.
+    variant = models.SlugField(
+        _("variant"), max_length=32, blank=True, default="",
+        help_text=_("For an A/B test of this step's message: a short name such as \"b\" "
+                    "for another version of it. Empty: the control (A)."),
+    )
+    # blank: forms that leave it out (or empty) save the default 1 (see clean()).
+    weight = models.PositiveSmallIntegerField(
+        _("weight"), default=1, blank=True, validators=[MinValueValidator(1)],
+        help_text=_("The variant's share of the customers, relative to the other variants "
+                    "of the step (1 and 1: half each; 3 and 1: three in four)."),
+    )
     subject = models.CharField(_("subject"), max_length=255)
     text_body = models.TextField(_("plain-text body"))
     html_body = models.TextField(_("HTML body"), blank=True)
@@ -296,20 +341,26 @@ class MessageTemplate(models.Model):
     class Meta:
         verbose_name = _("message template")
         verbose_name_plural = _("message templates")
-        ordering = ["policy", "step_key", "language"]
+        ordering = ["policy", "step_key", "variant", "language"]
         constraints = [
             models.UniqueConstraint(
-                fields=["policy", "step_key", "channel", "language"],
+                fields=["policy", "step_key", "channel", "language", "variant"],
                 name="dunning_template_unique",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(weight__gte=1), name="dunning_template_weight_positive"
+            ),
         ]
 
     def __str__(self):
-        return f"{self.step_key} [{self.language}]"
+        variant = f" ({self.variant})" if self.variant else ""
+        return f"{self.step_key}{variant} [{self.language}]"
 
     def clean(self):
         from ..rendering import validate_message_template
 
+        if self.weight is None:
+            self.weight = 1
         errors = {}
         for field in ("subject", "text_body", "html_body"):
             try:
@@ -350,3 +401,69 @@ class RetryStep(models.Model):
 
     def __str__(self):
         return f"{self.key} (+{self.offset_days}d)"
+
+
+class PolicyRule(models.Model):
+    """Which policy a new case gets: the first active rule (lowest priority number) whose
+    conditions all hold, else the default policy (dunning.segments, docs/segments.md)."""
+
+    class History(models.TextChoices):
+        ANY = "", _("Any")
+        FIRST_TIME = "first-time", _("First time late (no earlier case)")
+        REPEAT = "repeat", _("Late before (an earlier case)")
+        CHRONIC = "chronic", _("Chronically late")
+
+    name = models.CharField(_("name"), max_length=200)
+    priority = models.PositiveIntegerField(
+        _("priority"), default=100, help_text=_("Rules are tried from the lowest number up."))
+    is_active = models.BooleanField(_("active"), default=True)
+    policy = models.ForeignKey(
+        Policy, on_delete=models.CASCADE, related_name="rules", verbose_name=_("policy"))
+    currency = models.CharField(
+        _("currency"), max_length=3, blank=True,
+        help_text=_("The amount band applies to the overdue balance in this currency; "
+                    "empty: any currency (and no amount band)."))
+    min_amount = models.DecimalField(_("from amount"), max_digits=14, decimal_places=2,
+                                     null=True, blank=True)
+    max_amount = models.DecimalField(_("below amount"), max_digits=14, decimal_places=2,
+                                     null=True, blank=True)
+    segments = models.JSONField(
+        _("customer segments"), default=list, blank=True,
+        help_text=_('The customer\'s segment (DUNNING["CUSTOMER_FIELDS"]["segment"]) is one of '
+                    'these, e.g. ["enterprise", "vip"]; empty: any.'))
+    history = models.CharField(_("payment history"), max_length=16, choices=History.choices,
+                               blank=True, default="")
+    min_risk = models.DecimalField(_("risk score from"), max_digits=8, decimal_places=2,
+                                   null=True, blank=True)
+    max_risk = models.DecimalField(_("risk score below"), max_digits=8, decimal_places=2,
+                                   null=True, blank=True)
+    assign_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", verbose_name=_("assign to"),
+        help_text=_("A collector who gets the case at once (a personal path)."))
+
+    class Meta:
+        verbose_name = _("policy rule")
+        verbose_name_plural = _("policy rules")
+        ordering = ["priority", "pk"]
+
+    def __str__(self):
+        return f"{self.priority}: {self.name}"
+
+    def clean(self):
+        errors = {}
+        if self.currency:
+            if not _CURRENCY_CODE.fullmatch(self.currency):
+                errors["currency"] = _("A currency code has three letters, e.g. EUR.")
+            self.currency = self.currency.upper()
+        elif self.min_amount is not None or self.max_amount is not None:
+            errors["currency"] = _("An amount band needs its currency.")
+        for low, high in (("min_amount", "max_amount"), ("min_risk", "max_risk")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a >= b:
+                errors[high] = _("Must be more than the lower bound.")
+        if not isinstance(self.segments, list) or not all(
+                isinstance(v, str) for v in self.segments):
+            errors["segments"] = _('Enter a list of segment names, e.g. ["vip"].')
+        if errors:
+            raise ValidationError(errors)

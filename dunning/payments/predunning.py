@@ -38,7 +38,7 @@ from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..hosts import get_adapter
 from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
-from ..models.consent import ACCOUNT_UPDATER
+from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
 from ..rendering import (
     Renderer,
     babel_locale,
@@ -47,6 +47,7 @@ from ..rendering import (
     format_day,
     format_money,
 )
+from ..unsubscribe import message_link
 from . import get_backend
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
     if not notices:
         return summary
     customers = get_adapter().customer_rows({n.customer_id for n in notices})
+    opted_out = opted_out_channels({n.customer_id for n in notices}, using=using)
     by_key = templates({n.kind for n in notices}, using)
     channel = dunning_settings.EMAIL_CHANNEL()
     renderer = Renderer()
@@ -186,6 +188,8 @@ def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
         try:
             if customer is None:
                 raise LookupError(_("the customer no longer exists"))
+            if "email" in opted_out.get(str(customer.pk), ()):
+                raise ValueError(_("The customer opted out of email."))
             address, reason = channel.recipient(customer)
             if reason:
                 raise ValueError(reason)
@@ -200,7 +204,8 @@ def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
         notice.recipient, notice.language = address, template.language
         handed.append((notice, channel.build(Outgoing(
             case_id="", customer_id=customer.pk, step_key=notice.kind, recipient=address,
-            subject=subject, text=text, html=html))))
+            subject=subject, text=text, html=html,
+            unsubscribe_url=message_link(customer.pk, "email")))))
     outcomes = channel.send([message for _n, message in handed]) if handed else []
     sent_at = timezone.now()
     for (notice, _message), outcome in zip(handed, outcomes, strict=True):

@@ -314,16 +314,17 @@ def preferences(customer_pk):
     }
 
 
-def _log(portfolio, entries, message):
-    """Append ``entries`` ((topic, granted), ...) to the consent log and note the change on
-    the open case's timeline."""
-    key = str(portfolio.customer.pk)
+def log_consent(customer_pk, case, entries, message, source=Consent.Source.PORTAL):
+    """Append ``entries`` ((topic, granted), ...) to the customer's consent log, made
+    through ``source``, and note the change on the timeline of ``case`` (the customer's
+    open case, or None). Shared by this page and dunning.unsubscribe."""
+    key = str(customer_pk)
     with transaction.atomic():
         Consent.objects.bulk_create(
-            Consent(customer_key=key, topic=topic, granted=granted,
-                    source=Consent.Source.PORTAL) for topic, granted in entries)
-        if portfolio.case is not None:
-            services.record(portfolio.case, CaseEvent.Kind.CONSENT, None, message,
+            Consent(customer_key=key, topic=topic, granted=granted, source=source)
+            for topic, granted in entries)
+        if case is not None:
+            services.record(case, CaseEvent.Kind.CONSENT, None, message,
                             **{topic: granted for topic, granted in entries})
 
 
@@ -333,16 +334,18 @@ def set_channels(portfolio, wanted):
     current = preferences(portfolio.customer.pk)["channels"]
     changes = [(c, c in wanted) for c in current if current[c] != (c in wanted)]
     if changes:
-        _log(portfolio, [(channel_topic(c), on) for c, on in changes], "; ".join(
+        message = "; ".join(
             (_("Receives %(channel)s again") if on else _("Opted out of %(channel)s"))
-            % {"channel": channel_label(c)} for c, on in changes))
+            % {"channel": channel_label(c)} for c, on in changes)
+        log_consent(portfolio.customer.pk, portfolio.case,
+                    [(channel_topic(c), on) for c, on in changes], message)
     return changes
 
 
 def set_updater_consent(portfolio, granted):
-    _log(portfolio, [(ACCOUNT_UPDATER, granted)],
-         _("Agreed to the card account updater") if granted
-         else _("Declined the card account updater"))
+    log_consent(portfolio.customer.pk, portfolio.case, [(ACCOUNT_UPDATER, granted)],
+                _("Agreed to the card account updater") if granted
+                else _("Declined the card account updater"))
 
 
 

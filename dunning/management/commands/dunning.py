@@ -10,6 +10,9 @@ Examples::
     python manage.py dunning schedule               # run daily at 06:00 from django-q2
     python manage.py dunning drain                  # send the retries that are due now
     python manage.py dunning deliver-webhooks       # post the webhooks that are due now
+    python manage.py dunning agency-export inkasso  # the cases at a collections agency
+    python manage.py dunning agency-import inkasso report.csv --dry-run  # its updates
+    python manage.py dunning erase 42 --anonymize --dry-run  # a data-protection request
     python manage.py dunning --help                 # the subcommands
 """
 
@@ -175,6 +178,65 @@ class Command(BaseCommand):
             called_from_command_line=getattr(parser, "called_from_command_line", None),
         )
         self.add_common_options(group)
+        agency_export = subparsers.add_parser(
+            "agency-export",
+            help="Export the cases handed over to a collections agency (CSV or JSON).",
+            description="Write one row per open case at AGENCY (a key of "
+            "DUNNING['AGENCIES']): case, agency reference, customer name, email and phone, "
+            "the open invoices with amounts and due dates, total owed, days overdue, last "
+            "step, promises and disputes. To --output, else to the agency's export_dir, "
+            "else to standard output. See docs/agency.md.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        agency_export.add_argument("agency", metavar="AGENCY", help="The agency's key.")
+        agency_export.add_argument("--since", metavar="DATE",
+                                   help="Only cases handed over on DATE or later (ISO format).")
+        agency_export.add_argument("--format", choices=["csv", "json"], dest="fmt",
+                                   help="File format (default: the agency's).")
+        agency_export.add_argument("--output", metavar="PATH",
+                                   help="File to write ('-': standard output).")
+        self.add_common_options(agency_export)
+        agency_import = subparsers.add_parser(
+            "agency-import",
+            help="Import a collections agency's status updates (CSV or JSON).",
+            description="Read FILE (columns case, agency_reference, status, "
+            "amount_collected, currency, note; status one of accepted, in_progress, "
+            "collected, partially_collected, uncollectable, returned; amount_collected the "
+            "total collected so far) and record every row on its case's timeline. All or "
+            "nothing: if one row is bad, each bad row is listed with its number and reason "
+            "and nothing is imported. See docs/agency.md.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        agency_import.add_argument("agency", metavar="AGENCY", help="The agency's key.")
+        agency_import.add_argument("file", metavar="FILE", help="The agency's file (.csv or .json).")
+        agency_import.add_argument("--format", choices=["csv", "json"], dest="fmt",
+                                   help="File format (default: by the file's extension).")
+        agency_import.add_argument("--dry-run", action="store_true",
+                                   help="Check the file and show what it would do; change nothing.")
+        self.add_common_options(agency_import)
+        erase = subparsers.add_parser(
+            "erase",
+            help="Erase or anonymize one customer's dunning data (a data-protection request).",
+            description="Delete every row of dunning's own tables that belongs to or names "
+            "the customer (its cases and their timeline, payment attempts, notices, letters "
+            "and their files, webhook deliveries, delivery events), or with --anonymize keep "
+            "the rows and scrub their personal data, so that every dashboard and report "
+            "figure stays the same (recommended). Either way a suppressed address is kept "
+            "hashed, the latest opt-outs are kept and the self-service links are revoked. "
+            "The host's customer and invoices are not touched. One transaction; asks for "
+            "confirmation unless --yes. See docs/privacy.md.",
+            called_from_command_line=getattr(parser, "called_from_command_line", None),
+        )
+        erase.add_argument("customer", metavar="CUSTOMER_PK", help="The host customer's pk.")
+        erase.add_argument(
+            "--anonymize", action="store_true",
+            help="Keep the rows (and every figure), scrub the personal data (recommended).",
+        )
+        erase.add_argument("--dry-run", action="store_true",
+                           help="List what would be erased or scrubbed per table; change nothing.")
+        erase.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
+        erase.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias.")
+        self.add_common_options(erase)
 
     @staticmethod
     def add_common_options(subparser):
@@ -254,6 +316,10 @@ class Command(BaseCommand):
             write("")
             write(f"customer:  {item.label}")
             write(f"step:      {item.step_key}" + (f" ({item.action})" if item.action else ""))
+            if item.variant is None:
+                write("variant:   ? (drawn when the case is opened)")
+            elif item.variant:
+                write(f"variant:   {item.variant}")
             write(f"channel:   {item.channel}")
             write(f"recipient: {item.recipient or '-'}")
             if item.problem:
@@ -413,6 +479,98 @@ class Command(BaseCommand):
                 f"{result['live'][name]:>7}  {result['difference'][name]:>+7}"
             )
 
+    def handle_erase(self, *, customer, anonymize=False, dry_run=False, yes=False, database,
+                     verbosity, **_):
+        from ...privacy import PrivacyError, erase_customer
+
+        if dry_run or not yes:
+            try:
+                plan = erase_customer(customer, anonymize=anonymize, dry_run=True,
+                                      using=database)
+            except PrivacyError as exc:
+                raise CommandError(str(exc)) from exc
+            for line in plan.lines():
+                self.stdout.write(line)
+            if dry_run:
+                return
+            what = "Anonymize" if anonymize else "Erase (delete)"
+            try:
+                answer = input(f"{what} this data of customer {plan.customer_pk}? "
+                               "Type 'yes' to go on: ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() != "yes":
+                raise CommandError("Cancelled: nothing was changed.")
+        try:
+            report = erase_customer(customer, anonymize=anonymize, using=database)
+        except PrivacyError as exc:
+            raise CommandError(str(exc)) from exc
+        if verbosity >= 1:
+            for line in report.lines():
+                self.stdout.write(line)
+            done = "Anonymized" if anonymize else "Erased"
+            self.stdout.write(self.style.SUCCESS(
+                f"{done}: {sum(report.deleted.values())} row(s) deleted, "
+                f"{sum(report.scrubbed.values())} scrubbed, {len(report.files)} file(s) "
+                "deleted. Logged (counts only) to the logger 'dunning.privacy'."
+            ))
+
+    def handle_agency_export(self, *, agency, since=None, fmt=None, output=None, verbosity,
+                             **_):
+        from ...agency import export_cases, export_path
+
+        if since:
+            try:
+                since = datetime.date.fromisoformat(since)
+            except ValueError:
+                raise CommandError(
+                    f"--since expects an ISO date such as 2026-03-01, not {since!r}.") from None
+        try:
+            export = export_cases(agency, since=since, fmt=fmt)
+        except DunningError as exc:
+            raise CommandError(str(exc)) from exc
+        path = export_path(export, output)
+        if path is None:
+            self.stdout.write(export.content, ending="")
+            if verbosity >= 1:
+                self.stderr.write(f"Exported {export.count} case(s) for {export.agency}.")
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(export.content, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"Cannot write {path}: {exc}") from exc
+        if verbosity >= 1:
+            self.stdout.write(f"Exported {export.count} case(s) for {export.agency} to {path}.")
+
+    def handle_agency_import(self, *, agency, file, fmt=None, dry_run=False, verbosity, **_):
+        from ...agency import import_updates, read_dataset, row_errors, summary
+
+        try:
+            dataset = read_dataset(file, fmt)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {file}: {exc}") from exc
+        except Exception as exc:  # a file that is not CSV or JSON
+            raise CommandError(f"{file} is not a readable agency file: {exc}") from exc
+        try:
+            result = import_updates(agency, dataset, dry_run=dry_run)
+        except DunningError as exc:
+            raise CommandError(str(exc)) from exc
+        problems = row_errors(result)
+        if problems:
+            for number, message in problems:
+                where = f"row {number}" if number is not None else "file"
+                self.stderr.write(self.style.ERROR(f"{where}: {message}"))
+            raise CommandError(
+                f"Nothing was imported: {len(problems)} problem(s) in {file} (listed above).")
+        if verbosity >= 1:
+            counts = summary(result)
+            changed = counts.get("update", 0)
+            skipped = counts.get("skip", 0)
+            prefix = "Dry run, nothing saved: would import" if dry_run else "Imported"
+            self.stdout.write(f"{prefix} {changed} update(s) for {agency}; {skipped} row(s) "
+                              "unchanged.")
+
     def handle_collections_group(self, *, verbosity, **_):
         from django.apps import apps
         from django.contrib.auth.management import create_permissions
@@ -455,6 +613,8 @@ class Command(BaseCommand):
         if not result.dry_run:
             write(f"  messages sent: {result.sent}")
         write(f"  failed: {result.failed}")
+        if result.held:
+            write(f"  held by the compliance guards: {result.held} (sent when they allow)")
         if result.failures and verbosity >= 1:
             for pk, reason in result.failures[: 50 if verbosity < 2 else None]:
                 self.stderr.write(self.style.ERROR(f"  case {pk}: {reason}"))
