@@ -208,3 +208,29 @@ def test_one_customer_over_sms_email_letter_and_a_call_with_the_fallback_used(
     assert list(in_call_queue(Case.objects.all())) == [case]
     log_call(case, "reached", "Promised to pay this week.", boss)
     assert list(in_call_queue(Case.objects.all())) == []
+
+
+def test_a_stop_reply_opts_the_customer_out_of_sms_and_the_fallback_takes_over(
+        overdue_customer, run, mailoutbox):
+    from .test_sms import ACCOUNT, RecordedHttpClient
+
+    set_channels(**{"initial-notice": ("sms", "email"), "gentle-reminder": ("sms", "email")})
+    ada = overdue_customer(name="Ada", email="ada@example.com", phone="+49 151 23456789")
+    http = RecordedHttpClient((400, "error_21610_unsubscribed.json"))
+    twilio = {"SMS_BACKEND": "dunning.channels.sms_backends.twilio.SmsBackend",
+              "SMS_BACKEND_OPTIONS": {"account_sid": ACCOUNT, "auth_token": "recorded-token",
+                                      "sender": "+4915735981234", "http_client": http}}
+    with override_dunning_settings(**twilio):
+        run(1)
+    case = Case.objects.get(customer=ada)
+    first = CaseStep.objects.get(case=case, step_key="initial-notice")
+    assert (first.channel, first.status) == ("sms", "failed") and "unsubscribed" in first.reason
+    entry = Consent.objects.get()
+    assert (entry.topic, entry.granted, entry.source) == ("channel:sms", False, "unsubscribe")
+    assert "opted out (a STOP reply)" in case.events.get(kind="consent").message
+    with override_dunning_settings(**twilio):
+        run(4)
+    second = CaseStep.objects.get(case=case, step_key="gentle-reminder")
+    assert (second.channel, second.status) == ("email", "sent")
+    assert len(http.requests) == 1  # never texted again
+    assert [m.to for m in mailoutbox] == [["ada@example.com"]]

@@ -402,6 +402,8 @@ def test_twilio_batch_keeps_order_and_one_failure_loses_no_other():
     ]
     assert "not a valid phone number" in outcomes[1].reason
     assert "unsubscribed" in outcomes[4].reason
+    # Only the STOP reply is an opt-out (the outbox writes it into the consent log).
+    assert [o.opted_out for o in outcomes] == [False, False, False, False, True]
 
 
 def test_twilio_sender_from_settings_and_messaging_service():

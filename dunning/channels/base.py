@@ -33,6 +33,10 @@ class Outcome:
     reason: str = ""
     message_id: str = ""
     transient: bool = False
+    #: The provider refused the message because the recipient opted out with it (an SMS
+    #: "STOP" reply): the outbox writes the opt-out into the consent log, so every later
+    #: step uses the fallback channel or is skipped.
+    opted_out: bool = False
 
 
 class Channel:

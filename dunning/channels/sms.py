@@ -302,8 +302,10 @@ class SmsChannel(Channel):
                 f"{type(backend).__name__}.send_messages() returned {len(results)} results "
                 f"for {len(messages)} messages"
             )
+        stops = frozenset(str(c) for c in getattr(backend, "opt_out_codes", ()))
         return [
             Outcome(r.ok, reason=r.reason if not r.ok else "", message_id=r.message_id,
-                    transient=bool(r.transient and not r.ok))
+                    transient=bool(r.transient and not r.ok),
+                    opted_out=bool(not r.ok and str(r.code) in stops))
             for r in results
         ]

@@ -133,6 +133,7 @@ class Outbox:
         self.run = run
         self.using = run.using
         self.steps = CaseStep.objects.using(run.using)
+        self.opted_out = []  # (customer pk, channel) the providers reported opted out
 
     # -- sending ----------------------------------------------------------------------
     def send(self, pending, rendered):
@@ -223,6 +224,8 @@ class Outbox:
                 retry[(now + retry_delay(attempts), outcome.reason[:2000])].append(pk)
                 continue
             reason = outcome.reason
+            if outcome.opted_out:
+                self.opted_out.append((item.customer_id, item.channel))
             if outcome.transient:
                 reason = _("gave up after %(attempts)s attempts: %(reason)s") % {
                     "attempts": attempts, "reason": reason}
@@ -255,6 +258,18 @@ class Outbox:
                            "reconnecting once", exc_info=True)
             connection.close()
             self.write_outcomes(*args)
+        self.record_opt_outs()
+
+    def record_opt_outs(self):
+        """Recipients the provider says opted out (an SMS "STOP"): into the consent log,
+        so every later step uses the fallback channel or is skipped."""
+        from ..unsubscribe import opt_out
+
+        for customer_id, channel in dict.fromkeys(self.opted_out):
+            opt_out(customer_id, channel, source="unsubscribe", message=_(
+                "The %(channel)s provider reports that the customer opted out (a STOP "
+                "reply).") % {"channel": channel})
+        self.opted_out = []
 
     def write_outcomes(self, now, sent_plain, sent_ids, retry, final, never_handed,
                        failed_cases):

@@ -30,11 +30,16 @@ class SmsResult:
 class BaseSmsBackend:
     """Base class of SMS backends.
 
+    ``opt_out_codes``: the provider's error codes that mean "the recipient opted out" (a
+    STOP reply); a message refused with one opts the customer out of SMS in the consent log.
+
     Subclasses implement :meth:`send_message` (one message) or override
     :meth:`send_messages` (a provider with a real batch API). ``open()`` and ``close()``
     bracket one batch; the channel calls both, and a backend may also be used as a
     context manager. Keyword arguments come from ``DUNNING["SMS_BACKEND_OPTIONS"]``.
     """
+
+    opt_out_codes: frozenset = frozenset()
 
     def __init__(self, *, fail_silently=False, **options):
         if options:

@@ -51,6 +51,9 @@ FAILED_STATUSES = frozenset({"failed", "undelivered", "canceled"})
 
 
 class SmsBackend(BaseSmsBackend):
+    #: 21610: the recipient replied STOP ("Attempt to send to unsubscribed recipient").
+    opt_out_codes = frozenset({"21610"})
+
     def __init__(self, *, account_sid=None, auth_token=None, sender=None,
                  messaging_service_sid=None, status_callback=None, timeout=15,
                  http_client=None, client=None, **options):
