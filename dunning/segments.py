@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 
 from . import webhooks
 from .conf import dunning_settings
+from .hosts import ANNOTATION_PREFIX
 from .models import Case, CaseEvent, PolicyRule
 
 
@@ -90,7 +91,8 @@ def gather_facts(run, customer_ids, case_pks):
     balances = defaultdict(dict)
     for customer_id, currency, owed in (
         run.overdue().filter(**{f"{p}__in": customer_ids}).order_by()
-        .values_list(p, "dunning_currency").annotate(owed=Sum("dunning_amount_due"))
+        .values_list(p, ANNOTATION_PREFIX + "currency")
+        .annotate(owed=Sum(ANNOTATION_PREFIX + "amount_due"))
     ):
         balances[customer_id][currency] = Decimal(owed)
     earlier = dict(

@@ -125,6 +125,18 @@ class DrainResult:
                 "unknown": self.unknown, "seconds": round(self.seconds, 3)}
 
 
+def rows_of(items):
+    """A filter for the step rows of ``items`` (anything with ``case_id`` and
+    ``step_key``): one ``case_id IN (...)`` per step key."""
+    by_key = defaultdict(list)
+    for item in items:
+        by_key[item.step_key].append(item.case_id)
+    which = Q()
+    for key, case_ids in by_key.items():
+        which |= Q(step_key=key, case_id__in=case_ids)
+    return which
+
+
 class Outbox:
     """The send stage of a run (``run`` is a ``DunningRun``: its channel, renderer, batch
     size, database and ``result`` counters)."""
@@ -152,7 +164,7 @@ class Outbox:
                     step_key=item.step_key, recipient=item.recipient,
                     subject=subject, text=text, html=html,
                     required=item.step_info.get("required", False),
-                    unsubscribe_url=run.unsubscribe_url(item),
+                    unsubscribe_url=item.unsubscribe_url,
                 ))
             except Exception as exc:  # noqa: BLE001 - a message that cannot be built fails
                 unsendable.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
@@ -188,14 +200,8 @@ class Outbox:
         {(case pk, step key): (step pk, attempts)} of the rows this worker now holds."""
         if not items:
             return {}
-        by_key = defaultdict(list)
-        for item in items:
-            by_key[item.step_key].append(item.case_id)
-        which = Q()
-        for key, case_ids in by_key.items():
-            which |= Q(step_key=key, case_id__in=case_ids)
         rows = update_returning(
-            self.steps.filter(which, status=Status.QUEUED),
+            self.steps.filter(rows_of(items), status=Status.QUEUED),
             {"status": Status.SENDING, "next_attempt_at": timezone.now(),
              "attempts": F("attempts") + 1},
             ("id", "case", "step_key", "attempts"),
@@ -381,17 +387,14 @@ class Outbox:
         run, allowed, later = self.run, [], defaultdict(list)
         for item in pending:
             loaded = run.policies.get(policies.get(item.case_id))
-            at = now if loaded is None or loaded.compliance is None else (
+            at = now if loaded is None or loaded.compliance.unrestricted(item.channel) else (
                 loaded.compliance.send_time(now, item.customer.timezone, item.channel))
             if at > now:
-                later[at].append((item.case_id, item.step_key))
+                later[at].append(item)
             else:
                 allowed.append(item)
-        for at, keys in later.items():
-            which = Q()
-            for case_id, key in keys:
-                which |= Q(case_id=case_id, step_key=key)
-            self.steps.filter(which, status=Status.QUEUED).update(next_attempt_at=at)
+        for at, items in later.items():
+            self.steps.filter(rows_of(items), status=Status.QUEUED).update(next_attempt_at=at)
         return allowed
 
     def pending(self, rows):
@@ -421,6 +424,7 @@ class Outbox:
                 channel=row.channel, recipient=row.recipient, invoices=row.invoices,
                 customer=customer or CustomerRow(row.case.customer_id, "", ""),
                 template=template, step_info=info, failure=failure, as_of=row.executed_on,
+                unsubscribe_url=run.unsubscribe_url(row.case.customer_id, row.channel, info),
             ))
         return items
 

@@ -88,7 +88,7 @@ class DunningPlan(DunningRun):
         rendered = self.render_item(Pending(
             case_id=case.pk, customer_id=case.customer_id, step_key=key, channel=channel,
             recipient=address, invoices=snapshot, customer=customer, template=template,
-            step_info=info,
+            step_info=info, unsubscribe_url=self.unsubscribe_url(case.customer_id, channel, info),
         ))
         if isinstance(rendered, str):
             planned.problem = rendered

@@ -110,12 +110,6 @@ def invoice_snapshot(invoices):
     ]
 
 
-def pick_template(langs, language):
-    """Of ``langs`` ({language: template}), the one in ``language``, else the site's
-    language, else English, else any; None when there is none."""
-    return variants.pick_template(langs, language)
-
-
 @dataclass
 class RunResult:
     as_of: datetime.date
@@ -196,6 +190,9 @@ class Pending:
     step_info: dict
     failure: str = ""  # known before rendering: recorded as the step's failure reason
     as_of: datetime.date | None = None  # a queued row sent later: the day it was executed
+    # The message's unsubscribe link (dunning.unsubscribe), issued once: the text the
+    # render pool writes and the List-Unsubscribe header the outbox adds carry the same.
+    unsubscribe_url: str = ""
 
 
 @dataclass
@@ -226,7 +223,6 @@ class DunningRun:
         self.as_of = as_of or timezone.localdate()
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
-        self.notes = []
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
         self.rules = []  # active policy rules (dunning.segments), loaded with the policies
         self.dry_run = dry_run
@@ -632,14 +628,7 @@ class DunningRun:
         invoices, customers, done = self.gather(cases)
         batch = Batch()
         steps, events, links, changed = [], [], [], []
-        self.notes = events  # step_row adds "sent by the fallback channel" events
-        decisions = {}
-        for case in cases:
-            try:
-                decisions[case_key(case)] = self.decide(
-                    case, invoices.get(case.customer_id, []), done.get(case.pk, ()))
-            except Exception as exc:  # recorded below, like a failure to apply
-                decisions[case_key(case)] = exc
+        decisions = self.decide_batch(cases, invoices, done)
         self.hold = self.compliance_holds(cases, decisions, customers)
         for case in cases:
             try:
@@ -667,6 +656,18 @@ class DunningRun:
         self.save_cases(changed)
         webhooks.batch_recorded(self, changed, steps, events)
         return batch
+
+    def decide_batch(self, cases, invoices, done):
+        """{case key: Decision, or the exception deciding raised} of a batch: decided
+        before anything is recorded, so the compliance guards see the whole batch."""
+        decisions = {}
+        for case in cases:
+            try:
+                decisions[case_key(case)] = self.decide(
+                    case, invoices.get(case.customer_id, []), done.get(case.pk, ()))
+            except Exception as exc:  # the caller records it like a failure to apply
+                decisions[case_key(case)] = exc
+        return decisions
 
     # -- compliance guards (dunning.engine.compliance, docs/compliance.md) ----------------
     @property
@@ -697,8 +698,7 @@ class DunningRun:
             at = (clock if compliance.unrestricted(channel)
                   else compliance.send_time(clock, customer.timezone, channel))
             candidates.append(Candidate(
-                customer=case.customer_id, case=case_key(case), channel=decision.step.channel,
-                at=at,
+                customer=case.customer_id, case=case_key(case), channel=channel, at=at,
                 tz=customer.timezone, cap=compliance.cap,
             ))
         if not candidates:
@@ -707,10 +707,11 @@ class DunningRun:
         # A customer with no earlier message in the caps' window and one due step here is
         # within any cap (caps allow at least one message): only the others are counted.
         per_customer = Counter(c.customer for c in candidates)
-        counted = [c for c in candidates if history.get(c.customer) or per_customer[c.customer] > 1]
+        counted, free = [], []
+        for c in candidates:
+            (counted if history.get(c.customer) or per_customer[c.customer] > 1 else free).append(c)
         plan = filter_batch(counted, history, default_tz=settings.TIME_ZONE or "UTC")
-        plan.allowed.extend(c for c in candidates if not (
-            history.get(c.customer) or per_customer[c.customer] > 1))
+        plan.allowed.extend(free)
         holds = {}
         for held in plan.held:
             c = held.candidate
@@ -787,12 +788,13 @@ class DunningRun:
         tried = len(dict.fromkeys(c for c in (channel, fallback) if c))
         return channel, "", first_problem, opt_outs == tried, ""
 
-    def step_row(self, case, key, action, channel, customer, invoices, required=False,
+    def step_row(self, case, key, action, channel, customer, invoices, events, required=False,
                  fallback="", silent=False):
         """The row of an executed step (a dict of CaseStep fields). A customer who opted
         out of the channel gets no message (status skipped), unless the step is a required
         notice; the step's fallback channel is tried before giving up. ``silent``: an
-        action-only step without a message (status "no message")."""
+        action-only step without a message (status "no message"). A message sent by the
+        fallback channel adds its timeline note to ``events``."""
         if silent:
             address, reason, skipped, note = "", "", False, ""
         else:
@@ -829,8 +831,8 @@ class DunningRun:
             self.result.failed += 1
             self.result.failures.append((case.pk, reason))
         if note:
-            self.notes.append(self.event(case, CaseEvent.Kind.FALLBACK, note, step_key=key,
-                                         channel=channel))
+            events.append(self.event(case, CaseEvent.Kind.FALLBACK, note, step_key=key,
+                                     channel=channel))
         return row
 
     def apply(self, case, decision, invoices, customer, any_done, batch, steps, events, links):
@@ -849,7 +851,7 @@ class DunningRun:
             self.result.resolved += 1
             events.append(self.event(case, CaseEvent.Kind.RESOLVED))
             if any_done:
-                row = self.step_row(case, PAYMENT_RECEIVED, "", "email", customer, [])
+                row = self.step_row(case, PAYMENT_RECEIVED, "", "email", customer, [], events)
                 steps.append(row)
                 self.queue(batch, row, case, customer, {"key": PAYMENT_RECEIVED})
             batch.signals.append((signals.case_resolved, case))
@@ -869,7 +871,7 @@ class DunningRun:
         silent = step.action in ACTION_ONLY and self.template_for(
             case.policy_id, step.key, step.channel, customer.language, case_pk=case.pk) is None
         row = self.step_row(case, step.key, step.action, step.channel, customer, invoices,
-                            step.required, step.fallback, silent=silent)
+                            events, step.required, step.fallback, silent=silent)
         if hold is not None and row["status"] == CaseStep.Status.QUEUED:
             # Goes out later today: queued until then and sent by the outbox's drain.
             row["next_attempt_at"] = hold
@@ -924,6 +926,7 @@ class DunningRun:
             case_id=case.pk, customer_id=case.customer_id, step_key=row["step_key"],
             channel=row["channel"], recipient=row["recipient"], invoices=row["invoices"],
             customer=customer, template=template, step_info=info,
+            unsubscribe_url=self.unsubscribe_url(case.customer_id, row["channel"], info),
         ))
 
     def save_cases(self, cases):
@@ -976,17 +979,17 @@ class DunningRun:
                 company=self.company,
                 today=self.local_today(item.customer.timezone),
                 # The same link as the List-Unsubscribe header (engine/outbox.py).
-                unsubscribe_url=self.unsubscribe_url(item),
+                unsubscribe_url=item.unsubscribe_url,
             )
             return self.renderer.render(self.templates[item.template], context)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"[:2000]
 
-    def unsubscribe_url(self, item):
-        """The unsubscribe link of a queued message ("" for a legally required notice),
-        issued at the run's time: the text and the header carry the same link."""
-        return message_link(item.customer_id, item.channel, issued=self.now,
-                            required=item.step_info.get("required", False))
+    def unsubscribe_url(self, customer_id, channel, step_info):
+        """The unsubscribe link of a message ("" for a legally required notice), issued
+        at the run's time; set once on its ``Pending`` item."""
+        return message_link(customer_id, channel, issued=self.now,
+                            required=step_info.get("required", False))
 
     def render(self, batch):
         return [self.render_item(item) for item in batch.pending]
@@ -1067,13 +1070,7 @@ class DunningRun:
 
     def plan(self, cases):
         invoices, customers, done = self.gather(cases)
-        decisions = {}
-        for case in cases:
-            try:
-                decisions[case_key(case)] = self.decide(
-                    case, invoices.get(case.customer_id, []), done.get(case.pk, ()))
-            except Exception as exc:
-                decisions[case_key(case)] = exc
+        decisions = self.decide_batch(cases, invoices, done)
         holds = self.compliance_holds(cases, decisions, customers)
         for case in cases:
             decision = decisions[case_key(case)]

@@ -165,7 +165,7 @@ def notice_context(notice, customer, today):
 def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
     """Send today's pre-dunning notices. Returns a Counter of kind -> sent and of
     "failed" (nothing without a backend, or one that reports no cards and renewals)."""
-    from ..engine.run import pick_template
+    from ..variants import pick_template
 
     summary = Counter()
     backend = get_backend()
