@@ -13,7 +13,14 @@ from .conf import (
     invoice_model_label,
 )
 from .exceptions import DunningConfigurationError
-from .hosts import CUSTOMER_CANONICAL, CUSTOMER_OPTIONAL, INVOICE_CANONICAL, resolve_path
+from .hosts import (
+    CUSTOMER_CANONICAL,
+    CUSTOMER_HISTORY,
+    CUSTOMER_OPTIONAL,
+    INVOICE_CANONICAL,
+    INVOICE_HISTORY,
+    resolve_path,
+)
 
 TEXT_FIELDS = (models.CharField, models.TextField)
 
@@ -77,7 +84,8 @@ def check_host_models(app_configs=None, **kwargs):
             getattr(dunning_settings, key)
         except DunningConfigurationError as exc:
             errors.append(Error(str(exc), hint="Give a dotted path to a class.", id="dunning.E007"))
-    for key, canonical in (("INVOICE_FIELDS", INVOICE_CANONICAL), ("CUSTOMER_FIELDS", CUSTOMER_CANONICAL)):
+    for key, canonical in (("INVOICE_FIELDS", INVOICE_CANONICAL + INVOICE_HISTORY),
+                           ("CUSTOMER_FIELDS", CUSTOMER_CANONICAL + CUSTOMER_HISTORY)):
         mapping = user.get(key, {})
         if not isinstance(mapping, dict):
             errors.append(Error(f"DUNNING[{key!r}] must be a dict.", hint="{'amount_due': 'balance'}", id="dunning.E008"))
@@ -95,6 +103,55 @@ def check_host_models(app_configs=None, **kwargs):
         errors.extend(_check_invoice_fields(invoice, customer, user.get("INVOICE_FIELDS", {}), names))
     if customer is not None:
         errors.extend(_check_customer_fields(customer, user.get("CUSTOMER_FIELDS", {})))
+    # The optional history fields (dunning.history): checked when mapped or present.
+    if invoice is not None:
+        errors.extend(_check_history_fields(
+            invoice, user.get("INVOICE_FIELDS", {}),
+            [n for n in INVOICE_HISTORY if n not in _computed_fields()],
+            "INVOICE_FIELDS", "invoice", ("dunning.E003", "dunning.E004")))
+    if customer is not None:
+        errors.extend(_check_history_fields(
+            customer, user.get("CUSTOMER_FIELDS", {}), CUSTOMER_HISTORY,
+            "CUSTOMER_FIELDS", "customer", ("dunning.E005", "dunning.E006")))
+    return errors
+
+
+def _check_history_fields(model, mapping, names, key, kind, ids):
+    """Optional date fields of the customer's history: a mapped path must exist and be
+    a DateField (or DateTimeField); unmapped and absent is fine (the figure is None)."""
+    errors = []
+    label = model._meta.label
+    for name in names:
+        explicit = isinstance(mapping, dict) and name in mapping
+        path = _mapped(mapping, name)
+        if path is None:
+            continue  # mapped to None: the host has no such field
+        if not isinstance(path, str) or not path:
+            errors.append(Error(
+                f"DUNNING[{key!r}][{name!r}] must be a field name or None.",
+                hint=f"Map it to a date field of {label}, or to None.", id=ids[0],
+            ))
+            continue
+        try:
+            field = resolve_path(model, path)
+        except (LookupError, AttributeError) as exc:
+            if not explicit:
+                continue  # an optional field the host does not have
+            errors.append(Error(
+                f"The {kind} model {label} has no field {path!r} (for {name!r}; "
+                f"{exc.args[0]!r} does not exist).",
+                hint=f"Set DUNNING[{key!r}][{name!r}] to the date field of {label} that "
+                "holds it (a '__' path through a relation is allowed), or to None.",
+                id=ids[0],
+            ))
+            continue
+        if not isinstance(field, models.DateField):
+            errors.append(Error(
+                f"{label}.{path} ({type(field).__name__}) cannot hold the {kind}'s {name}: "
+                "it must be a DateField or DateTimeField.",
+                hint=f"Map DUNNING[{key!r}][{name!r}] to a date field, or to None.",
+                id=ids[1],
+            ))
     return errors
 
 
@@ -443,3 +500,48 @@ def check_agency_settings(app_configs=None, **kwargs):
             if key is None:
                 break
     return errors
+
+
+@register("dunning")
+def check_interest_rates(app_configs=None, **kwargs):
+    """dunning.E041: DUNNING["INTEREST_RATES"] tables that do not parse; dunning.W042
+    (with ``check --database``, below): a policy's statutory interest rule whose rate
+    table has no rate for the current half-year."""
+    from .fees import INTEREST_KINDS, parse_rate_table
+
+    try:
+        tables = dunning_settings.INTEREST_RATES or {}
+    except DunningConfigurationError:
+        return []
+    errors = []
+    if not isinstance(tables, dict):
+        tables = {None: tables}
+    for kind, table in tables.items():
+        try:
+            if kind not in INTEREST_KINDS or kind == "fixed":
+                raise ValueError(f"{kind!r} is not a statutory interest kind "
+                                 "(eu-directive, de-bgb-288)")
+            parse_rate_table(table)
+        except ValueError as exc:
+            errors.append(Error(f"DUNNING['INTEREST_RATES'][{kind!r}]: {exc}",
+                                hint="See docs/fees.md.", id="dunning.E041"))
+    return errors
+
+
+@register(Tags.database, "dunning")
+def check_interest_rates_current(app_configs=None, databases=None, **kwargs):
+    """dunning.W042: an active policy's statutory interest rule whose rate table ends
+    before the current half-year (the last rate keeps applying; a new one is published
+    every half-year). Runs with ``manage.py check --database default``; the run logs the
+    same warning."""
+    from .charging import stale_rate_tables
+
+    if not databases:
+        return []
+    try:
+        stale = stale_rate_tables(using=next(iter(databases)))
+    except Exception:  # noqa: BLE001 - not migrated yet: nothing to check
+        return []
+    return [Warning(message, hint="Add the published rate to DUNNING['INTEREST_RATES'] "
+                                  "(docs/fees.md).", id="dunning.W042")
+            for message in stale]

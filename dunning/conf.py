@@ -64,6 +64,16 @@ DEFAULTS = {
     # else DEFAULT_AGENCY (None: the only agency, when exactly one is set up).
     "AGENCIES": {},
     "DEFAULT_AGENCY": None,
+    # -- reminder fees and late-payment interest (dunning.fees, docs/fees.md) --
+    # Rate tables for the statutory interest rules, by kind ({"eu-directive": {"2026-07-01":
+    # "2.15", ...}, "de-bgb-288": {...}}): used by every policy whose interest rule gives
+    # no "rates" of its own, instead of the tables shipped in dunning.fees. Keep them
+    # current: a new rate is published for every half-year.
+    "INTEREST_RATES": {},
+    # Dotted path of f(invoice_pks) -> {invoice pk: [(date, open principal), ...]}: the
+    # invoices' balance history from the host's own ledger, with real payment dates. None:
+    # dunning records the balances it sees at each run (a payment counts from that run).
+    "BALANCE_HISTORY": None,
     # Cases handled per transaction.
     "BATCH_SIZE": 500,
     # Worker processes that render messages during big runs (1: render in the run's own

@@ -36,7 +36,13 @@ from .conf import (
 
 INVOICE_CANONICAL = ("customer", "number", "amount_due", "currency", "due_date")
 CUSTOMER_CANONICAL = ("name", "email", "phone", "language", "timezone", "segment")
-CUSTOMER_OPTIONAL = frozenset({"phone", "language", "timezone", "segment"})
+CUSTOMER_OPTIONAL = frozenset({"phone", "language", "timezone", "segment", "customer_since"})
+# The customer's history (dunning.history): optional canonical fields, read only by
+# dunning.history.customer_history (never part of the rows above). Not mapped and not a
+# field of the model: the figures that need them are None.
+CUSTOMER_HISTORY = ("customer_since",)
+INVOICE_HISTORY = ("paid_on",)
+INVOICE_OPTIONAL = frozenset(INVOICE_HISTORY)
 
 # Prefix of the annotations the adapter adds to host querysets (never a host field).
 ANNOTATION_PREFIX = "dunning_"
@@ -134,8 +140,13 @@ class FieldMapAdapter:
 
     # -- mapping ----------------------------------------------------------------------
     def invoice_field(self, name):
-        """The host's lookup path for a canonical invoice field."""
-        return self.invoice_fields.get(name, name)
+        """The host's lookup path for a canonical invoice field, or None when the host
+        has no such (optional) field."""
+        if name in self.invoice_fields:
+            return self.invoice_fields[name]
+        if name in INVOICE_OPTIONAL and not _has_path(self.invoice_model, name):
+            return None
+        return name
 
     def customer_field(self, name):
         """The host's lookup path for a canonical customer field, or None when the host

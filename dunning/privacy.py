@@ -46,7 +46,9 @@ from django.utils.translation import ngettext
 from .exceptions import DunningError
 from .hosts import get_adapter
 from .models import (
+    BalanceObservation,
     Case,
+    CaseCharge,
     CaseEvent,
     CaseInvoice,
     CaseStep,
@@ -95,9 +97,9 @@ NOT_PERSONAL = ("dunning.Policy", "dunning.Step", "dunning.MessageTemplate",
 
 #: The tables an erasure looks at, in the order it reports them.
 TABLES = (
-    Case, CaseStep, CaseEvent, CaseInvoice, Dispute, PaymentPlan, Feedback, PaymentAttempt,
-    PreDunningNotice, Notice, Letter, WebhookDelivery, DeliveryEvent, Consent,
-    PortalRevocation, Suppression,
+    Case, CaseStep, CaseEvent, CaseInvoice, CaseCharge, BalanceObservation, Dispute,
+    PaymentPlan, Feedback, PaymentAttempt, PreDunningNotice, Notice, Letter, WebhookDelivery,
+    DeliveryEvent, Consent, PortalRevocation, Suppression,
 )
 
 #: Keys of JSON data (timeline event data, webhook payloads, notice data) whose string
@@ -114,7 +116,8 @@ STRUCTURAL_KEYS = frozenset({
 CHECKED_KEYS = frozenset({"invoice", "invoice_number"})
 #: Keys whose whole value (a list or an object: invoice snapshots, totals) is kept, but
 #: for strings that mention the customer.
-SAFE_SUBTREES = frozenset({"amounts", "instalments", "invoice_numbers", "invoices", "totals"})
+SAFE_SUBTREES = frozenset({"amounts", "charges", "instalments", "invoice_numbers", "invoices",
+                           "totals"})
 
 
 class PrivacyError(DunningError):
@@ -283,6 +286,10 @@ class _Scope:
             CaseStep: CaseStep.objects.using(db).filter(in_cases),
             CaseEvent: CaseEvent.objects.using(db).filter(in_cases),
             CaseInvoice: CaseInvoice.objects.using(db).filter(in_cases),
+            # Amounts, dates and invoice numbers (kept by --anonymize, like the invoice
+            # snapshots: the charges are figures the host booked).
+            CaseCharge: CaseCharge.objects.using(db).filter(in_cases),
+            BalanceObservation: BalanceObservation.objects.using(db).filter(in_cases),
             Dispute: Dispute.objects.using(db).filter(in_cases),
             PaymentPlan: PaymentPlan.objects.using(db).filter(in_cases),
             Feedback: Feedback.objects.using(db).filter(in_cases),
@@ -446,7 +453,8 @@ def _erase(scope, report, dry_run):
     """Delete the customer's rows, children first (so that every count is exact)."""
     report.files = _letter_files(scope)
     order = (DeliveryEvent, Letter, Notice, PaymentAttempt, PreDunningNotice, WebhookDelivery,
-             CaseEvent, CaseStep, CaseInvoice, Dispute, PaymentPlan, Feedback, Case)
+             CaseEvent, CaseStep, CaseInvoice, CaseCharge, BalanceObservation, Dispute,
+             PaymentPlan, Feedback, Case)
     counts = {model: scope[model].count() for model in order}
     for model in TABLES:
         if model in counts:

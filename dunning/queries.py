@@ -12,13 +12,16 @@ invoices of the listed cases.
 """
 
 import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Case as CaseWhen
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum, When
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
+from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
 from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
 from .models import Case, CaseEvent
 from .rendering import babel_locale, format_money
@@ -206,9 +209,13 @@ def totals(queryset, today=None):
 
 
 # -- the call queue ---------------------------------------------------------------------
-def in_call_queue(queryset):
-    """The open cases a call step queued (dunning.channels.call) and nobody has logged a
-    call for since, the longest waiting first."""
+#: How far back the calls of a Regulation F case are read: the seven local days up to
+#: today, in any zone and across a clock change, lie inside it (the rule then counts them
+#: by the customer's local dates).
+CALL_HISTORY_DAYS = 9
+
+
+def _queued_for_a_call(queryset):
     queued_at = Subquery(
         CaseEvent.objects.filter(case=OuterRef("pk"), kind=CaseEvent.Kind.CALL_QUEUED)
         .order_by("-created_at", "-pk").values("created_at")[:1]
@@ -218,5 +225,98 @@ def in_call_queue(queryset):
     return (queryset.filter(status=Case.Status.OPEN)
             .annotate(call_queued_at=queued_at)
             .filter(call_queued_at__isnull=False)
-            .exclude(Exists(called))
-            .order_by("call_queued_at", "pk"))
+            .exclude(Exists(called)))
+
+
+def in_call_queue(queryset, now=None):
+    """The open cases a call step queued (dunning.channels.call) and nobody has logged a
+    call for since, the longest waiting first. A case whose policy has Regulation F on is
+    left out while it may not be called at ``now`` (default: the current time; see
+    :func:`call_blocks`): a fixed number of queries, whatever the number of cases."""
+    queue = _queued_for_a_call(queryset)
+    blocked = queue_call_blocks(queryset, now)
+    if blocked:
+        queue = queue.exclude(pk__in=sorted(blocked))
+    return queue.order_by("call_queued_at", "pk")
+
+
+@dataclass(frozen=True)
+class CallBlock:
+    """Why a case may not be called now under Regulation F, and from when it may."""
+
+    #: A reason code of dunning.engine.compliance (``regf-call-frequency``, ...).
+    reason: str
+    #: The first instant (UTC) at which a call is allowed.
+    allowed_from: datetime.datetime
+    #: The customer's zone the days were counted in.
+    tz: datetime.tzinfo
+
+    @property
+    def text(self):
+        """The reason for people, translated."""
+        return str(REGF_REASON_TEXT.get(self.reason, self.reason))
+
+    @property
+    def local_allowed_from(self):
+        return self.allowed_from.astimezone(self.tz)
+
+
+def call_history(cases, since, until):
+    """``{case pk: (attempts, last conversation or None)}`` from the calls logged on
+    ``cases`` (a queryset of cases) between ``since`` and ``until``, in one query. Every
+    logged call is an attempt unless the customer called us (``inbound``); a call whose
+    outcome is a conversation (services.CALL_CONVERSATION_OUTCOMES) is a conversation,
+    inbound or not. The case is the debt: a call about it is about all its invoices."""
+    from .services import CALL_CONVERSATION_OUTCOMES
+
+    history = {}
+    events = CaseEvent.objects.filter(
+        case__in=cases.order_by().values("pk"), kind=CaseEvent.Kind.CALL,
+        created_at__gte=since, created_at__lte=until,
+    ).order_by("created_at", "pk").values_list("case_id", "created_at", "data")
+    for case_id, created_at, data in events:
+        data = data if isinstance(data, dict) else {}
+        attempts, talked = history.get(case_id, ([], None))
+        if data.get("inbound") is not True:
+            attempts.append(created_at)
+        if data.get("outcome") in CALL_CONVERSATION_OUTCOMES:
+            talked = created_at
+        history[case_id] = (attempts, talked)
+    return history
+
+
+def call_blocks(cases, now=None):
+    """``{case pk: CallBlock}`` for the cases of ``cases`` (a queryset) that Regulation F
+    does not let a collector call at ``now``: seven call attempts within seven local days,
+    a conversation within the last seven local days (the conversation day being day 1), or
+    outside 08:00-21:00 (dunning.engine.compliance.RegF). Days are the customer's local
+    dates (their ``timezone`` through the adapter, else ``settings.TIME_ZONE``). Three
+    queries (the cases, their calls, their customers' zones), whatever their number; the
+    caller decides which cases the rule applies to (the queue: policies with
+    ``regulation_f``)."""
+    now = as_utc(now or timezone.now())
+    rows = list(cases.order_by().values_list("pk", "customer_id"))
+    if not rows:
+        return {}
+    history = call_history(cases, now - datetime.timedelta(days=CALL_HISTORY_DAYS), now)
+    customers = get_adapter().customer_rows({customer_id for _pk, customer_id in rows})
+    rule, default_tz, blocks = RegF(), settings.TIME_ZONE, {}
+    for pk, customer_id in rows:
+        zone = zone_for(getattr(customers.get(customer_id), "timezone", ""), default_tz)
+        attempts, talked = history.get(pk, ((), None))
+        reason = rule.call_reason(attempts, talked, now, zone)
+        if reason:
+            blocks[pk] = CallBlock(reason, rule.next_call_time(attempts, talked, now, zone), zone)
+    return blocks
+
+
+def queue_call_blocks(queryset, now=None):
+    """:func:`call_blocks` of the cases of ``queryset`` that wait in the call queue and
+    whose policy has Regulation F on."""
+    return call_blocks(_queued_for_a_call(queryset.filter(policy__regulation_f=True)), now)
+
+
+def call_block(case, now=None):
+    """The :class:`CallBlock` of ``case`` if it waits in the call queue, its policy has
+    Regulation F on and it may not be called at ``now``; else None."""
+    return queue_call_blocks(Case.objects.filter(pk=case.pk), now).get(case.pk)

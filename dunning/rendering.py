@@ -19,11 +19,13 @@ from babel.numbers import format_currency, format_decimal, list_currencies
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, TemplateSyntaxError
+from django.utils import translation
 from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from .conf import dunning_settings
 from .exceptions import TemplateRenderError
+from .history import history_context
 from .portal.tokens import portal_url as portal_link
 from .unsubscribe import message_link
 
@@ -47,6 +49,12 @@ TEMPLATE_VARIABLES = (
     # and whether it is a legally required notice (Step.required).
     "unsubscribe_url",
     "required_notice",
+    # The customer's history (dunning.history; no figures when not computed).
+    "history",
+    # What the message charges: reminder fees and interest (dunning.charging), and their
+    # sum per currency ("" without charges).
+    "charges",
+    "charges_total",
 )
 
 
@@ -165,7 +173,8 @@ def company_context():
 
 
 def build_context(*, customer, invoices, step, as_of, locale, company, portal_url=None, today=None,
-                  card=None, renewal=None, unsubscribe_url=None, required_notice=None):
+                  card=None, renewal=None, unsubscribe_url=None, required_notice=None,
+                  charges=None, history=None):
     """The plain-value context of one message.
 
     ``invoices`` are snapshot dicts (number, amount_due, currency, due_date as ISO text);
@@ -173,7 +182,10 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
     (default: ``as_of``); ``portal_url`` defaults to the customer's signed self-service
     link (dunning.portal; "" without ``PORTAL_BASE_URL``); ``required_notice`` to
     ``step["required"]``; ``unsubscribe_url`` to the customer's email unsubscribe link,
-    "" for a required notice (dunning.unsubscribe).
+    "" for a required notice (dunning.unsubscribe). ``charges``: what the message charges
+    (``fees.Charge.as_dict()`` values, dunning.charging), listed as ``charges`` and summed
+    per currency in ``charges_total``. ``history``: the customer's entry of
+    ``dunning.history.customer_history`` (None: not computed; every figure unknown).
     """
     if portal_url is None:
         portal_url = portal_link(customer.pk)
@@ -226,7 +238,37 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
         "unsubscribe_url": unsubscribe_url,
         # 1 or 0: the context holds plain values only (dicts, lists, text, integers).
         "required_notice": int(bool(required_notice)),
+        **charges_context(charges or (), locale),
+        # The customer's history (dunning.history): customer_since formatted, the figures
+        # as integers; an unknown one is left out (dunning.history.history_context).
+        "history": history_context(history, locale),
     }
+
+
+def charges_context(charges, locale):
+    """``charges`` (label, amount, invoice, period, rate: text in the customer's
+    language) and ``charges_total`` ("" without charges) of a message."""
+    from .fees import CHARGE_LABELS
+
+    rows, sums = [], {}
+    with translation.override(locale.language):
+        for c in charges:
+            amount, currency = Decimal(c["amount"]), c["currency"]
+            sums[currency] = sums.get(currency, Decimal(0)) + amount
+            start = datetime.date.fromisoformat(c["period_start"])
+            end = datetime.date.fromisoformat(c["period_end"])
+            rows.append({
+                "kind": c["kind"],
+                "label": str(CHARGE_LABELS[c["kind"]]),
+                "amount": format_money(amount, currency, locale),
+                "invoice": c.get("invoice_number") or "",
+                "period": "" if start == end else
+                f"{format_day(start, locale)} – {format_day(end, locale)}",
+                "rate": format_decimal(Decimal(c["rate"]), locale=locale) + " %"
+                if c.get("rate") and c["kind"] == "interest" else "",
+            })
+    total = " + ".join(format_money(amount, cur, locale) for cur, amount in sorted(sums.items()))
+    return {"charges": rows, "charges_total": total}
 
 
 _SUBJECT_SPACE = re.compile(r"[ \t\r\n\f\v]+")
@@ -338,6 +380,10 @@ CONTEXT_SHAPE = {
     "renewal": _record("date", "amount"),
     "unsubscribe_url": LEAF,
     "required_notice": LEAF,
+    "charges": _ListOf(_record("kind", "label", "amount", "invoice", "period", "rate")),
+    "charges_total": LEAF,
+    "history": _record("months_as_customer", "customer_since", "on_time_rate",
+                       "invoices_paid", "past_cases", "first_time_late"),
 }
 assert set(CONTEXT_SHAPE) == set(TEMPLATE_VARIABLES)
 

@@ -53,6 +53,12 @@ CALL_OUTCOMES = [
     ("refused", gettext_lazy("Refused to pay")),
 ]
 
+#: The outcomes that mean a telephone conversation took place (the person was reached and
+#: spoke): Regulation F 1006.14(b)(2)(i)(B) then allows no call about the case for seven
+#: days. Every logged call that was not inbound is a call attempt, whatever its outcome
+#: (see dunning.queries.call_history and docs/compliance.md).
+CALL_CONVERSATION_OUTCOMES = frozenset({"reached", "promised", "refused"})
+
 
 # -- refusals ---------------------------------------------------------------------------
 class CaseActionRefused(DunningError, ValueError):
@@ -138,11 +144,14 @@ def add_note(case, text, actor):
     return record(case, CaseEvent.Kind.NOTE, actor, text)
 
 
-def log_call(case, outcome, text, actor):
-    """A call with its outcome (one of CALL_OUTCOMES) and notes."""
+def log_call(case, outcome, text, actor, *, inbound=False):
+    """A call with its outcome (one of CALL_OUTCOMES) and notes. ``inbound``: the
+    customer called us (recorded as ``{"inbound": true}``); an inbound call is no call
+    attempt under Regulation F, but a conversation still counts."""
     if outcome not in dict(CALL_OUTCOMES):
         raise ValueError(f"unknown call outcome {outcome!r}")
-    return record(case, CaseEvent.Kind.CALL, actor, text, outcome=outcome)
+    extra = {"inbound": True} if inbound else {}
+    return record(case, CaseEvent.Kind.CALL, actor, text, outcome=outcome, **extra)
 
 
 def pause(case, reason, until, actor):

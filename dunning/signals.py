@@ -39,3 +39,11 @@ agency_collected = Signal()
 # transaction_id: a retry of a failed payment collected the money (dunning.payments). The
 # host marks its invoices paid; the shipped Invoice model is marked paid by dunning itself.
 payment_succeeded = Signal()
+
+# case, customer, step_key, charges (a list of dicts: kind "fee" | "interest" |
+# "compensation", invoice_number (None for a fee), amount (Decimal as text), currency,
+# period_start, period_end (ISO dates), rate (text or None), details): a reminder the run
+# queued charged reminder fees and/or late-payment interest (dunning.charging,
+# docs/fees.md). The invoices are the host's: it books the charges (adds them to the
+# invoice, or raises a new one). Each amount is new: nothing is handed over twice.
+fees_charged = Signal()

@@ -10,6 +10,14 @@ from django.utils.translation import gettext as _
 from .models import CaseEvent, CaseStep, DeliveryEvent, Dispute
 
 
+def call_outcome(data):
+    """A logged call's outcome, marked when the customer called us (Regulation F)."""
+    outcome = data.get("outcome", "")
+    if outcome and data.get("inbound"):
+        return _("%(outcome)s (the customer called)") % {"outcome": outcome}
+    return outcome
+
+
 def timeline(case):
     """The case's history as dicts sorted by time (four queries, whatever its length):
     ``{"at", "kind", "label", "text", "by", "outcome"}``."""
@@ -45,7 +53,7 @@ def timeline(case):
             "label": event.get_kind_display(),
             "text": event.message,
             "by": event.actor.get_username() if event.actor else _("dunning run"),
-            "outcome": (event.data or {}).get("outcome", ""),
+            "outcome": call_outcome(event.data or {}),
         })
     for dispute in Dispute.objects.filter(case=case).select_related("opened_by"):
         if dispute.resolved_at:

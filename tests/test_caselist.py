@@ -274,7 +274,8 @@ def test_the_case_form_cannot_change_the_state_of_a_case(admin_client, case):
     response = admin_client.post(change_url(case), {
         "status": "written_off", "suspended": "on", "policy": draft.pk,
         "customer": case.customer_id, "disputes-TOTAL_FORMS": "0",
-        "disputes-INITIAL_FORMS": "0", "_save": "Save",
+        "disputes-INITIAL_FORMS": "0", "charges-TOTAL_FORMS": "0",
+        "charges-INITIAL_FORMS": "0", "_save": "Save",
     })
     assert response.status_code == 302, page(response)[:2000]
     case.refresh_from_db()

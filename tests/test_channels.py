@@ -56,16 +56,17 @@ def test_an_sms_step_goes_out_as_a_text_that_fits(overdue_customer, run, sms_out
     assert steps(case) == [("initial-notice", "sms", "sent", "+4915123456789")]
     [text] = sms_outbox
     assert text.to == "+4915123456789" and len(text.body) <= 306
-    assert "Ada" in text.body  # the email template's text, fitted (no SMS template yet)
+    assert "Ada" in text.body  # the shipped SMS text (migration 0018)
     assert mailoutbox == []
 
 
 def test_an_sms_template_of_its_own_wins_over_the_email_text(overdue_customer, run, sms_outbox):
     set_channels(**{"initial-notice": ("sms", "")})
     policy = Policy.objects.get(key="standard")
-    MessageTemplate.objects.create(policy=policy, step_key="initial-notice", channel="sms",
-                                   language="en", subject="-",
-                                   text_body="{{ customer.name }}, {{ total }} is overdue.")
+    # The shipped SMS text (migration 0018) replaced by the site's own.
+    MessageTemplate.objects.update_or_create(
+        policy=policy, step_key="initial-notice", channel="sms", language="en", variant="",
+        defaults={"subject": "-", "text_body": "{{ customer.name }}, {{ total }} is overdue."})
     overdue_customer(name="Ada", phone="+49 151 23456789")
     run(1)
     assert [m.body for m in sms_outbox] == ["Ada, €100.00 is overdue."]

@@ -447,9 +447,11 @@ def test_the_admin_lists_filters_and_searches_notices(admin_client, make_custome
 
 # -- through the engine ---------------------------------------------------------------------
 def test_a_policy_step_on_the_in_app_channel_writes_a_notice(run, overdue_customer, mailoutbox):
-    from dunning.models import CaseStep, Step
+    from dunning.models import CaseStep, MessageTemplate, Step
 
     Step.objects.filter(policy__key="standard", key="initial-notice").update(channel="in_app")
+    # Without the shipped in-app text (migration 0018) the email's words are used.
+    MessageTemplate.objects.filter(policy__key="standard", channel="in_app").delete()
     person = overdue_customer(name="Ada")
     with override_dunning_settings(PORTAL_BASE_URL=PORTAL_BASE):
         run(1)

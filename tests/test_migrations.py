@@ -90,10 +90,19 @@ def test_default_policy_has_english_and_german_messages_for_every_step(db):
         for language in ("en", "de")
     }
     assert found == expected
+    # Text messages, letters and in-app notices have shipped texts of their own (0018).
+    for channel in ("sms", "letter", "in_app"):
+        assert set(MessageTemplate.objects.filter(policy=policy, channel=channel)
+                   .values_list("step_key", "language")) == {
+            (key, language)
+            for key in [key for key, _, _ in STANDARD_STEPS] + ["payment-received"]
+            for language in ("en", "de")
+        }, channel
     for template in MessageTemplate.objects.filter(policy=policy):
         assert template.subject.strip()
         assert template.text_body.strip()
-        assert template.html_body.strip()
+        # Only emails and letters have an HTML body.
+        assert bool(template.html_body.strip()) == (template.channel in ("email", "letter"))
         template.full_clean()  # compiles in the sandbox
 
 

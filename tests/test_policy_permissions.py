@@ -177,7 +177,7 @@ def test_staff_without_any_permission_sees_nothing(login, standard):
 def test_without_edit_policy_templates_are_read_only(login, standard, codenames):
     client = login(*codenames)
     template = MessageTemplate.objects.get(policy=standard, step_key="gentle-reminder",
-                                           language="en")
+                                           language="en", channel="email")
     url = f"{TEMPLATES}{template.pk}/change/"
     response = client.get(url)
     assert response.status_code == 200
@@ -193,7 +193,7 @@ def test_without_edit_policy_templates_are_read_only(login, standard, codenames)
 def test_without_edit_policy_a_template_cannot_be_reset(login, standard, codenames):
     client = login(*codenames)
     template = MessageTemplate.objects.get(policy=standard, step_key="gentle-reminder",
-                                           language="en")
+                                           language="en", channel="email")
     template.subject = "Our own words"
     template.save()
     assert "reset_to_shipped" not in page(client.get(TEMPLATES))
@@ -224,7 +224,7 @@ def test_with_edit_policy_policies_and_steps_can_be_edited(login, draft, superus
 def test_with_edit_policy_templates_can_be_edited_and_reset(login, standard):
     client = login(*EDITOR)
     template = MessageTemplate.objects.get(policy=standard, step_key="gentle-reminder",
-                                           language="en")
+                                           language="en", channel="email")
     response = client.post(f"{TEMPLATES}{template.pk}/change/",
                            template_data(template, "Our own words"))
     assert response.status_code == 302, page(response)[:3000]

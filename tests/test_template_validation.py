@@ -144,7 +144,8 @@ def test_a_shipped_template_saves_through_the_admin(superuser_client, policy):
 
 
 def test_reset_to_the_shipped_text(superuser_client, policy):
-    changed = MessageTemplate.objects.get(policy=policy, step_key="gentle-reminder", language="de")
+    changed = MessageTemplate.objects.get(policy=policy, step_key="gentle-reminder", language="de",
+                                           channel="email")
     changed.subject = "Geändert"
     changed.text_body = "Geändert"
     changed.html_body = ""
@@ -175,7 +176,8 @@ def test_reset_needs_change_permission(client, django_user_model, policy):
     user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_messagetemplate"))
     client.force_login(user)
-    template = MessageTemplate.objects.get(policy=policy, step_key="gentle-reminder", language="en")
+    template = MessageTemplate.objects.get(policy=policy, step_key="gentle-reminder", language="en",
+                                           channel="email")
     template.subject = "Changed"
     template.save()
     response = client.post(

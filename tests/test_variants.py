@@ -18,7 +18,7 @@ from django.utils import timezone
 from import_export.formats.base_formats import CSV, JSON
 
 from dunning import reports
-from dunning.admin.resources import MessageTemplateResource, PolicyResource
+from dunning.admin.resources import MessageTemplateResource, PolicyCSV, PolicyResource
 from dunning.engine.outbox import drain
 from dunning.engine.plan import build_plan
 from dunning.models import Case, CaseStep, MessageTemplate, Policy
@@ -149,7 +149,7 @@ def test_a_run_with_two_variants_sends_each_customer_one_variant_and_records_it(
     assert len(mailoutbox) == 41
     assert len({m.to[0] for m in mailoutbox}) == 41  # one message per customer
     control_subject = MessageTemplate.objects.get(
-        policy=standard, step_key=STEP, language="en", variant="").subject.split("{")[0]
+        policy=standard, step_key=STEP, language="en", variant="", channel="email").subject.split("{")[0]
     seen = Counter()
     for message in mailoutbox:
         step = CaseStep.objects.get(case_id=int(message.metadata["dunning_case"]), step_key=STEP)
@@ -454,14 +454,14 @@ def template_rows(policy):
                                                "weight", "subject", "text_body"))
 
 
-@pytest.mark.parametrize("fmt", [CSV, JSON])
+@pytest.mark.parametrize("fmt", [PolicyCSV, JSON])
 def test_a_policy_with_variants_exports_and_imports_unchanged(standard, fmt):
     add_variant(standard, "b", weight=3)
     add_variant(standard, "b", step_key="final-notice", languages=("en",))
     before = template_rows(standard)
     exported = fmt().export_data(PolicyResource().export(Policy.objects.filter(key="standard")))
     templates = json.loads(json.loads(exported)[0]["templates"] if fmt is JSON
-                           else next(iter(CSV().create_dataset(exported).dict))["templates"])
+                           else next(iter(PolicyCSV().create_dataset(exported).dict))["templates"])
     assert {t["variant"] for t in templates} == {"", "b"}
 
     Policy.objects.filter(key="standard").delete()
@@ -488,7 +488,8 @@ def test_an_export_from_before_variants_imports_as_the_control(standard):
 def test_templates_on_their_own_round_trip_keyed_by_variant(standard):
     add_variant(standard, "b", weight=3)
     before = template_rows(standard)
-    control_subject = MessageTemplate.objects.get(variant="", language="en", step_key=STEP).subject
+    control_subject = MessageTemplate.objects.get(variant="", language="en", step_key=STEP,
+                                                 channel="email").subject
     exported = CSV().export_data(MessageTemplateResource().export(
         MessageTemplate.objects.filter(policy=standard)))
     assert exported.splitlines()[0].split(",")[:7] == [
@@ -500,7 +501,8 @@ def test_templates_on_their_own_round_trip_keyed_by_variant(standard):
     after = template_rows(standard)
     assert len(after) == len(before)
     assert MessageTemplate.objects.get(variant="b", language="en").subject == "[b] changed"
-    assert MessageTemplate.objects.get(variant="", language="en", step_key=STEP).subject == (
+    assert MessageTemplate.objects.get(variant="", language="en", step_key=STEP,
+                                                 channel="email").subject == (
         control_subject)
 
     # A file from before variants (no variant and weight columns) updates the controls.
@@ -510,6 +512,6 @@ def test_templates_on_their_own_round_trip_keyed_by_variant(standard):
     assert not result.has_errors() and not result.has_validation_errors()
     assert result.totals["update"] == 1
     control = MessageTemplate.objects.get(policy=standard, step_key=STEP, language="en",
-                                          variant="")
+                                          variant="", channel="email")
     assert (control.subject, control.weight) == ("Old subject", 1)
     assert MessageTemplate.objects.get(variant="b", language="en").weight == 3

@@ -121,6 +121,12 @@ def test_wheel_ships_the_app_its_data_and_nothing_else(wheel_path):
             for ext in ("txt", "html"):
                 name = f"dunning/shipped/{language}/{key}.{ext}"
                 assert name in names, f"{name} is missing from {wheel_path.name}"
+            # The shipped texts per channel (migration 0018 reads them from the package).
+            for name in (f"{channel}/{key}.txt" for channel in ("sms", "letter", "in_app")):
+                name = f"dunning/shipped/{language}/{name}"
+                assert name in names, f"{name} is missing from {wheel_path.name}"
+            name = f"dunning/shipped/{language}/letter/{key}.html"
+            assert name in names, f"{name} is missing from {wheel_path.name}"
 
     top_level = {name.split("/")[0] for name in names}
     assert "tests" not in top_level

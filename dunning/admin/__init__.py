@@ -13,6 +13,7 @@ from .. import services
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
     Case,
+    CaseCharge,
     CaseEvent,
     CaseStep,
     Customer,
@@ -36,6 +37,17 @@ class DisputeInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Dispute
     extra = 0
     fields = ["invoice_number", "reason", "opened_at", "opened_by", "resolved_at", "resolution"]
+    readonly_fields = fields
+
+
+class CaseChargeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Reminder fees and interest the case was charged (dunning.charging): a record of
+    what was handed to the host, never edited."""
+
+    model = CaseCharge
+    extra = 0
+    fields = ["created_at", "step_key", "kind", "invoice_number", "amount", "currency",
+              "period_start", "period_end", "rate"]
     readonly_fields = fields
 
 
@@ -67,7 +79,7 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
                workbench.record_promise, workbench.open_dispute, workbench.resolve_disputes,
                portal.revoke_portal_links, export_cases_csv]
     date_hierarchy = "opened_on"
-    inlines = [DisputeInline]
+    inlines = [DisputeInline, CaseChargeInline]
     change_list_template = "dunning/admin/case_change_list.html"
     change_form_template = "dunning/admin/case_change_form.html"
 

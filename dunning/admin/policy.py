@@ -43,7 +43,7 @@ from ..models import MessageTemplate, Policy, PolicyRule, RetryStep, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
 from .preview import preview_view
-from .resources import MessageTemplateResource, PolicyResource
+from .resources import MessageTemplateResource, PolicyCSV, PolicyResource
 
 EDIT_POLICY = "dunning.edit_policy"
 
@@ -114,7 +114,7 @@ class StepInline(EditPolicyPermissions, admin.TabularInline):
     formset = StepFormSet
     extra = 0
     fields = ["key", "offset_days", "channel", "fallback_channel", "action", "agency",
-              "required"]
+              "required", "free_of_charge"]
     ordering = ["offset_days"]
 
 
@@ -159,8 +159,8 @@ class PolicyAdmin(EditPolicyPermissions, ImportExportMixin, admin.ModelAdmin):
     resource_classes = [PolicyResource]
     # No XLSX: the templates column of a policy outgrows a spreadsheet cell (32,767
     # characters); templates alone travel as XLSX through MessageTemplateAdmin.
-    import_formats = [CSV, JSON]
-    export_formats = [CSV, JSON]
+    import_formats = [PolicyCSV, JSON]
+    export_formats = [PolicyCSV, JSON]
     list_display = ["name", "key", "is_active", "min_gap_days", "grace_days"]
     list_filter = ["is_active"]
     search_fields = ["name", "key"]
@@ -173,6 +173,12 @@ class PolicyAdmin(EditPolicyPermissions, ImportExportMixin, admin.ModelAdmin):
                              "docs/compliance.md)."),
             "fields": ["quiet_hours", "frequency_caps", "exclude_weekends", "weekend_days",
                        "holidays", "regulation_f"],
+        }),
+        (gettext_lazy("Fees and interest"), {
+            "classes": ["collapse"],
+            "description": gettext_lazy("Charged with each reminder, listed in the message "
+                             "and handed to your invoicing (see docs/fees.md)."),
+            "fields": ["fee_rule", "interest_rule", "business_debtors"],
         }),
     ]
     inlines = [StepInline, RetryStepInline]
@@ -266,7 +272,8 @@ class MessageTemplateAdmin(EditPolicyPermissions, ImportExportMixin, admin.Model
         if not can_edit_policies(request):  # belt and braces: the action is not offered
             raise PermissionDenied
         for template in queryset.order_by("policy", "step_key", "language"):
-            shipped = shipped_message(template.language.lower(), template.step_key)
+            shipped = shipped_message(template.language.lower(), template.step_key,
+                                      template.channel)
             if shipped is None:
                 self.message_user(
                     request,

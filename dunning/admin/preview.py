@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..engine.run import invoice_snapshot
+from ..history import customer_history, months_between
 from ..hosts import CustomerRow, get_adapter
 from ..models import Step
 from ..rendering import Renderer, babel_locale, build_context, company_context
@@ -37,6 +38,18 @@ def sample_invoices(today):
         {"number": "INV-1002", "amount_due": "80.50", "currency": "EUR",
          "due_date": (today - datetime.timedelta(days=5)).isoformat()},
     ]
+
+
+def sample_history(today):
+    """A loyal customer late for the first time (customer_history's shape)."""
+    since = datetime.date(today.year - 3, today.month, 1)
+    return {"months_as_customer": months_between(since, today), "customer_since": since,
+            "on_time_rate": 96, "invoices_paid": 35, "past_cases": 0, "first_time_late": 1}
+
+
+def real_history(customer, today):
+    """The previewed customer's history (dunning.history), as the run would see it."""
+    return customer_history([customer.pk], as_of=today).get(customer.pk)
 
 
 def real_customer(pk, today):
@@ -91,6 +104,7 @@ def render_preview(template, customer_pk):
             # for a German customer reads as the English customers get it.
             locale=babel_locale(template.language or customer.language),
             company=company_context(),
+            history=real_history(customer, today) if customer_pk else sample_history(today),
         )
         result["subject"], result["text"], result["html"] = Renderer().render(template, context)
     except Exception as exc:  # a template may fail in any way; staff see why

@@ -11,6 +11,7 @@ Every resource rolls the whole import back when a single row is bad, and escapes
 that a spreadsheet would run as a formula (leading ``=``, ``+``, ``-``, ``@``, tab, CR).
 """
 
+import csv
 import json
 import re
 
@@ -86,8 +87,24 @@ class PolicyByKeyWidget(widgets.ForeignKeyWidget):
                 _("There is no policy with the key '%(key)s'.") % {"key": value}
             ) from exc
 
+class PolicyCSV(CSV):
+    """CSV whose cells may outgrow the csv module's default limit (128 KiB): a policy's
+    ``templates`` cell holds every message text of the policy, in every channel and
+    language (the shipped policy alone comes close)."""
+
+    CELL_LIMIT = 64 * 1024 * 1024
+
+    def create_dataset(self, in_stream, **kwargs):
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, self.CELL_LIMIT))
+        try:
+            return super().create_dataset(in_stream, **kwargs)
+        finally:
+            csv.field_size_limit(limit)
+
+
 STEP_FIELDS = ("key", "offset_days", "channel", "fallback_channel", "action", "required",
-               "agency")
+               "agency", "free_of_charge")
 RETRY_STEP_FIELDS = ("key", "offset_days")
 # variant and weight: A/B variants (dunning.variants); absent in older exports, which
 # import with the defaults (the control, weight 1).
@@ -132,8 +149,8 @@ class PolicyResource(SafeResourceMixin, resources.ModelResource):
         import_id_fields = ["key"]
         fields = ["key", "name", "description", "is_active", "min_gap_days", "grace_days",
                   "minimum_balance", "quiet_hours", "frequency_caps", "exclude_weekends",
-                  "weekend_days", "holidays", "regulation_f", "steps", "retry_steps",
-                  "templates"]
+                  "weekend_days", "holidays", "regulation_f", "fee_rule", "interest_rule",
+                  "business_debtors", "steps", "retry_steps", "templates"]
         export_order = fields
         clean_model_instances = True
         skip_unchanged = False

@@ -14,12 +14,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.template.response import TemplateResponse
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import services
 from ..models import CaseStep
-from ..queries import broken_promises
+from ..queries import broken_promises, call_block, queue_call_blocks
 
 # The rules live in dunning.services (shared with the REST API); re-exported here.
 PAUSED_INDEFINITELY = services.PAUSED_INDEFINITELY
@@ -47,6 +48,11 @@ class NoteForm(forms.Form):
 class CallForm(forms.Form):
     OUTCOMES = services.CALL_OUTCOMES
     outcome = forms.ChoiceField(label=gettext_lazy("Outcome"), choices=OUTCOMES)
+    inbound = forms.BooleanField(
+        label=gettext_lazy("The customer called us"), required=False,
+        help_text=gettext_lazy("An inbound call is no call attempt under Regulation F (a "
+                               "conversation still counts)."),
+    )
     text = forms.CharField(
         label=gettext_lazy("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 4})
     )
@@ -150,6 +156,15 @@ def apply(modeladmin, request, operation, case, *args):
         return None
 
 
+def call_block_message(block):
+    """"No call allowed until <local date/time>: <reason>" for a queries.CallBlock."""
+    return _("No call allowed until %(when)s (%(zone)s): %(reason)s") % {
+        "when": date_format(block.local_allowed_from, "SHORT_DATETIME_FORMAT"),
+        "zone": getattr(block.tz, "key", None) or str(block.tz),
+        "reason": block.text,
+    }
+
+
 def only_open(modeladmin, request, case):
     try:
         services.require_open(case)
@@ -193,16 +208,23 @@ def add_note(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Log a call"), permissions=["change"])
 def log_call(modeladmin, request, queryset):
+    # Regulation F: the cases waiting in the call queue that may not be called now (a
+    # call the customer made to us may still be logged: it is no call attempt).
+    cases = {case.pk: case for case in queryset}
+    blocks = queue_call_blocks(queryset)
     form, page = ask(
         modeladmin, request, queryset, CallForm, action="log_call",
         title=_("Log a call"), submit=_("Log call"),
+        intro=" ".join(f"{cases[pk]}: {call_block_message(block)}"
+                       for pk, block in sorted(blocks.items()) if pk in cases),
     )
     if page is not None:
         return page
     outcome = form.cleaned_data["outcome"]
     label = dict(CallForm.OUTCOMES)[outcome]
     for case in queryset:
-        services.log_call(case, outcome, form.cleaned_data["text"], actor_of(request))
+        services.log_call(case, outcome, form.cleaned_data["text"], actor_of(request),
+                          inbound=form.cleaned_data["inbound"])
         modeladmin.message_user(
             request, _("Call logged on %(case)s: %(outcome)s.") % {"case": case, "outcome": label},
             messages.SUCCESS,
@@ -404,3 +426,12 @@ class WorkbenchMixin:
     def has_send_by_hand_permission(self, request, obj=None):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.send_by_hand")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The case page says so when Regulation F allows no call to a case waiting in
+        the call queue (``call_block``)."""
+        case = self.get_object(request, object_id)
+        block = call_block(case) if case is not None else None
+        if block is not None:
+            extra_context = {**(extra_context or {}), "call_block": call_block_message(block)}
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -14,7 +14,7 @@ from rest_framework.settings import api_settings
 
 from .. import queries, services
 from ..hosts import _to_decimal
-from ..models import Case, Dispute, MessageTemplate, Policy, Step
+from ..models import Case, CaseCharge, Dispute, MessageTemplate, Policy, Step
 from ..models.policy import validate_step_sequence
 
 
@@ -186,6 +186,23 @@ class DisputeSerializer(serializers.ModelSerializer):
         return dispute.opened_by.get_username() if dispute.opened_by else None
 
 
+class ChargeSerializer(serializers.ModelSerializer):
+    """A reminder fee, interest or fixed compensation charged with a reminder
+    (dunning.charging)."""
+
+    amount = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CaseCharge
+        fields = ["id", "step_key", "kind", "invoice_number", "amount", "currency",
+                  "period_start", "period_end", "rate", "created_at"]
+        read_only_fields = fields
+
+    def get_amount(self, charge) -> str:
+        """In the currency's minor units, as text."""
+        return charge.as_dict()["amount"]
+
+
 class DeliverySerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     event = serializers.CharField()
@@ -208,10 +225,12 @@ class CaseDetailSerializer(CaseSerializer):
     invoices = serializers.SerializerMethodField()
     totals = serializers.SerializerMethodField()
     disputes = DisputeSerializer(many=True, read_only=True)
+    charges = ChargeSerializer(many=True, read_only=True)
     timeline = serializers.SerializerMethodField()
 
     class Meta(CaseSerializer.Meta):
-        fields = [*CaseSerializer.Meta.fields, "invoices", "totals", "disputes", "timeline"]
+        fields = [*CaseSerializer.Meta.fields, "invoices", "totals", "disputes", "charges",
+                  "timeline"]
         read_only_fields = fields
 
     @extend_schema_field(InvoiceSerializer(many=True))
@@ -263,6 +282,9 @@ class NoteInput(serializers.Serializer):
 class CallInput(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=services.CALL_OUTCOMES)
     text = serializers.CharField(required=False, allow_blank=True, default="")
+    inbound = serializers.BooleanField(
+        required=False, default=False,
+        help_text=_("The customer called us: not a call attempt under Regulation F."))
 
 
 class PauseInput(serializers.Serializer):
@@ -335,7 +357,7 @@ class ModelCleanMixin:
 class StepSerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = Step
-        fields = ["id", "policy", "key", "offset_days", "channel", "action"]
+        fields = ["id", "policy", "key", "offset_days", "channel", "action", "free_of_charge"]
         validators = []  # the admin's checks: full_clean and validate_step_sequence
 
     def validate(self, attrs):
@@ -371,7 +393,8 @@ class PolicySerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = Policy
         fields = ["id", "key", "name", "description", "is_active", "min_gap_days",
-                  "grace_days", "minimum_balance", "steps", "created_at", "updated_at"]
+                  "grace_days", "minimum_balance", "fee_rule", "interest_rule",
+                  "business_debtors", "steps", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
         validators = []
         extra_kwargs = {"key": {"validators": []}}
@@ -384,6 +407,9 @@ class PolicySerializer(ModelCleanMixin, serializers.ModelSerializer):
     def validate(self, attrs):
         instance = self.clean_instance(attrs)
         attrs["minimum_balance"] = instance.minimum_balance
+        for name in ("fee_rule", "interest_rule"):
+            if name in attrs:
+                attrs[name] = getattr(instance, name)
         return attrs
 
 

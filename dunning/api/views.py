@@ -195,7 +195,7 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         if user.is_authenticated and sees_assigned_only(user):
             queryset = queryset.filter(assigned_to=user)
         if self.action == "retrieve":
-            queryset = queryset.prefetch_related("disputes__opened_by")
+            queryset = queryset.prefetch_related("disputes__opened_by", "charges")
         return queryset
 
     def get_serializer_class(self):
@@ -221,14 +221,14 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         """The case after an action (found whatever the collector may see now)."""
         fresh = queries.annotate_owing(
             Case.objects.select_related("policy", "assigned_to")
-            .prefetch_related("disputes__opened_by")
+            .prefetch_related("disputes__opened_by", "charges")
         ).get(pk=case.pk)
         return Response(s.CaseDetailSerializer(fresh, context=self.get_serializer_context()).data)
 
-    def _apply(self, operation, *args):
+    def _apply(self, operation, *args, **kwargs):
         case = self.get_object()
         try:
-            operation(case, *args, self.request.user)
+            operation(case, *args, self.request.user, **kwargs)
         except services.CaseActionRefused as refused:
             raise Conflict(refused.message) from refused
         return self._done(case)
@@ -248,7 +248,8 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def call(self, request, pk=None):
         data = self._input(s.CallInput)
-        return self._apply(services.log_call, data["outcome"], data["text"])
+        return self._apply(services.log_call, data["outcome"], data["text"],
+                           inbound=data["inbound"])
 
     @case_action(s.PauseInput, "Pause dunning (until a date, or until resumed).")
     @action(detail=True, methods=["post"])
@@ -516,7 +517,14 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
             return
         if not self.request.user.has_perm("dunning.change_invoice"):
             raise PermissionDenied()
-        Invoice.objects.filter(pk=invoice_pk).update(amount_due=data.get("amount_due", 0))
+        from django.db.models import Value
+        from django.db.models.functions import Coalesce
+
+        amount = data.get("amount_due", 0)
+        # paid_on (dunning.history): the day it became paid, kept when it was paid before;
+        # none while something is still owed.
+        paid_on = Coalesce("paid_on", Value(timezone.localdate())) if amount <= 0 else None
+        Invoice.objects.filter(pk=invoice_pk).update(amount_due=amount, paid_on=paid_on)
 
     def _case(self, customer_pk):
         """The customer's latest case, if the user may see it."""

@@ -42,6 +42,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 UTC = datetime.timezone.utc
 ONE_DAY = datetime.timedelta(days=1)
@@ -69,6 +70,16 @@ CAPPED_CHANNEL = "cap-channel"
 REGF_CALL_FREQUENCY = "regf-call-frequency"
 REGF_CONVERSATION = "regf-conversation"
 REGF_INCONVENIENT_TIME = "regf-inconvenient-time"
+
+#: What the Regulation F reasons mean, for people (the workbench shows them).
+REGF_REASON_TEXT = {
+    REGF_CALL_FREQUENCY: gettext_lazy(
+        "seven call attempts about this case within seven days (Regulation F)"),
+    REGF_CONVERSATION: gettext_lazy(
+        "a telephone conversation about this case within the last seven days (Regulation F)"),
+    REGF_INCONVENIENT_TIME: gettext_lazy(
+        "outside 08:00-21:00 in the customer's local time (Regulation F)"),
+}
 
 WEEKDAY_FULL_NAMES = (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",

@@ -102,14 +102,14 @@ class SendNowRun(DunningRun):
             following = step_due_on(spec, spec.steps[index + 1], after)
         return Decision(Kind.EXECUTE, step=step, next_check=following)
 
-    def apply(self, case, decision, invoices, customer, any_done, batch, steps, events, links):
+    def apply(self, case, decision, invoices, customer, done_keys, batch, steps, events, links):
         if decision.kind is Kind.DONE:
             self.refused[case.pk] = REFUSED_DONE
         elif decision.kind is Kind.WAIT:
             self.refused.setdefault(case.pk, REFUSED_TODAY)
         elif decision.kind is Kind.EXECUTE and is_day(self.hold.get(case_key(case))):
             self.refused[case.pk] = REFUSED_COMPLIANCE
-        super().apply(case, decision, invoices, customer, any_done, batch, steps, events, links)
+        super().apply(case, decision, invoices, customer, done_keys, batch, steps, events, links)
         if decision.kind is Kind.EXECUTE and case.pk not in self.refused:
             events.append(CaseEvent(
                 case=case, run=self.run, kind=CaseEvent.Kind.SENT_BY_HAND,

@@ -41,6 +41,7 @@ from django.utils.translation import gettext as _
 from .. import webhooks
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
+from ..history import customer_history
 from ..hosts import CustomerRow
 from ..models import Case, CaseEvent, CaseStep
 
@@ -404,6 +405,10 @@ class Outbox:
 
         run = self.run
         customers = run.adapter.customer_rows({r.case.customer_id for r in rows})
+        charges = run.charging.listed_charges(rows) if run.charging.any else {}
+        history = (customer_history({r.case.customer_id for r in rows}, as_of=run.as_of,
+                                    using=run.using, adapter=run.adapter)
+                   if run.uses_history else {})
         items = []
         for row in rows:
             customer = customers.get(row.case.customer_id)
@@ -425,6 +430,8 @@ class Outbox:
                 customer=customer or CustomerRow(row.case.customer_id, "", ""),
                 template=template, step_info=info, failure=failure, as_of=row.executed_on,
                 unsubscribe_url=run.unsubscribe_url(row.case.customer_id, row.channel, info),
+                charges=charges.get((row.case_id, row.step_key), []),
+                history=history.get(row.case.customer_id),
             ))
         return items
 

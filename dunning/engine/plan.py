@@ -89,6 +89,7 @@ class DunningPlan(DunningRun):
             case_id=case.pk, customer_id=case.customer_id, step_key=key, channel=channel,
             recipient=address, invoices=snapshot, customer=customer, template=template,
             step_info=info, unsubscribe_url=self.unsubscribe_url(case.customer_id, channel, info),
+            history=self.history.get(case.customer_id),
         ))
         if isinstance(rendered, str):
             planned.problem = rendered

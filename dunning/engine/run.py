@@ -39,11 +39,23 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .. import segments, signals, variants, webhooks
+from ..charging import Charging
+from ..charging import summary as charges_summary
 from ..conf import agency_settings, dunning_settings
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, TemplateRenderError
+from ..history import customer_history, mentions_history
 from ..hosts import CustomerRow, get_adapter, get_customer_model
-from ..models import Case, CaseEvent, CaseInvoice, CaseStep, MessageTemplate, Policy, Run
+from ..models import (
+    Case,
+    CaseCharge,
+    CaseEvent,
+    CaseInvoice,
+    CaseStep,
+    MessageTemplate,
+    Policy,
+    Run,
+)
 from ..models.consent import opted_out_channels
 from ..models.policy import PAYMENT_RECEIVED
 from ..portal.services import check_payment_plans
@@ -193,12 +205,16 @@ class Pending:
     # The message's unsubscribe link (dunning.unsubscribe), issued once: the text the
     # render pool writes and the List-Unsubscribe header the outbox adds carry the same.
     unsubscribe_url: str = ""
+    # What the message charges (dunning.charging): Charge.as_dict() values.
+    charges: list = field(default_factory=list)
+    # The customer's history (dunning.history) when a template of the run uses it.
+    history: dict | None = None
 
 
 @dataclass
 class Batch:
     pending: list = field(default_factory=list)
-    signals: list = field(default_factory=list)  # (signal, case)
+    signals: list = field(default_factory=list)  # (signal, case) or (signal, case, kwargs)
 
 
 # The stages of a run, in order. A scheduled tick (dunning/tasks.py) runs the set-wide
@@ -223,6 +239,7 @@ class DunningRun:
         self.as_of = as_of or timezone.localdate()
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
+        self.history = {}  # customer pk -> dunning.history figures (when templates use them)
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
         self.rules = []  # active policy rules (dunning.segments), loaded with the policies
         self.dry_run = dry_run
@@ -255,6 +272,10 @@ class DunningRun:
         for t in MessageTemplate.objects.using(self.using).all():
             templates[(t.policy_id, t.step_key, t.channel)].add(t)
             self.templates[t.pk] = t
+        # The customer's history (dunning.history) costs queries: only when a template
+        # uses it.
+        self.uses_history = any(mentions_history(t.subject, t.text_body, t.html_body)
+                                for t in self.templates.values())
         for policy in Policy.objects.using(self.using).prefetch_related("steps"):
             spec = policy_spec(policy)
             policy_templates = {
@@ -266,6 +287,8 @@ class DunningRun:
                                                load_compliance(policy))
         self.policies = policies
         self.rules = segments.active_rules(self.using)
+        self.charging = Charging(self)  # reminder fees and interest (dunning.charging)
+        self.charge_rows = []
         key = dunning_settings.DEFAULT_POLICY
         default = next((p for p in policies.values() if p.policy.key == key), None)
         if default is None or not default.policy.is_active:
@@ -593,6 +616,9 @@ class DunningRun:
             invoices[row.customer_id].append(row)
         customers = self.adapter.customer_rows(customer_ids)
         self.opted_out = opted_out_channels(customer_ids, using=self.using)
+        self.history = (customer_history(customer_ids, as_of=self.as_of, using=self.using,
+                                         adapter=self.adapter)
+                        if self.uses_history else {})
         done = defaultdict(set)
         case_pks = [c.pk for c in cases if c.pk is not None]
         if case_pks:
@@ -630,6 +656,9 @@ class DunningRun:
         steps, events, links, changed = [], [], [], []
         decisions = self.decide_batch(cases, invoices, done)
         self.hold = self.compliance_holds(cases, decisions, customers)
+        self.charge_rows = []
+        if self.charging.any:
+            self.charging.prepare(cases, invoices)
         for case in cases:
             try:
                 invs = invoices.get(case.customer_id, [])
@@ -637,7 +666,7 @@ class DunningRun:
                 if isinstance(decision, Exception):
                     raise decision
                 self.apply(case, decision, invs, customers.get(case.customer_id),
-                           bool(done.get(case.pk)), batch, steps, events, links)
+                           done.get(case.pk, set()), batch, steps, events, links)
             except Exception as exc:
                 logger.exception("Dunning case %s failed", case.pk)
                 reason = f"{type(exc).__name__}: {exc}"[:2000]
@@ -653,6 +682,8 @@ class DunningRun:
             CaseEvent.objects.using(db).bulk_create(events)
         if links:
             CaseInvoice.objects.using(db).bulk_create(links, ignore_conflicts=True)
+        if self.charge_rows:
+            CaseCharge.objects.using(db).bulk_create(self.charge_rows)
         self.save_cases(changed)
         webhooks.batch_recorded(self, changed, steps, events)
         return batch
@@ -835,7 +866,9 @@ class DunningRun:
                                      channel=channel))
         return row
 
-    def apply(self, case, decision, invoices, customer, any_done, batch, steps, events, links):
+    def apply(self, case, decision, invoices, customer, done_keys, batch, steps, events, links):
+        """Record a case's decision: its step row, events, signals, queued message and
+        new state. ``done_keys``: the keys of the steps the case executed before."""
         if decision.kind is Kind.WAIT:
             case.next_due_on = decision.next_check
             return
@@ -850,7 +883,7 @@ class DunningRun:
             case.next_due_on = None
             self.result.resolved += 1
             events.append(self.event(case, CaseEvent.Kind.RESOLVED))
-            if any_done:
+            if done_keys:
                 row = self.step_row(case, PAYMENT_RECEIVED, "", "email", customer, [], events)
                 steps.append(row)
                 self.queue(batch, row, case, customer, {"key": PAYMENT_RECEIVED})
@@ -882,7 +915,8 @@ class DunningRun:
         case.next_due_on = decision.next_check
         info = {"key": step.key, "offset_days": step.offset_days, "action": step.action,
                 "required": step.required}
-        self.queue(batch, row, case, customer, info)
+        charges = self.charge(case, step, done_keys, row, batch, events)
+        self.queue(batch, row, case, customer, info, charges)
         if step.action == "suspend" and not case.suspended:
             case.suspended = True
             events.append(self.event(case, CaseEvent.Kind.SUSPENDED, step_key=step.key))
@@ -917,7 +951,25 @@ class DunningRun:
         key, config = agency_settings(named)
         return key, config["name"]
 
-    def queue(self, batch, row, case, customer, info):
+    def charge(self, case, step, done_keys, row, batch, events):
+        """The reminder fees and interest of a queued step (dunning.charging): recorded
+        with the batch, noted on the timeline, handed to the host by ``fees_charged``;
+        returns their values for the message."""
+        if not self.charging.any or row["status"] != CaseStep.Status.QUEUED:
+            return []
+        charges = self.charging.charges_for_step(case, step, done_keys)
+        if not charges:
+            return []
+        rows, values = self.charging.record(case, step.key, charges, self.batch_now)
+        self.charge_rows.extend(rows)
+        events.append(self.event(case, CaseEvent.Kind.CHARGED,
+                                 charges_summary(values, babel_locale("")),
+                                 step_key=step.key, charges=values))
+        batch.signals.append((signals.fees_charged, case,
+                              {"step_key": step.key, "charges": values}))
+        return values
+
+    def queue(self, batch, row, case, customer, info, charges=()):
         if row["status"] != CaseStep.Status.QUEUED or row["next_attempt_at"] is not None:
             return
         template = self.template_pk(case.policy_id, row["step_key"], row["channel"],
@@ -927,6 +979,8 @@ class DunningRun:
             channel=row["channel"], recipient=row["recipient"], invoices=row["invoices"],
             customer=customer, template=template, step_info=info,
             unsubscribe_url=self.unsubscribe_url(case.customer_id, row["channel"], info),
+            charges=list(charges),
+            history=self.history.get(case.customer_id),
         ))
 
     def save_cases(self, cases):
@@ -980,6 +1034,8 @@ class DunningRun:
                 today=self.local_today(item.customer.timezone),
                 # The same link as the List-Unsubscribe header (engine/outbox.py).
                 unsubscribe_url=item.unsubscribe_url,
+                charges=item.charges,
+                history=item.history,
             )
             return self.renderer.render(self.templates[item.template], context)
         except Exception as exc:
@@ -1007,12 +1063,14 @@ class DunningRun:
         if not batch.signals:
             return
         customers = get_customer_model()._default_manager.using(self.using).in_bulk(
-            {case.customer_id for _signal, case in batch.signals}
+            {entry[1].customer_id for entry in batch.signals}
         )
         errors = []
-        for signal, case in batch.signals:
+        for signal, case, *kwargs in batch.signals:
             customer = customers.get(case.customer_id)
-            extra = {"agency": case.agency} if signal is signals.case_handed_over else {}
+            extra = dict(kwargs[0]) if kwargs else {}
+            if signal is signals.case_handed_over:
+                extra["agency"] = case.agency
             for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer,
                                                          **extra):
                 if isinstance(response, Exception):

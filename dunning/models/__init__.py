@@ -1,4 +1,5 @@
 from .case import Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
+from .charges import BalanceObservation, CaseCharge
 from .consent import Consent
 from .defaults import Customer, Invoice
 from .letters import Letter
@@ -10,7 +11,9 @@ from .tracking import DeliveryEvent, Suppression
 from .webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
+    "BalanceObservation",
     "Case",
+    "CaseCharge",
     "CaseEvent",
     "CaseInvoice",
     "CaseStep",

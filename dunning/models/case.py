@@ -334,6 +334,8 @@ class CaseEvent(models.Model):
         HANDED_OVER = "handed-over", _("Handed over to a collections agency")
         AGENCY_UPDATE = "agency-update", _("Collections agency update")
         POLICY_RULE = "policy-rule", _("Policy chosen by a rule")
+        # Reminder fees and interest handed to the host (dunning.charging).
+        CHARGED = "charged", _("Fees and interest charged")
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

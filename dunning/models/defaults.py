@@ -21,6 +21,10 @@ class Customer(models.Model):
     timezone = models.CharField(
         _("time zone"), max_length=64, blank=True, help_text=_("An IANA name such as 'Europe/Berlin'.")
     )
+    customer_since = models.DateField(
+        _("customer since"), null=True, blank=True,
+        help_text=_("The day they became a customer."),
+    )
 
     class Meta:
         swappable = "DUNNING_CUSTOMER_MODEL"
@@ -45,6 +49,10 @@ class Invoice(models.Model):
     )
     currency = models.CharField(_("currency"), max_length=3, help_text=_("ISO 4217 code."))
     due_date = models.DateField(_("due date"), db_index=True)
+    paid_on = models.DateField(
+        _("paid on"), null=True, blank=True,
+        help_text=_("The day the invoice was paid in full; empty while it is open."),
+    )
 
     class Meta:
         swappable = "DUNNING_INVOICE_MODEL"

@@ -82,6 +82,26 @@ class Policy(models.Model):
                     "in 7 days per debt, none within 7 days of a conversation, and calls, "
                     "SMS and email only 8:00-21:00 in the customer's time."),
     )
+    # Reminder fees and late-payment interest (dunning.fees, dunning.charging,
+    # docs/fees.md): charged with each reminder and handed to the host.
+    fee_rule = models.JSONField(
+        _("reminder fee"), default=dict, blank=True,
+        help_text=_('Per reminder, e.g. {"fixed": {"EUR": "5.00"}, "percent": "1", '
+                    '"maximum": {"EUR": "25.00"}}; the first reminder is free unless '
+                    '"first_free" is false. Empty: no fees.'),
+    )
+    interest_rule = models.JSONField(
+        _("late-payment interest"), default=dict, blank=True,
+        help_text=_('E.g. {"kind": "fixed", "rate": "8"} (percent a year), {"kind": '
+                    '"eu-directive"} or {"kind": "de-bgb-288"} (statutory rates and the '
+                    'EUR 40 compensation for businesses). Empty: no interest.'),
+    )
+    business_debtors = models.BooleanField(
+        _("debtors are businesses"), default=False,
+        help_text=_("The statutory interest rules and the fixed compensation treat this "
+                    "policy's customers as businesses (use a policy rule to send business "
+                    "customers to such a policy)."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,8 +134,47 @@ class Policy(models.Model):
         except ValidationError as exc:
             errors["minimum_balance"] = exc.messages
         errors.update(compliance_errors(self))
+        errors.update(charge_rule_errors(self))
         if errors:
             raise ValidationError(errors)
+
+    def charge_rules(self):
+        """``(FeeRule or None, InterestRule or None)`` of the policy; ValueError names a
+        bad entry (the admin validates them, see :func:`charge_rule_errors`)."""
+        from ..fees import FeeRule, InterestRule
+
+        fee = FeeRule.from_setting(self.fee_rule) if self.fee_rule else None
+        interest = InterestRule.from_setting(self.interest_rule or None)
+        if interest is not None and interest.rates is not None and "rates" not in self.interest_rule:
+            from ..conf import dunning_settings
+
+            table = (dunning_settings.INTEREST_RATES or {}).get(interest.kind)
+            if table:
+                interest = InterestRule.from_setting({**self.interest_rule, "rates": table})
+        return fee, interest
+
+
+def charge_rule_errors(policy):
+    """{field: [message]} of the policy's fee and interest rules that do not parse."""
+    from ..fees import FeeRule, InterestRule
+
+    errors = {}
+    for field, parse in (("fee_rule", FeeRule.from_setting),
+                         ("interest_rule", InterestRule.from_setting)):
+        value = getattr(policy, field)
+        if value in (None, ""):
+            setattr(policy, field, {})
+            continue
+        if not isinstance(value, dict):
+            errors[field] = [_("Enter an object, e.g. %(example)s.") % {
+                "example": '{"fixed": {"EUR": "5.00"}}' if field == "fee_rule"
+                else '{"kind": "fixed", "rate": "8"}'}]
+            continue
+        try:
+            parse(value)
+        except (ValueError, TypeError) as exc:
+            errors[field] = [str(exc)]
+    return errors
 
 
 def compliance_errors(policy):
@@ -261,6 +320,11 @@ class Step(models.Model):
         _("collections agency"), max_length=64, blank=True, default="",
         help_text=_("For a hand-over step: the key of the agency in DUNNING['AGENCIES']; "
                     "empty: DUNNING['DEFAULT_AGENCY']."),
+    )
+    free_of_charge = models.BooleanField(
+        _("no reminder fee"), default=False,
+        help_text=_("This step charges no reminder fee, whatever the policy's fee rule "
+                    "says (interest is still charged with it)."),
     )
 
     class Meta:

@@ -278,7 +278,8 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
             transaction_id=result.transaction_id,
         )
         if result.ok:
-            mark_shipped_invoices_paid(customer_pk, numbers, using)
+            mark_shipped_invoices_paid(customer_pk, numbers, using,
+                                       paid_on=timezone.localdate(now))
             event(case, CaseEvent.Kind.PAYMENT_COLLECTED, with_step(
                 attempt, _("Payment of %(amount)s %(currency)s collected with %(method)s.")
                 % {"amount": amount, "currency": currency, "method": attempt.method_id}),
@@ -296,12 +297,18 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
         collected(case, customer, attempt, using)
 
 
-def mark_shipped_invoices_paid(customer_pk, numbers, using=DEFAULT_DB_ALIAS):
+def mark_shipped_invoices_paid(customer_pk, numbers, using=DEFAULT_DB_ALIAS, paid_on=None):
+    from django.db.models import Value
+    from django.db.models.functions import Coalesce
+
     from ..models import Invoice
 
     if get_invoice_model() is Invoice:
+        # paid_on (dunning.history): the day of the payment (default today), unless the
+        # invoice was paid before.
+        day = paid_on or timezone.localdate()
         Invoice.objects.using(using).filter(customer_id=customer_pk, number__in=numbers).update(
-            amount_due=Decimal(0))
+            amount_due=Decimal(0), paid_on=Coalesce("paid_on", Value(day)))
 
 
 def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS):

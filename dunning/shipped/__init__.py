@@ -1,6 +1,10 @@
 """The shipped default policy ``standard`` and its message texts.
 
-Used by the data migration that installs the policy and by "reset to the shipped text".
+Email texts are ``<language>/<key>.txt`` (first line "Subject: ...") and ``.html``; the
+texts of the other channels are ``<language>/<channel>/<key>.txt`` (text messages, in-app
+notices, letters) and ``.html`` (letters: the body WeasyPrint prints). Used by the data
+migrations that install the policy and its texts (0002, 0008, 0018) and by "reset to the
+shipped text" in the admin.
 """
 
 from importlib import resources
@@ -28,11 +32,25 @@ PREDUNNING_KEYS = [
     "card-expiring-30", "card-expiring-7", "renewal-card-expiring", "account-updater-consent",
 ]
 LANGUAGES = ("en", "de")
+#: The channels with shipped texts of their own for the policy's steps and the thank-you
+#: message (dunning/shipped/<language>/<channel>/<key>.txt, and .html for letters); the
+#: email's are in dunning/shipped/<language>/<key>.txt and .html.
+EMAIL = "email"
+CHANNEL_TEXTS = ("sms", "letter", "in_app")
 
 
-def shipped_message(language, key):
-    """(subject, text body, HTML body) of a shipped message, or None."""
+def shipped_message(language, key, channel=EMAIL):
+    """(subject, text body, HTML body) of a shipped message of ``channel``, or None.
+
+    The text file's first line is the subject ("Subject: ..."); the HTML body is "" when
+    the message has none (text messages and in-app notices)."""
+    if not language or not key or not channel or any(
+            "/" in part or "\\" in part or part.startswith(".")
+            for part in (language, key, channel)):
+        return None
     folder = resources.files(__name__) / language
+    if channel != EMAIL:
+        folder = folder / channel
     text_file = folder / f"{key}.txt"
     if not text_file.is_file():
         return None
@@ -43,11 +61,11 @@ def shipped_message(language, key):
     return subject, body.lstrip("\n"), html
 
 
-def shipped_messages(keys=None):
+def shipped_messages(keys=None, channel=EMAIL):
     """Every shipped message of ``keys`` (default: the policy's steps and the thank-you
-    message): (language, key, subject, text, html)."""
+    message) on ``channel``: (language, key, subject, text, html)."""
     for language in LANGUAGES:
         for key in MESSAGE_KEYS if keys is None else keys:
-            message = shipped_message(language, key)
+            message = shipped_message(language, key, channel)
             if message:
                 yield (language, key, *message)

@@ -96,7 +96,7 @@ def test_screenshots(page, live_server, boss, login):
     shoot(page, "policy")
 
     template = MessageTemplate.objects.get(
-        policy=policy, step_key="formal-notice", language="en"
+        policy=policy, step_key="formal-notice", language="en", channel="email"
     )
     page.goto(f"{live_server.url}/admin/dunning/messagetemplate/{template.pk}/preview/"
               f"?customer={ada.customer_id}")

@@ -127,7 +127,7 @@ def test_staff_user_edits_the_default_policy(page, live_server, boss, login):
 
 def test_staff_user_previews_a_message_template(page, live_server, boss, login, cases):
     template = MessageTemplate.objects.get(
-        policy__key="standard", step_key="gentle-reminder", language="en"
+        policy__key="standard", step_key="gentle-reminder", language="en", channel="email"
     )
     login(page, boss)
     page.goto(f"{live_server.url}/admin/dunning/messagetemplate/{template.pk}/change/")

@@ -14,11 +14,13 @@ from django.db import transaction
 from dunning.engine.run import run_dunning
 from dunning.models import (
     Case,
+    CaseCharge,
     CaseStep,
     Consent,
     Customer,
     Invoice,
     PaymentAttempt,
+    Policy,
     PreDunningNotice,
     Run,
 )
@@ -43,6 +45,10 @@ class Command(BaseCommand):
     def handle(self, *args, days, customers, start, **options):
         rng = random.Random(42)
         pays_on = self.seed(rng, customers, start)
+        # Reminder fees from the second reminder on, and 5 % a year interest (docs/fees.md).
+        Policy.objects.filter(key="standard").update(
+            fee_rule={"fixed": {"EUR": "2.50", "USD": "3.00", "GBP": "2.50"}},
+            interest_rule={"kind": "fixed", "rate": "5"})
         fails_on = self.card_customers(rng)
         out = self.stdout.write
         out(self.style.MIGRATE_HEADING(f"Simulating {days} days of dunning from {start} ..."))
@@ -69,7 +75,8 @@ class Command(BaseCommand):
                 for invoice in Invoice.objects.filter(customer_id__in=pays_on.get(today, ()), amount_due__gt=0):
                     recovered[invoice.currency] += invoice.amount_due
                     invoice.amount_due = Decimal("0.00")
-                    invoice.save(update_fields=["amount_due"])
+                    invoice.paid_on = today  # the customer's history (dunning.history)
+                    invoice.save(update_fields=["amount_due", "paid_on"])
         self.report(recovered)
 
     @staticmethod
@@ -109,6 +116,9 @@ class Command(BaseCommand):
             }
             data.setdefault("language", rng.choice(["en", "en", "de", "de-AT"]))
             data.setdefault("timezone", rng.choice(["Europe/Berlin", "America/New_York", "Asia/Tokyo"]))
+            # Customers for a month to about four years (not drawn from rng: the rest of the
+            # demo stays the same).
+            data.setdefault("customer_since", start - datetime.timedelta(days=30 + (i * 97) % 1430))
             customer = Customer.objects.create(**data)
             currency = rng.choice(["EUR", "EUR", "USD", "GBP", "XTS" if i % 13 == 0 else "EUR"])
             for n in range(rng.choice([1, 1, 2, 3])):
@@ -154,6 +164,11 @@ class Command(BaseCommand):
         out("  payment retries: " + (", ".join(f"{k} {v}" for k, v in sorted(attempts.items())) or "none"))
         notices = Counter(PreDunningNotice.objects.values_list("kind", flat=True))
         out("  pre-dunning notices: " + (", ".join(f"{k} {v}" for k, v in sorted(notices.items())) or "none"))
+        charged = defaultdict(Decimal)
+        for kind, cur, amt in CaseCharge.objects.values_list("kind", "currency", "amount"):
+            charged[(kind, cur)] += amt
+        out("  charged: " + (", ".join(f"{kind} {cur} {amt:,.2f}" for (kind, cur), amt
+                                       in sorted(charged.items())) or "nothing"))
         out("  recovered: " + (", ".join(f"{cur} {amt:,.2f}" for cur, amt in sorted(recovered.items())) or "nothing"))
         still = defaultdict(Decimal)
         for cur, amt in Invoice.objects.filter(amount_due__gt=0).values_list("currency", "amount_due"):
