@@ -182,3 +182,32 @@ def test_sending_by_hand_respects_the_guards(overdue_customer, run, boss):
     assert "compliance guards" in str(SEND_NOW_REFUSED["compliance"])
     assert not CaseStep.objects.filter(case=case, step_key="gentle-reminder").exists()
     assert not case.events.filter(kind="sent-by-hand").exists()
+
+
+def test_quiet_hours_follow_the_fallback_channel_the_message_really_goes_by(
+        overdue_customer, sms_outbox, mailoutbox):
+    """An email step whose customer has no address falls back to SMS: the SMS quiet hours
+    apply, not the email's (which has none)."""
+    Policy.objects.get(key="standard").steps.filter(key="initial-notice").update(
+        fallback_channel="sms")
+    ada = overdue_customer(name="Ada", email="", phone="+49 151 23456789",
+                           timezone="Europe/Berlin")
+    run_dunning(day(1), now=at(day(1), 6))  # 06:00 in Berlin: SMS quiet until 08:00
+    step = row(ada)
+    assert (step.channel, step.status, step.next_attempt_at) == ("sms", "queued", at(day(1), 8))
+    assert sms_outbox == [] and mailoutbox == []
+
+
+def test_an_opted_out_customer_s_skipped_step_is_not_held_by_quiet_hours(overdue_customer,
+                                                                          sms_outbox):
+    from dunning.models import Consent
+    from dunning.models.consent import channel_topic
+
+    sms_first_step()
+    ada = overdue_customer(name="Ada", phone="+49 151 23456789", timezone="Europe/Berlin")
+    Consent.objects.create(customer_key=str(ada.pk), topic=channel_topic("sms"),
+                           granted=False, source="portal")
+    # 22:00: the SMS window opens tomorrow, but there is nothing to send: the step is
+    # recorded as skipped today instead of waiting a day for nothing.
+    result = run_dunning(day(1), now=at(day(1), 22))
+    assert result.held == 0 and row(ada).status == "skipped" and sms_outbox == []

@@ -240,6 +240,7 @@ class DunningRun:
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
         self.history = {}  # customer pk -> dunning.history figures (when templates use them)
+        self._reached = {}
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
         self.rules = []  # active policy rules (dunning.segments), loaded with the policies
         self.dry_run = dry_run
@@ -616,6 +617,7 @@ class DunningRun:
             invoices[row.customer_id].append(row)
         customers = self.adapter.customer_rows(customer_ids)
         self.opted_out = opted_out_channels(customer_ids, using=self.using)
+        self._reached = {}  # reach() per batch: the guards and the step row ask the same
         self.history = (customer_history(customer_ids, as_of=self.as_of, using=self.using,
                                          adapter=self.adapter)
                         if self.uses_history else {})
@@ -724,8 +726,18 @@ class DunningRun:
             if (isinstance(decision, Exception) or customer is None
                     or decision.kind is not Kind.EXECUTE):
                 continue
+            step = decision.step
+            # The guards apply to the channel the message will actually go by (the
+            # fallback when the customer cannot be reached on the first); a customer who
+            # opted out of every channel gets nothing, which no guard needs to hold.
+            try:
+                channel, _address, _failure, skipped, _note = self.reach(
+                    customer, step.channel, step.fallback, step.required)
+            except Exception:  # a channel that is not set up: apply() records the failure
+                continue
+            if skipped:
+                continue
             rules[case_key(case)] = compliance = self.policies[case.policy_id].compliance
-            channel = decision.step.channel
             at = (clock if compliance.unrestricted(channel)
                   else compliance.send_time(clock, customer.timezone, channel))
             candidates.append(Candidate(
@@ -802,6 +814,13 @@ class DunningRun:
         reach them (no phone number, a suppressed address) or they opted out of it (unless
         the step is a required notice); ``note`` says why. ``skipped``: opted out of
         every channel tried."""
+        key = (customer.pk, channel, fallback, required)
+        reached = self._reached.get(key)
+        if reached is None:
+            reached = self._reached[key] = self._reach(customer, channel, fallback, required)
+        return reached
+
+    def _reach(self, customer, channel, fallback, required):
         opted_out = self.opted_out.get(str(customer.pk), ())
         first_problem, opt_outs = "", 0
         for candidate in dict.fromkeys(c for c in (channel, fallback) if c):
