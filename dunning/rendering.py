@@ -248,6 +248,8 @@ def build_context(*, customer, invoices, step, as_of, locale, company, portal_ur
 def charges_context(charges, locale):
     """``charges`` (label, amount, invoice, period, rate: text in the customer's
     language) and ``charges_total`` ("" without charges) of a message."""
+    if not charges:  # most messages: no translation switch, no formatting
+        return {"charges": [], "charges_total": ""}
     from .fees import CHARGE_LABELS
 
     rows, sums = [], {}
