@@ -16,6 +16,18 @@ if getattr(settings, "DUNNING_INVOICE_MODEL", "dunning.Invoice") == "dunning.Inv
 DAY0 = datetime.date(2026, 3, 2)  # the due date most tests use
 
 
+def edit_standard(**fields):
+    """The shipped policy ``standard`` with ``fields`` changed, validated and saved."""
+    from dunning.models import Policy
+
+    policy = Policy.objects.get(key="standard")
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    policy.full_clean()
+    policy.save()
+    return policy
+
+
 def day(n):
     """The date ``n`` days after DAY0 (so ``day(4)`` is 4 days overdue)."""
     return DAY0 + datetime.timedelta(days=n)

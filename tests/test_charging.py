@@ -18,6 +18,7 @@ from dunning.models import BalanceObservation, Case, CaseCharge, CaseEvent, Mess
 from dunning.testing import create_customer, create_invoice, override_dunning_settings
 
 from .conftest import DAY0, day
+from .conftest import edit_standard as standard
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CHARGES_BLOCK = (
@@ -25,15 +26,6 @@ CHARGES_BLOCK = (
     ": {{ c.amount }}{% if c.period %} ({{ c.period }}){% endif %}\n{% endfor %}"
     "{% if charges %}TOTAL CHARGES {{ charges_total }}{% endif %}"
 )
-
-
-def standard(**fields):
-    policy = Policy.objects.get(key="standard")
-    for name, value in fields.items():
-        setattr(policy, name, value)
-    policy.full_clean()
-    policy.save()
-    return policy
 
 
 @pytest.fixture

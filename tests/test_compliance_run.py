@@ -15,6 +15,7 @@ from dunning.models import Case, CaseStep, Policy
 from dunning.testing import override_dunning_settings
 
 from .conftest import day
+from .conftest import edit_standard as standard
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -30,15 +31,6 @@ def sms_outbox():
 
 def at(date, hour, zone=BERLIN, minute=0):
     return datetime.datetime.combine(date, datetime.time(hour, minute), tzinfo=zone)
-
-
-def standard(**fields):
-    policy = Policy.objects.get(key="standard")
-    for name, value in fields.items():
-        setattr(policy, name, value)
-    policy.full_clean()
-    policy.save()
-    return policy
 
 
 def sms_first_step():
