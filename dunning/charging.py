@@ -54,11 +54,22 @@ class PolicyCharges:
                          policy.key, exc)
         self.business = policy.business_debtors
         self.free_steps = {s.key for s in policy.steps.all() if s.free_of_charge}
+        # Steps with a fee of their own (Step.fee_rule) instead of the policy's.
+        self.step_fees = {}
+        for step in policy.steps.all():
+            if step.fee_rule:
+                try:
+                    self.step_fees[step.key] = fees.FeeRule.from_setting(step.fee_rule)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    logger.error("Policy %r, step %r: bad fee rule, no fee: %s",
+                                 policy.key, step.key, exc)
+                    self.free_steps.add(step.key)
         self.step_keys = {s.key for s in policy.steps.all()}
 
     @property
     def active(self):
-        return self.fee_rule is not None or self.interest_rule is not None
+        return (self.fee_rule is not None or self.interest_rule is not None
+                or bool(self.step_fees))
 
 
 class Charging:
@@ -188,7 +199,7 @@ class Charging:
         facts = self.facts.get(case.pk)
         if rules is None or not facts:
             return []
-        fee_rule = rules.fee_rule
+        fee_rule = rules.step_fees.get(step.key, rules.fee_rule)
         if (step.key in rules.free_steps or step.action not in FEE_ACTIONS
                 or step.channel == Channel.CALL):
             fee_rule = None

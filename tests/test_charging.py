@@ -325,3 +325,25 @@ def test_the_policy_form_and_the_api_refuse_a_bad_rule(admin_client):
                                   {"fee_rule": {"fixed": {"EUR": "2.50"}}},
                                   content_type="application/json")
     assert response.status_code == 200 and response.json()["fee_rule"] == {"fixed": {"EUR": "2.50"}}
+
+
+def test_a_step_can_have_a_fee_of_its_own(overdue_customer, listed):
+    policy = standard(fee_rule={"fixed": {"EUR": "5.00"}})
+    policy.steps.filter(key="formal-notice").update(fee_rule={"fixed": {"EUR": "12.50"}})
+    # The first reminder with a rule of its own that charges from the first reminder on.
+    policy.steps.filter(key="initial-notice").update(
+        fee_rule={"fixed": {"EUR": "1.00"}, "first_free": False})
+    overdue_customer(name="Ada")
+    for n in (1, 4, 8):
+        run_dunning(day(n))
+    assert list(CaseCharge.objects.order_by("pk").values_list("step_key", "amount")) == [
+        ("initial-notice", Decimal("1.00")), ("gentle-reminder", Decimal("5.00")),
+        ("formal-notice", Decimal("12.50"))]
+
+
+def test_a_bad_step_fee_is_refused(db):
+    step = Policy.objects.get(key="standard").steps.get(key="formal-notice")
+    step.fee_rule = {"fixed": {"EUR": "ten"}}
+    with pytest.raises(ValidationError) as caught:
+        step.full_clean()
+    assert "fixed" in caught.value.message_dict["fee_rule"][0]

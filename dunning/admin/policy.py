@@ -114,7 +114,7 @@ class StepInline(EditPolicyPermissions, admin.TabularInline):
     formset = StepFormSet
     extra = 0
     fields = ["key", "offset_days", "channel", "fallback_channel", "action", "agency",
-              "required", "free_of_charge"]
+              "required", "free_of_charge", "fee_rule"]
     ordering = ["offset_days"]
 
 

@@ -104,7 +104,7 @@ class PolicyCSV(CSV):
 
 
 STEP_FIELDS = ("key", "offset_days", "channel", "fallback_channel", "action", "required",
-               "agency", "free_of_charge")
+               "agency", "free_of_charge", "fee_rule")
 RETRY_STEP_FIELDS = ("key", "offset_days")
 # variant and weight: A/B variants (dunning.variants); absent in older exports, which
 # import with the defaults (the control, weight 1).

@@ -357,7 +357,8 @@ class ModelCleanMixin:
 class StepSerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = Step
-        fields = ["id", "policy", "key", "offset_days", "channel", "action", "free_of_charge"]
+        fields = ["id", "policy", "key", "offset_days", "channel", "action", "free_of_charge",
+                  "fee_rule"]
         validators = []  # the admin's checks: full_clean and validate_step_sequence
 
     def validate(self, attrs):

@@ -326,6 +326,11 @@ class Step(models.Model):
         help_text=_("This step charges no reminder fee, whatever the policy's fee rule "
                     "says (interest is still charged with it)."),
     )
+    fee_rule = models.JSONField(
+        _("own reminder fee"), default=dict, blank=True,
+        help_text=_("This step's fee instead of the policy's, e.g. "
+                    '{"fixed": {"EUR": "10.00"}}; empty: the policy\'s fee rule.'),
+    )
 
     class Meta:
         verbose_name = _("step")
@@ -354,6 +359,15 @@ class Step(models.Model):
             if value and value not in configured:
                 errors[field] = _("The channel '%(channel)s' is not set up on this site "
                                   "(DUNNING['CHANNELS']).") % {"channel": value}
+        if self.fee_rule in (None, ""):
+            self.fee_rule = {}
+        if self.fee_rule:
+            from ..fees import FeeRule
+
+            try:
+                FeeRule.from_setting(self.fee_rule)
+            except (ValueError, TypeError, AttributeError) as exc:
+                errors["fee_rule"] = str(exc)
         if self.fallback_channel and self.fallback_channel == self.channel:
             errors["fallback_channel"] = _("The fallback must be another channel.")
         # Reported on "action", which every step form shows (the agency field may not be).
