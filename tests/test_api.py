@@ -675,6 +675,22 @@ def test_bulk_upsert_is_idempotent_by_number(admin_client):
     assert Invoice.objects.get(number="A-1").amount_due == 0
 
 
+def test_bulk_upsert_takes_the_history_dates_and_keeps_them_when_not_given(admin_client):
+    row = invoice_row("H-1", amount_due="0.00", paid_on="2026-03-01")
+    row["customer"]["customer_since"] = "2024-05-01"
+    assert bulk(admin_client, [row]).status_code == 200
+    invoice = Invoice.objects.get(number="H-1")
+    assert invoice.paid_on == datetime.date(2026, 3, 1)
+    assert invoice.customer.customer_since == datetime.date(2024, 5, 1)
+    # A later row without the dates leaves them as they are.
+    again = bulk(admin_client, [invoice_row("H-1", amount_due="0.00")]).json()
+    assert again["unchanged"] == 1
+    bulk(admin_client, [invoice_row("H-1", amount_due="1.00")])
+    invoice.refresh_from_db()
+    assert invoice.paid_on == datetime.date(2026, 3, 1) and invoice.amount_due == 1
+    assert invoice.customer.customer_since == datetime.date(2024, 5, 1)
+
+
 def test_a_bad_row_is_reported_by_index_and_nothing_is_written(admin_client):
     rows = [invoice_row("OK-1"), invoice_row("BAD-1", amount_due="lots"),
             invoice_row("OK-2"), invoice_row("OK-1"),

@@ -4,6 +4,7 @@ timeline, cells a spreadsheet would run as a formula are escaped, and the shippe
 and invoices import through the admin."""
 
 import csv
+import datetime
 import io
 import json
 from decimal import Decimal
@@ -311,7 +312,15 @@ def test_invoices_import_with_customers_by_email_and_decimal_amounts(customers):
 
     exported = csv_rows(csv_text(InvoiceResource().export(Invoice.objects.order_by("number"))))
     assert exported[0] == {"number": "INV-1", "customer_email": "ada@example.com",
-                           "amount_due": "120.50", "currency": "EUR", "due_date": "2026-03-02"}
+                           "amount_due": "120.50", "currency": "EUR", "due_date": "2026-03-02",
+                           "paid_on": ""}
+    # The history date (dunning.history) travels too; a file without it leaves it.
+    InvoiceResource().import_data(load_csv(
+        "number,customer_email,amount_due,currency,due_date,paid_on\n"
+        "INV-2,bob@example.com,0,USD,2026-02-01,2026-02-03\n"), dry_run=False)
+    assert Invoice.objects.get(number="INV-2").paid_on == datetime.date(2026, 2, 3)
+    InvoiceResource().import_data(load_csv(INVOICES_CSV), dry_run=False)
+    assert Invoice.objects.get(number="INV-2").paid_on == datetime.date(2026, 2, 3)
 
 
 @pytest.mark.parametrize("bad_row,message", [

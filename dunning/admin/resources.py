@@ -403,7 +403,7 @@ def export_cases_csv(modeladmin, request, queryset):
 class CustomerResource(SafeResourceMixin, resources.ModelResource):
     class Meta:
         model = Customer
-        fields = ["id", "name", "email", "phone", "language", "timezone"]
+        fields = ["id", "name", "email", "phone", "language", "timezone", "customer_since"]
         export_order = fields
         clean_model_instances = True
 
@@ -462,11 +462,13 @@ class InvoiceResource(SafeResourceMixin, resources.ModelResource):
     due_date = fields.Field(
         column_name="due_date", attribute="due_date", widget=DueDateWidget()
     )
+    # The day it was paid (the templates' history); a file without the column leaves it.
+    paid_on = fields.Field(column_name="paid_on", attribute="paid_on", widget=DueDateWidget())
 
     class Meta:
         model = Invoice
         import_id_fields = ["number"]
-        fields = ["number", "customer", "amount_due", "currency", "due_date"]
+        fields = ["number", "customer", "amount_due", "currency", "due_date", "paid_on"]
         export_order = fields
         clean_model_instances = True
 

@@ -1,7 +1,7 @@
 """Invoices in: the bulk upsert of the shipped Invoice (and Customer) models.
 
 ``{"invoices": [{"number", "customer": {"email", "name", ...}, "amount_due", "currency",
-"due_date"}, ...]}``. Every row is checked before anything is written; if one is bad, the
+"due_date", "paid_on"?}, ...]}``. Every row is checked before anything is written; if one is bad, the
 answer is 400 with ``{"rows": [{"index": i, "errors": {...}}]}`` for each bad row and
 nothing is written. Otherwise, in one transaction, customers are found by email (or
 created, which needs a name) and updated with the fields the row gives; invoices are
@@ -19,7 +19,7 @@ from ..models import Customer, Invoice
 from .serializers import BulkInvoiceSerializer
 
 INVOICE_FIELDS = ("customer_id", "amount_due", "currency", "due_date")
-CUSTOMER_FIELDS = ("name", "phone", "language", "timezone")
+CUSTOMER_FIELDS = ("name", "phone", "language", "timezone", "customer_since")
 
 
 class BadRows(Exception):
@@ -127,6 +127,8 @@ class BulkInvoices:
                     "currency": row["currency"],
                     "due_date": row["due_date"],
                 }
+                if "paid_on" in row:  # the history (dunning.history); kept when not given
+                    values["paid_on"] = row["paid_on"]
                 invoice = existing.get(row["number"])
                 if invoice is None:
                     invoice = Invoice(number=row["number"], **values)
@@ -142,7 +144,8 @@ class BulkInvoices:
                 results.append((index, invoice, outcome))
             Invoice.objects.bulk_create(to_create, batch_size=500)
             if to_update:
-                Invoice.objects.bulk_update(to_update, list(INVOICE_FIELDS))
+                # paid_on keeps its value on rows that do not give one.
+                Invoice.objects.bulk_update(to_update, [*INVOICE_FIELDS, "paid_on"])
         counts = {"created": 0, "updated": 0, "unchanged": 0}
         for _index, _invoice, outcome in results:
             counts[outcome] += 1

@@ -436,6 +436,9 @@ class BulkCustomerSerializer(serializers.Serializer):
     phone = serializers.CharField(max_length=40, required=False, allow_blank=True)
     language = serializers.CharField(max_length=16, required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    customer_since = serializers.DateField(
+        required=False, allow_null=True,
+        help_text=_("When they became a customer (the templates' history)."))
 
 
 class BulkInvoiceSerializer(serializers.Serializer):
@@ -446,6 +449,10 @@ class BulkInvoiceSerializer(serializers.Serializer):
     currency = serializers.RegexField(r"^[A-Za-z]{3}$", max_length=3,
                                       help_text=_("ISO 4217 code."))
     due_date = serializers.DateField()
+    paid_on = serializers.DateField(
+        required=False, allow_null=True,
+        help_text=_("The day it was paid in full (the templates' history); left as it "
+                    "is when not given."))
 
     def validate_currency(self, value):
         return value.upper()
