@@ -79,13 +79,17 @@ class Charging:
         self.run = run
         self.by_policy = {pk: PolicyCharges(loaded.policy) for pk, loaded in run.policies.items()}
         self.any = any(p.active for p in self.by_policy.values())
-        for message in stale_rate_tables(run.as_of, policies=[
-                loaded.policy for loaded in run.policies.values()]):
-            logger.warning(message)
         path = dunning_settings.BALANCE_HISTORY
         self.ledger = import_string(path) if path else None
         self.facts = {}  # case pk -> [fees.InvoiceFacts]
         self.before = {}  # case pk -> {invoice number: fees.AlreadyCharged}
+
+    def warn_stale_rates(self):
+        """Log the policies whose statutory rate table has no rate for the run's
+        half-year (a run or plan does, once; not every drain of the outbox)."""
+        for message in stale_rate_tables(self.run.as_of, policies=[
+                loaded.policy for loaded in self.run.policies.values()]):
+            logger.warning(message)
 
     def rules(self, case):
         rules = self.by_policy.get(case.policy_id)
@@ -264,12 +268,10 @@ def stale_rate_tables(as_of=None, *, policies=None, using="default"):
 
 
 def summary(charges, locale):
-    """"Reminder fee €5.00, Late-payment interest INV-1 €3.95" for the timeline."""
-    from .rendering import format_money
+    """"Reminder fee: €5.00; Late-payment interest INV-1: €3.95" for the timeline, from
+    the rows a message lists (rendering.charges_context)."""
+    from .rendering import charges_context
 
-    parts = []
-    for c in charges:
-        label = str(fees.CHARGE_LABELS[c["kind"]])
-        number = f" {c['invoice_number']}" if c.get("invoice_number") else ""
-        parts.append(f"{label}{number}: {format_money(Decimal(c['amount']), c['currency'], locale)}")
+    parts = [f"{row['label']}{' ' + row['invoice'] if row['invoice'] else ''}: {row['amount']}"
+             for row in charges_context(charges, locale)["charges"]]
     return _("Charged: %(charges)s") % {"charges": "; ".join(parts)}

@@ -427,11 +427,12 @@ class WorkbenchMixin:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.send_by_hand")
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def render_change_form(self, request, context, add=False, change=False, form_url="",
+                           obj=None):
         """The case page says so when Regulation F allows no call to a case waiting in
-        the call queue (``call_block``)."""
-        case = self.get_object(request, object_id)
-        block = call_block(case) if case is not None else None
+        the call queue (``call_block``); the case is the one the page already loaded."""
+        block = call_block(obj) if obj is not None else None
         if block is not None:
-            extra_context = {**(extra_context or {}), "call_block": call_block_message(block)}
-        return super().change_view(request, object_id, form_url, extra_context)
+            context["call_block"] = call_block_message(block)
+        return super().render_change_form(request, context, add=add, change=change,
+                                          form_url=form_url, obj=obj)

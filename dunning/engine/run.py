@@ -338,6 +338,7 @@ class DunningRun:
         self.deadline = deadline
         started = time.perf_counter()
         self.load_policies()
+        self.charging.warn_stale_rates()
         if self.dry_run:
             self.plan_openings()
             self.plan_due_cases()

@@ -154,16 +154,18 @@ class Policy(models.Model):
         return fee, interest
 
 
-def charge_rule_errors(policy):
-    """{field: [message]} of the policy's fee and interest rules that do not parse."""
+def charge_rule_errors(obj, fields=("fee_rule", "interest_rule")):
+    """{field: [message]} of the fee and interest rules of ``obj`` (a policy, or a step's
+    own ``fee_rule``) that do not parse; an empty rule becomes ``{}``."""
     from ..fees import FeeRule, InterestRule
 
+    parsers = {"fee_rule": FeeRule.from_setting, "interest_rule": InterestRule.from_setting}
     errors = {}
-    for field, parse in (("fee_rule", FeeRule.from_setting),
-                         ("interest_rule", InterestRule.from_setting)):
-        value = getattr(policy, field)
+    for field in fields:
+        parse = parsers[field]
+        value = getattr(obj, field)
         if value in (None, ""):
-            setattr(policy, field, {})
+            setattr(obj, field, {})
             continue
         if not isinstance(value, dict):
             errors[field] = [_("Enter an object, e.g. %(example)s.") % {
@@ -359,15 +361,7 @@ class Step(models.Model):
             if value and value not in configured:
                 errors[field] = _("The channel '%(channel)s' is not set up on this site "
                                   "(DUNNING['CHANNELS']).") % {"channel": value}
-        if self.fee_rule in (None, ""):
-            self.fee_rule = {}
-        if self.fee_rule:
-            from ..fees import FeeRule
-
-            try:
-                FeeRule.from_setting(self.fee_rule)
-            except (ValueError, TypeError, AttributeError) as exc:
-                errors["fee_rule"] = str(exc)
+        errors.update(charge_rule_errors(self, ("fee_rule",)))  # the step's own fee
         if self.fallback_channel and self.fallback_channel == self.channel:
             errors["fallback_channel"] = _("The fallback must be another channel.")
         # Reported on "action", which every step form shows (the agency field may not be).
