@@ -19,25 +19,44 @@ demo: $(STAMP)
 	$(PY) manage.py demo
 
 # The whole suite: SQLite on the shipped models, a host with its own models, the wheel,
-# and PostgreSQL when one is reachable (.ci/run starts one; see tests/README in the docs).
-test: $(STAMP) lint test-sqlite test-host test-wheel test-postgres test-browser
+# PostgreSQL when one is reachable (.ci/run starts one) and the browser. Every suite runs
+# even when an earlier one failed; the summary at the end names the ones that failed.
+SUITES := lint test-sqlite test-host test-wheel test-postgres test-browser
+# The clock a suite runs at: an HH:MM (Europe/Berlin) for .ci/at (libfaketime), or empty
+# for the real time. .ci/run sets a night hour for SQLite and a day hour for PostgreSQL.
+SQLITE_AT ?=
+POSTGRES_AT ?=
+at = $(if $(1),bash .ci/at $(1) ,)
+
+test: $(STAMP)
+	@failed=""; \
+	for suite in $(SUITES); do \
+		echo "==> make $$suite"; \
+		start=$$(date +%s); \
+		if $(MAKE) --no-print-directory $$suite; then status=passed; \
+		else status=FAILED; failed="$$failed $$suite"; fi; \
+		summary="$$summary$$(printf '  %-14s %-7s %5ss' $$suite $$status $$(( $$(date +%s) - start )))\n"; \
+	done; \
+	echo; echo "==> make test: summary"; printf "$$summary"; \
+	if [ -n "$$failed" ]; then echo "make test FAILED:$$failed"; exit 1; fi; \
+	echo "make test passed: every suite"
 
 lint: $(STAMP)
 	$(PY) -m ruff check dunning tests example_project
 	$(PY) manage.py makemigrations --check --dry-run --verbosity 1
 
 test-sqlite: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider --ignore=tests/host --ignore=tests/test_wheel.py --ignore=tests/browser
+	$(call at,$(SQLITE_AT))$(PY) -m pytest -p no:cacheprovider --ignore=tests/host --ignore=tests/test_wheel.py --ignore=tests/browser
 
 test-host: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider --ds=tests.settings_host tests/host
+	$(call at,$(SQLITE_AT))$(PY) -m pytest -p no:cacheprovider --ds=tests.settings_host tests/host
 
 test-wheel: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests/test_wheel.py
 
 test-postgres: $(STAMP)
 	@if $(PY) tests/pg_available.py; then \
-		DUNNING_TEST_DB=postgres $(PY) -m pytest -p no:cacheprovider --ignore=tests/host --ignore=tests/test_wheel.py --ignore=tests/browser; \
+		DUNNING_TEST_DB=postgres $(call at,$(POSTGRES_AT))$(PY) -m pytest -p no:cacheprovider --ignore=tests/host --ignore=tests/test_wheel.py --ignore=tests/browser; \
 	else \
 		echo "PostgreSQL is not reachable: the PostgreSQL suite was not run (bash .ci/run starts one)."; \
 		if [ -n "$$CI" ]; then exit 1; fi; \

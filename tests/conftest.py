@@ -1,6 +1,8 @@
 import datetime
+import zoneinfo
 
 import pytest
+import time_machine
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management import call_command
@@ -14,6 +16,14 @@ if getattr(settings, "DUNNING_INVOICE_MODEL", "dunning.Invoice") == "dunning.Inv
     collect_ignore.append("host")
 
 DAY0 = datetime.date(2026, 3, 2)  # the due date most tests use
+
+#: The instant every test runs at, whatever the wall clock says: a Monday, 11:00 in the
+#: site's time zone (tests/settings.py), inside every channel's send window. The clock
+#: ticks on from there during a test. A test that needs another instant moves the clock
+#: (the ``time_machine`` fixture) or passes ``now=``; a test whose other processes read
+#: the real clock is marked ``real_clock`` (CI runs those at a night hour and at a day
+#: hour, see .ci/run).
+PINNED_NOW = datetime.datetime(2026, 12, 7, 11, 0, tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
 
 
 def edit_standard(**fields):
@@ -117,6 +127,17 @@ def case(run, overdue_customer):
     customer = overdue_customer(name="Ada")
     run(1)
     return Case.objects.get(customer=customer)
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(request):
+    """Every test runs at :data:`PINNED_NOW` (see there), never at the wall clock's hour:
+    quiet hours, "today", link expiry and the like behave the same at any hour."""
+    if request.node.get_closest_marker("real_clock"):
+        yield None
+        return
+    with time_machine.travel(PINNED_NOW, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture(autouse=True)

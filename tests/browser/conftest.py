@@ -114,6 +114,15 @@ def page(new_page):
     return new_page()
 
 
+@pytest.fixture(autouse=True)
+def _session_cookies_without_expiry(settings):
+    """The server runs at the suite's pinned clock (tests/conftest.py), the browser at the
+    real one: a session cookie that expires two weeks after the pinned instant would be
+    dropped at once by a browser running later than that. Session cookies end with the
+    browser context instead."""
+    settings.SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+
 @pytest.fixture
 def fast_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
