@@ -369,8 +369,9 @@ class CustomerRun(DunningRun):
     resolved (thank-you message, signals), and a case whose next step is due gets it.
     Nothing else: the outbox of other cases is left to the scheduled runs."""
 
-    def __init__(self, customer_pks, *, using=DEFAULT_DB_ALIAS, host=PAYMENT_EVENT_RUN_HOST):
-        super().__init__(None, using=using)
+    def __init__(self, customer_pks, *, using=DEFAULT_DB_ALIAS, host=PAYMENT_EVENT_RUN_HOST,
+                 as_of=None, now=None):
+        super().__init__(as_of, using=using, now=now)
         self.customer_pks = list(customer_pks)
         self.render_processes = 1  # a handful of cases: render in-process
         self.host = host
@@ -393,9 +394,12 @@ class CustomerRun(DunningRun):
         return result
 
 
-def run_for_customers(customer_pks, *, stages=("open", "paid", "due"), using=DEFAULT_DB_ALIAS):
-    """Run dunning now for the given customers (see :class:`CustomerRun`): the given
-    stages of a run (``("paid",)``: resolve paid cases only). Returns the run."""
-    run = CustomerRun(customer_pks, using=using)
+def run_for_customers(customer_pks, *, stages=("open", "paid", "due"), using=DEFAULT_DB_ALIAS,
+                      as_of=None, now=None):
+    """Run dunning for the given customers (see :class:`CustomerRun`): the given stages
+    of a run (``("paid",)``: resolve paid cases only). ``as_of`` / ``now``: the date and
+    instant of the run that started it (a payment retry of a back-dated run closes the
+    case on that run's date); default today and the clock. Returns the run."""
+    run = CustomerRun(customer_pks, using=using, as_of=as_of, now=now)
     run.execute(stages)
     return run

@@ -332,3 +332,28 @@ def test_a_payment_failed_event_carries_its_decline_code_and_method(overdue_cust
     attempt = PaymentAttempt.objects.get()
     assert (attempt.method_id, attempt.decline_code) == ("card1", declines.EXPIRED)
     assert attempt.next_method_id == "card2"
+
+
+def test_a_retry_collected_by_a_back_dated_run_closes_the_case_on_that_runs_date(
+        overdue_customer, run, simulated, mailoutbox):
+    """The case is resolved, its thank-you dated and the invoice paid on the date of the
+    run that charged the retry (a back-dated run, the demo), never on the clock's date."""
+    customer = overdue_customer(timezone="Europe/Berlin")
+    run(1)
+    simulated({customer: {"card1": [declines.INSUFFICIENT_FUNDS, "ok"]}})
+    record_failure(customer.pk, invoices=invoice_numbers(customer),
+                   decline_code="insufficient_funds", failed_at=at(day(1), 11))
+    noon = at(day(2), 11)  # 12:00 in Berlin
+    assert run_due_retries(now=noon) == {"succeeded": 1}
+    case = Case.objects.get(customer=customer)
+    assert (case.status, case.closed_on) == (Case.Status.RESOLVED, day(2))
+    thanks = CaseStep.objects.get(case=case, step_key="payment-received")
+    assert thanks.executed_on == day(2)
+    assert customer.invoices.get().paid_on == day(2)
+    # An explicit run date wins over the instant's.
+    other = overdue_customer(timezone="Europe/Berlin")
+    run(1)
+    simulated({other: {"card1": [declines.INSUFFICIENT_FUNDS, "ok"]}})
+    record_failure(other.pk, invoices=invoice_numbers(other), failed_at=at(day(1), 11))
+    assert run_due_retries(now=at(day(3), 11), as_of=day(3)) == {"succeeded": 1}
+    assert Case.objects.get(customer=other).closed_on == day(3)

@@ -222,19 +222,22 @@ def claim_due(now, using=DEFAULT_DB_ALIAS, limit=CLAIM_BATCH):
     return due
 
 
-def run_due_retries(now=None, *, using=DEFAULT_DB_ALIAS):
-    """Charge every retry due at ``now`` (default: now). Returns a Counter of outcomes
-    (succeeded, declined, error, cancelled, gave-up)."""
+def run_due_retries(now=None, *, as_of=None, using=DEFAULT_DB_ALIAS):
+    """Charge every retry due at ``now`` (default: now). ``as_of``: the date of the run
+    that charges them (default: ``now``'s date in the site's time zone): a collected
+    payment marks the invoices paid and closes the case on that date. Returns a Counter
+    of outcomes (succeeded, declined, error, cancelled, gave-up)."""
     summary = Counter()
     backend = get_backend()
     if backend is None:
         return summary
     now = now or timezone.now()
+    as_of = as_of or timezone.localdate(now)
     while True:
         due = claim_due(now, using)
         for previous in due:
             try:
-                retry(backend, previous, now, summary, using)
+                retry(backend, previous, now, summary, using, as_of=as_of)
             except Exception:  # one customer's failure does not stop the others
                 logger.exception("payment retry after attempt %s failed", previous.pk)
                 summary["crashed"] += 1
@@ -242,7 +245,8 @@ def run_due_retries(now=None, *, using=DEFAULT_DB_ALIAS):
             return summary
 
 
-def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
+def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS, as_of=None):
+    as_of = as_of or timezone.localdate(now)
     root_id = previous.cycle_id or previous.pk
     root = previous if previous.cycle_id is None else PaymentAttempt.objects.using(using).get(
         pk=root_id)
@@ -278,8 +282,7 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
             transaction_id=result.transaction_id,
         )
         if result.ok:
-            mark_shipped_invoices_paid(customer_pk, numbers, using,
-                                       paid_on=timezone.localdate(now))
+            mark_shipped_invoices_paid(customer_pk, numbers, using, paid_on=as_of)
             event(case, CaseEvent.Kind.PAYMENT_COLLECTED, with_step(
                 attempt, _("Payment of %(amount)s %(currency)s collected with %(method)s.")
                 % {"amount": amount, "currency": currency, "method": attempt.method_id}),
@@ -294,7 +297,7 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS):
                 summary["gave-up"] += 1
     summary[str(status.value)] += 1
     if result.ok:
-        collected(case, customer, attempt, using)
+        collected(case, customer, attempt, using, as_of=as_of, now=now)
 
 
 def mark_shipped_invoices_paid(customer_pk, numbers, using=DEFAULT_DB_ALIAS, paid_on=None):
@@ -311,9 +314,10 @@ def mark_shipped_invoices_paid(customer_pk, numbers, using=DEFAULT_DB_ALIAS, pai
             amount_due=Decimal(0), paid_on=Coalesce("paid_on", Value(day)))
 
 
-def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS):
+def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS, *, as_of=None, now=None):
     """After the commit of a collected payment: the host's signal, then the run over the
-    customer that resolves the case (thank-you message, case_resolved)."""
+    customer that resolves the case (thank-you message, case_resolved) on ``as_of``, the
+    date of the run that collected it (default today), at ``now``."""
     from ..services import run_for_customers
 
     for receiver, response in signals.payment_succeeded.send_robust(
@@ -325,4 +329,4 @@ def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS):
             logger.error("payment_succeeded receiver %r failed", receiver, exc_info=response)
             event(case, CaseEvent.Kind.SIGNAL_ERROR,
                   f"payment_succeeded: {type(response).__name__}: {response}"[:2000], using)
-    run_for_customers([customer.pk], stages=("paid",), using=using)
+    run_for_customers([customer.pk], stages=("paid",), using=using, as_of=as_of, now=now)
