@@ -545,3 +545,30 @@ def check_interest_rates_current(app_configs=None, databases=None, **kwargs):
     return [Warning(message, hint="Add the published rate to DUNNING['INTEREST_RATES'] "
                                   "(docs/fees.md).", id="dunning.W042")
             for message in stale]
+
+
+@register("dunning")
+def check_stripe_webhook_secret(app_configs=None, **kwargs):
+    """The Stripe webhook's signing secret (dunning.payments.stripe_webhook):
+    dunning.E080 when it is not text, dunning.W080 when it does not look like one."""
+    try:
+        secret = dunning_settings.STRIPE_WEBHOOK_SECRET
+    except DunningConfigurationError:
+        return []  # reported by dunning.E009
+    if secret is None or secret == "":
+        return []
+    if not isinstance(secret, str):
+        return [Error(
+            f"DUNNING['STRIPE_WEBHOOK_SECRET'] must be text, not {type(secret).__name__}.",
+            hint="Copy the endpoint's signing secret (\"whsec_...\") from Stripe's dashboard, "
+            "or set None to settle pending payments by polling only.",
+            id="dunning.E080",
+        )]
+    if not secret.startswith("whsec_") or secret.strip() != secret:
+        return [Warning(
+            "DUNNING['STRIPE_WEBHOOK_SECRET'] does not look like a Stripe signing secret "
+            "(\"whsec_...\"): every event would be refused as badly signed.",
+            hint="Copy the signing secret of the endpoint, not the API key.",
+            id="dunning.W080",
+        )]
+    return []

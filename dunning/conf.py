@@ -136,6 +136,11 @@ DEFAULTS = {
     # Charges of one payment method within any 30 days, never exceeded (Visa allows 15
     # retries in 30 days, Mastercard 10; stay below both).
     "PAYMENT_MAX_ATTEMPTS_PER_METHOD_30_DAYS": 8,
+    # The signing secret ("whsec_...") of the Stripe webhook endpoint that points at
+    # dunning.urls' payments/stripe/webhook/ (events payment_intent.succeeded and
+    # payment_intent.payment_failed settle pending bank debits). None: the endpoint
+    # answers 404 and pending debits are settled by polling Stripe at each run.
+    "STRIPE_WEBHOOK_SECRET": None,
     # -- the customer's self-service page (dunning.urls, docs/portal.md) --
     # Absolute URL under which the host includes dunning.urls, e.g.
     # "https://shop.example/dunning/"; None: messages carry no portal link.

@@ -5,6 +5,7 @@
 from django.urls import include, path
 
 from . import notices_views, unsubscribe
+from .payments.stripe_webhook import stripe_webhook
 from .portal import views as portal_views
 
 app_name = "dunning"
@@ -17,4 +18,6 @@ urlpatterns = [
     path("notices/<int:pk>/dismiss/", notices_views.dismiss, name="notice-dismiss"),
     # The unsubscribe link of every email (docs/unsubscribe.md): a page, or RFC 8058 one-click.
     path("unsubscribe/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
+    # Stripe's webhook: pending bank debits settle here (docs/payments.md).
+    path("payments/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
 ]

@@ -86,7 +86,7 @@ def test_default_policy_has_english_and_german_messages_for_every_step(db):
         (key, language)
         for key in [key for key, _, _ in STANDARD_STEPS] + ["payment-received"]
         + ["card-expiring-30", "card-expiring-7", "renewal-card-expiring",
-           "account-updater-consent"]
+           "account-updater-consent", "payment-authentication"]
         for language in ("en", "de")
     }
     assert found == expected

@@ -319,6 +319,10 @@ class CaseEvent(models.Model):
         PAYMENT_DECLINED = "payment-declined", _("Payment declined")
         PAYMENT_COLLECTED = "payment-collected", _("Payment collected")
         PAYMENT_UPDATE_METHOD = "payment-update-method", _("Payment method must be updated")
+        # A bank debit (SEPA, ACH) the processor accepted but has not settled yet.
+        PAYMENT_PENDING = "payment-pending", _("Payment pending")
+        # The bank wants the customer to authenticate the payment (3-D Secure, SCA).
+        PAYMENT_AUTHENTICATION = "payment-authentication", _("Payment needs authentication")
         # The customer's self-service page (dunning.portal).
         PLAN_REQUESTED = "plan-requested", _("Payment plan requested")
         PLAN_APPROVED = "plan-approved", _("Payment plan approved")

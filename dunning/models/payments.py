@@ -19,6 +19,9 @@ class PaymentAttempt(models.Model):
         ERROR = "error", _("Error")
         # Not charged: the invoices were paid meanwhile.
         CANCELLED = "cancelled", _("Not needed")
+        # Accepted, not settled yet (a SEPA or ACH debit "processing" for days): never
+        # charged again while pending; settled by the processor's webhook or a poll.
+        PENDING = "pending", _("Pending")
 
     customer = models.ForeignKey(
         customer_model_label(), on_delete=models.CASCADE, related_name="dunning_payment_attempts",
@@ -58,6 +61,9 @@ class PaymentAttempt(models.Model):
                          condition=Q(next_attempt_at__isnull=False)),
             models.Index(fields=["customer", "method_id", "attempted_at"],
                          name="dunning_payattempt_cap_idx"),
+            # Settling a pending charge by the processor's transaction id (webhook, poll).
+            models.Index(fields=["transaction_id"], name="dunning_payattempt_pending_idx",
+                         condition=Q(status="pending")),
         ]
 
     def __str__(self):
@@ -74,6 +80,9 @@ class PreDunningNotice(models.Model):
         CARD_EXPIRING_7 = "card-expiring-7", _("Card expires in 7 days")
         RENEWAL_CARD_EXPIRING = "renewal-card-expiring", _("Renewal on an expiring card")
         UPDATER_CONSENT = "account-updater-consent", _("Account updater consent request")
+        # A retry the bank wants the customer to authenticate (3-D Secure): not retried
+        # off-session, the customer is asked to pay through the self-service page.
+        AUTHENTICATE_PAYMENT = "payment-authentication", _("Request to authenticate a payment")
 
     class Status(models.TextChoices):
         SENDING = "sending", _("Sending")

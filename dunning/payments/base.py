@@ -36,6 +36,13 @@ Optional, for pre-dunning (dunning.payments.predunning; the defaults report noth
         The card networks' account updater: the method's refreshed details (possibly a
         new id), or None when nothing changed. Called before a payment retry for
         customers who agreed to it on the self-service page.
+
+Optional, for charges that settle later (a SEPA or ACH debit: ``charge`` returned
+``ChargeResult(pending=True)``)::
+
+    payment_status(transaction_id) -> ChargeResult | None
+        The outcome now (``pending=True`` while still processing), or None when the
+        backend cannot tell; polled by every run until the charge settles.
 """
 
 from __future__ import annotations
@@ -72,6 +79,11 @@ class ChargeResult:
     error: bool = False
     amount: Decimal | None = None
     extra: dict = field(default_factory=dict)
+    #: True when the processor accepted the charge but has not settled it yet (a SEPA
+    #: or ACH debit "processing" for days): neither a success nor a decline. Never
+    #: charged again while pending; settled by :meth:`PaymentBackend.payment_status` or
+    #: the processor's webhook.
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,4 +126,10 @@ class PaymentBackend(abc.ABC):
 
     def refresh_method(self, customer, method):
         """The refreshed details of ``method`` from the account updater, or None."""
+        return None
+
+    def payment_status(self, transaction_id):
+        """The outcome of a pending charge (a :class:`ChargeResult`, ``pending=True``
+        while it is still processing), or None when the backend cannot tell (then it
+        waits for the processor's webhook)."""
         return None

@@ -11,6 +11,9 @@ from django.utils.translation import gettext_lazy as _
 
 SOFT = "soft"
 HARD = "hard"
+#: The customer must act (authenticate the payment, 3-D Secure / SCA): never retried
+#: off-session; the customer is asked to pay through the self-service page.
+ACTION = "action"
 
 # normalized code -> (class, label)
 INSUFFICIENT_FUNDS = "insufficient_funds"
@@ -22,6 +25,7 @@ EXPIRED = "expired"
 LOST_OR_STOLEN = "lost_or_stolen"
 INVALID_ACCOUNT = "invalid_account"
 FRAUD = "fraud"
+AUTHENTICATION_REQUIRED = "authentication_required"
 
 CODES = {
     INSUFFICIENT_FUNDS: (SOFT, _("Insufficient funds")),
@@ -33,6 +37,7 @@ CODES = {
     LOST_OR_STOLEN: (HARD, _("Lost or stolen")),
     INVALID_ACCOUNT: (HARD, _("Invalid account")),
     FRAUD: (HARD, _("Suspected fraud")),
+    AUTHENTICATION_REQUIRED: (ACTION, _("The customer must authenticate the payment")),
 }
 
 #: Stripe's ``decline_code`` (or, without one, the error's ``code``) -> normalized code.
@@ -62,6 +67,9 @@ STRIPE_CODES = {
     "fraudulent": FRAUD,
     "merchant_blacklist": FRAUD,
     "security_violation": FRAUD,
+    "authentication_required": AUTHENTICATION_REQUIRED,
+    # A PaymentIntent left in "requires_action" by an off-session confirmation.
+    "requires_action": AUTHENTICATION_REQUIRED,
 }
 
 
@@ -72,6 +80,11 @@ def classify(code):
 
 def is_hard(code):
     return classify(code) == HARD
+
+
+def needs_customer(code):
+    """True when only the customer can complete the payment (not retried off-session)."""
+    return classify(code) == ACTION
 
 
 def label(code):

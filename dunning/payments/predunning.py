@@ -36,7 +36,7 @@ from django.utils.translation import gettext as _
 
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
-from ..hosts import get_adapter
+from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
 from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
 from ..rendering import (
@@ -156,7 +156,8 @@ def notice_context(notice, customer, today):
         renewal = {"date": format_day(datetime.date.fromisoformat(data["on"]), locale),
                    "amount": format_money(Decimal(data["amount"]), data["currency"], locale)}
     return build_context(
-        customer=customer, invoices=[], step={"key": notice.kind, "offset_days": 0, "action": ""},
+        customer=customer, invoices=list(data.get("invoices") or []),
+        step={"key": notice.kind, "offset_days": 0, "action": ""},
         as_of=today, locale=locale, company=company_context(),
         card=card, renewal=renewal,
     )
@@ -165,16 +166,22 @@ def notice_context(notice, customer, today):
 def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
     """Send today's pre-dunning notices. Returns a Counter of kind -> sent and of
     "failed" (nothing without a backend, or one that reports no cards and renewals)."""
-    from ..variants import pick_template
-
-    summary = Counter()
     backend = get_backend()
     if backend is None:
-        return summary
+        return Counter()
     today = today or timezone.localdate()
     now = timezone.now()
     with transaction.atomic(using=using):
         notices = claim(wanted_notices(backend, today, using), now, using)
+    return send_notices(notices, today, using)
+
+
+def send_notices(notices, today, using=DEFAULT_DB_ALIAS):
+    """Render and send claimed notices (one bad notice never stops the others) and record
+    each outcome on its row. Returns a Counter of kind -> sent and of "failed"."""
+    from ..variants import pick_template
+
+    summary = Counter()
     if not notices:
         return summary
     customers = get_adapter().customer_rows({n.customer_id for n in notices})
@@ -222,6 +229,29 @@ def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
     PreDunningNotice.objects.using(using).bulk_update(
         notices, ["status", "sent_at", "message_id", "recipient", "language", "reason"])
     return summary
+
+
+def request_authentication(attempt, today, using=DEFAULT_DB_ALIAS):
+    """Ask the customer to authenticate the payment ``attempt`` (a PaymentAttempt the bank
+    declined with ``authentication_required``) through their self-service link: the
+    default policy's ``payment-authentication`` message, sent once per attempt. Returns
+    the Counter of :func:`send_notices`."""
+    adapter = get_adapter()
+    p = ANNOTATION_PREFIX
+    invoices = [
+        {"number": number, "amount_due": str(amount), "currency": currency,
+         "due_date": due.isoformat()}
+        for number, amount, currency, due in adapter.annotated_invoices().using(using).filter(
+            **{p + "number__in": list(attempt.invoices),
+               adapter.customer_annotation: attempt.customer_id, p + "amount_due__gt": 0})
+        .order_by(p + "due_date", "pk")
+        .values_list(p + "number", p + "amount_due", p + "currency", p + "due_date")
+    ]
+    wanted = [(attempt.customer_id, Kind.AUTHENTICATE_PAYMENT, attempt.method_id,
+               str(attempt.pk), {"invoices": invoices, "transaction": attempt.transaction_id})]
+    with transaction.atomic(using=using):
+        notices = claim(wanted, timezone.now(), using)
+    return send_notices(notices, today, using)
 
 
 def refresh_before_retry(backend, customer, method_id, case, using=DEFAULT_DB_ALIAS):

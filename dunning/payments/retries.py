@@ -12,6 +12,15 @@ Two entry points:
   the invoices of the shipped Invoice model paid, and resolves the case like any payment
   (the thank-you message by the normal run over that customer).
 
+A charge the processor accepted but has not settled (``ChargeResult.pending``: a SEPA or
+ACH debit "processing" for days) is recorded as a *pending* attempt, not a decline: nothing
+charges that debt again while it is pending (a retry that falls due waits a day), and
+:func:`settle` records the bank's answer when it comes (the processor's webhook,
+dunning.payments.stripe_webhook, or :func:`poll_pending`, which every run of the retries
+does first): collected resolves the case, declined plans the next retry. A decline that
+needs the customer (``authentication_required``: 3-D Secure) is never retried off-session:
+the customer is sent the ``payment-authentication`` message with their self-service link.
+
 Both do nothing (and return None / an empty summary) when no backend is configured.
 """
 
@@ -135,24 +144,48 @@ GIVE_UP_MESSAGES = {
     scheduler.CAPPED: lambda: _(
         "Every payment method reached its limit of attempts in 30 days: ask the customer "
         "to update the payment method."),
+    scheduler.AUTHENTICATE: lambda: _(
+        "The bank asks the customer to authenticate the payment: it is not retried "
+        "without them; they are sent their self-service link to pay."),
 }
 
 
 def plan(attempt, root, methods, customer_pk, now, using=DEFAULT_DB_ALIAS):
     """Plan the retry after ``attempt`` (saved) or give up; returns the Decision."""
     decision, key = decide(root, methods, customer_pk, now, using)
+    if decision.at is not None and decision.at < now:
+        # A charge that was pending for days settled as declined: its retry is not
+        # planned in the past.
+        decision = scheduler.Decision(now, decision.method, decision.reason)
     case = attempt.case
     if decision.at is not None:
         PaymentAttempt.objects.using(using).filter(pk=attempt.pk).update(
             next_attempt_at=decision.at, next_method_id=decision.method, next_step_key=key)
         attempt.next_attempt_at, attempt.next_method_id = decision.at, decision.method
         attempt.next_step_key = key
+    elif decision.reason == scheduler.AUTHENTICATE:
+        # The customer acts (dunning.payments.predunning.request_authentication, once the
+        # caller's transaction is committed); no person is needed for that.
+        event(case, CaseEvent.Kind.PAYMENT_AUTHENTICATION, GIVE_UP_MESSAGES[decision.reason](),
+              using, reason=decision.reason, attempt=attempt.pk)
     else:
         event(case, CaseEvent.Kind.PAYMENT_UPDATE_METHOD, GIVE_UP_MESSAGES[decision.reason](),
               using, reason=decision.reason, attempt=attempt.pk)
         if case is not None:
             Case.objects.using(using).filter(pk=case.pk).update(needs_person=True)
     return decision
+
+
+def after_plan(decision, attempt, today, using=DEFAULT_DB_ALIAS):
+    """What a plan leaves to do once committed: the request to authenticate."""
+    if decision is not None and decision.reason == scheduler.AUTHENTICATE:
+        from .predunning import request_authentication
+
+        try:
+            request_authentication(attempt, today, using)
+        except Exception:  # the timeline says what happened; a person can follow up
+            logger.exception("could not ask the customer of attempt %s to authenticate",
+                             attempt.pk)
 
 
 def with_step(attempt, message):
@@ -164,6 +197,10 @@ def with_step(attempt, message):
 
 
 def declined_message(attempt):
+    if declines.needs_customer(attempt.decline_code):
+        return with_step(attempt, _(
+            "Payment with %(method)s declined: the bank asks the customer to authenticate "
+            "it (not retried without them).") % {"method": attempt.method_id})
     if attempt.status == PaymentAttempt.Status.ERROR:
         return with_step(attempt, _("Payment with %(method)s failed: %(message)s") % {
             "method": attempt.method_id, "message": attempt.message or attempt.raw_code})
@@ -203,7 +240,8 @@ def record_failure(customer_pk, *, invoices, method_id="", decline_code="", raw_
         )
         event(attempt.case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
               attempt=attempt.pk, decline_code=code, method=attempt.method_id)
-        plan(attempt, attempt, methods, customer_pk, failed_at, using)
+        decision = plan(attempt, attempt, methods, customer_pk, failed_at, using)
+    after_plan(decision, attempt, timezone.localdate(failed_at), using)
     return attempt
 
 
@@ -233,6 +271,7 @@ def run_due_retries(now=None, *, as_of=None, using=DEFAULT_DB_ALIAS):
         return summary
     now = now or timezone.now()
     as_of = as_of or timezone.localdate(now)
+    poll_pending(backend, now, summary, using, as_of=as_of)
     while True:
         due = claim_due(now, using)
         for previous in due:
@@ -263,14 +302,24 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS, as_of=None):
             status=PaymentAttempt.Status.CANCELLED)
         summary["cancelled"] += 1
         return
+    if pending_charge(customer_pk, numbers, using) is not None:
+        # A charge of this debt is still processing (a bank debit): never a second one.
+        # Looked at again tomorrow; the pending charge's outcome decides before then.
+        PaymentAttempt.objects.using(using).filter(pk=previous.pk).update(
+            next_attempt_at=now + datetime.timedelta(days=1))
+        summary["waiting"] += 1
+        return
     customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
     # Refreshed card details first, when the customer agreed to the account updater.
     fields["method_id"] = refresh_before_retry(backend, customer, previous.next_method_id,
                                                case, using)
     result = backend.charge(customer, amount, currency, fields["method_id"],
                             invoices=numbers, idempotency_key=f"dunning-retry-{previous.pk}")
+    decision = None
     if result.ok:
         status = PaymentAttempt.Status.SUCCEEDED
+    elif result.pending:
+        status = PaymentAttempt.Status.PENDING
     elif result.error:
         status = PaymentAttempt.Status.ERROR
     else:
@@ -288,16 +337,115 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS, as_of=None):
                 % {"amount": amount, "currency": currency, "method": attempt.method_id}),
                 using, attempt=attempt.pk, transaction_id=result.transaction_id,
                 step=attempt.step_key)
+        elif result.pending:
+            event(case, CaseEvent.Kind.PAYMENT_PENDING, pending_message(attempt), using,
+                  attempt=attempt.pk, transaction_id=result.transaction_id,
+                  step=attempt.step_key)
         else:
             event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
                   attempt=attempt.pk, decline_code=attempt.decline_code,
                   method=attempt.method_id, step=attempt.step_key)
             methods = [m.id for m in backend.stored_methods(customer)]
-            if plan(attempt, root, methods, customer_pk, now, using).at is None:
+            decision = plan(attempt, root, methods, customer_pk, now, using)
+            if decision.at is None:
                 summary["gave-up"] += 1
     summary[str(status.value)] += 1
     if result.ok:
         collected(case, customer, attempt, using, as_of=as_of, now=now)
+    after_plan(decision, attempt, as_of, using)
+
+
+def pending_message(attempt):
+    return with_step(attempt, _(
+        "Payment of %(amount)s %(currency)s with %(method)s is processing (a bank debit "
+        "takes days): not charged again until the bank answers.") % {
+        "amount": attempt.amount, "currency": attempt.currency, "method": attempt.method_id})
+
+
+def pending_charge(customer_pk, numbers, using=DEFAULT_DB_ALIAS):
+    """The customer's pending charge (a bank debit still processing) of any of the
+    invoices ``numbers``, or None."""
+    numbers = set(numbers)
+    for attempt in PaymentAttempt.objects.using(using).filter(
+            customer_id=customer_pk, status=PaymentAttempt.Status.PENDING):
+        if numbers & set(attempt.invoices):
+            return attempt
+    return None
+
+
+def poll_pending(backend, now, summary, using=DEFAULT_DB_ALIAS, *, as_of=None):
+    """Ask the backend how each pending charge is doing and settle those the bank has
+    answered (for sites without the processor's webhook, or when one was missed)."""
+    pending = PaymentAttempt.objects.using(using).filter(
+        status=PaymentAttempt.Status.PENDING, attempted_at__lte=now).exclude(transaction_id="")
+    for attempt in pending.order_by("attempted_at", "pk"):
+        try:
+            result = backend.payment_status(attempt.transaction_id)
+            if result is None or result.pending:
+                continue
+            settled = settle(attempt.transaction_id, result, at=now, as_of=as_of, using=using)
+        except Exception:  # one customer's failure does not stop the others
+            logger.exception("polling pending payment %s failed", attempt.pk)
+            summary["crashed"] += 1
+            continue
+        if settled is not None:
+            summary["settled-" + str(settled.status)] += 1
+
+
+def settle(transaction_id, result, *, at=None, as_of=None, using=DEFAULT_DB_ALIAS):
+    """The bank answered a pending charge (the processor's webhook, or a poll): record
+    the outcome on the pending attempt of ``transaction_id``. Collected: the invoices are
+    paid and the case resolves on ``as_of`` (default: ``at``'s date). Declined: the
+    next retry is planned from ``at``. Idempotent: an attempt that is not pending (unknown,
+    settled already by a replayed or earlier event) is left alone; returns the settled
+    PaymentAttempt, or None when nothing was settled."""
+    if not transaction_id or result is None or result.pending:
+        return None
+    at = at or timezone.now()
+    as_of = as_of or timezone.localdate(at)
+    backend = get_backend()
+    decision = None
+    with transaction.atomic(using=using):
+        attempt = (PaymentAttempt.objects.using(using).select_for_update()
+                   .filter(transaction_id=transaction_id, status=PaymentAttempt.Status.PENDING)
+                   .order_by("pk").first())
+        if attempt is None:
+            return None
+        customer_pk = attempt.customer_id
+        case = open_case(customer_pk, using) or attempt.case
+        if result.ok:
+            attempt.status = PaymentAttempt.Status.SUCCEEDED
+        else:
+            attempt.status = (PaymentAttempt.Status.ERROR if result.error
+                              else PaymentAttempt.Status.DECLINED)
+            attempt.decline_code = "" if result.error else (result.decline_code or declines.GENERIC)
+        attempt.raw_code = (result.raw_code or attempt.raw_code)[:64]
+        attempt.message = (result.message or "")[:2000]
+        attempt.save(update_fields=["status", "decline_code", "raw_code", "message"])
+        if result.ok:
+            mark_shipped_invoices_paid(customer_pk, attempt.invoices, using, paid_on=as_of)
+            event(case, CaseEvent.Kind.PAYMENT_COLLECTED, with_step(
+                attempt, _("Payment of %(amount)s %(currency)s with %(method)s settled: "
+                           "collected.") % {"amount": attempt.amount,
+                                            "currency": attempt.currency,
+                                            "method": attempt.method_id}),
+                using, attempt=attempt.pk, transaction_id=transaction_id,
+                step=attempt.step_key)
+        else:
+            event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
+                  attempt=attempt.pk, decline_code=attempt.decline_code,
+                  method=attempt.method_id, step=attempt.step_key)
+            root = attempt if attempt.cycle_id is None else PaymentAttempt.objects.using(
+                using).get(pk=attempt.cycle_id)
+            customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
+            methods = ([m.id for m in backend.stored_methods(customer)]
+                       if backend is not None else [])
+            decision = plan(attempt, root, methods, customer_pk, at, using)
+    if result.ok:
+        customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
+        collected(case, customer, attempt, using, as_of=as_of, now=at)
+    after_plan(decision, attempt, as_of, using)
+    return attempt
 
 
 def mark_shipped_invoices_paid(customer_pk, numbers, using=DEFAULT_DB_ALIAS, paid_on=None):

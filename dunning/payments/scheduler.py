@@ -20,7 +20,8 @@ The rules (docs/payments.md):
 
 :func:`next_attempt` returns a :class:`Decision`: ``at`` and ``method`` of the next
 attempt, or ``at=None`` with ``reason`` UPDATE_METHOD (every method hard-declined: ask the
-customer to update it), EXHAUSTED (the schedule is used up) or CAPPED.
+customer to update it), EXHAUSTED (the schedule is used up), CAPPED or AUTHENTICATE (the
+bank asks the customer to authenticate the payment: never retried off-session).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ MORNING = datetime.time(9, 0)
 UPDATE_METHOD = "update-method"
 EXHAUSTED = "exhausted"
 CAPPED = "capped"
+AUTHENTICATE = "authenticate"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ def next_attempt(attempts, methods, *, tz="", offsets=DEFAULT_OFFSETS, cap=DEFAU
     recent = attempts if recent is None else recent
     zone = customer_zone(tz)
     first, last = attempts[0], attempts[-1]
+    if last.decline_code and declines.needs_customer(last.decline_code):
+        # The bank wants the customer there (3-D Secure): an off-session retry would be
+        # declined the same way.
+        return Decision(None, reason=AUTHENTICATE)
     failed_on = first.at.astimezone(zone).date()
     last_on = last.at.astimezone(zone).date()
     hard = {a.method for a in attempts if a.decline_code and declines.is_hard(a.decline_code)}

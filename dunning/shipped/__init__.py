@@ -31,6 +31,9 @@ MESSAGE_KEYS = [key for key, _, _ in STANDARD_POLICY["steps"]] + ["payment-recei
 PREDUNNING_KEYS = [
     "card-expiring-30", "card-expiring-7", "renewal-card-expiring", "account-updater-consent",
 ]
+# Sent by the payment retries (dunning.payments.retries), from the default policy: the
+# bank asks the customer to authenticate a payment (migration 0020).
+PAYMENT_KEYS = ["payment-authentication"]
 LANGUAGES = ("en", "de")
 #: The channels with shipped texts of their own for the policy's steps and the thank-you
 #: message (dunning/shipped/<language>/<channel>/<key>.txt, and .html for letters); the
