@@ -267,3 +267,22 @@ def test_the_authentication_message_is_translated(db):
     assert "bestätigen" in shipped_message("de", "payment-authentication")[0]
     assert "{{ portal_url }}" in shipped_message("en", "payment-authentication")[1]
 
+
+
+def test_the_simulated_backend_has_pending_debits_too(overdue_customer, run):
+    customer = overdue_customer(timezone="Europe/Berlin")
+    other = overdue_customer(timezone="Europe/Berlin")
+    run(1)
+    with override_dunning_settings(
+            PAYMENT_BACKEND="dunning.payments.simulated.SimulatedBackend",
+            PAYMENT_BACKEND_OPTIONS={"outcomes": {
+                str(customer.pk): {"sepa": [declines.INSUFFICIENT_FUNDS, "processing", "ok"]},
+                str(other.pk): {"sepa": [declines.INSUFFICIENT_FUNDS, "processing"]}}}):
+        for c in (customer, other):
+            record_failure(c.pk, invoices=invoice_numbers(c), failed_at=at(day(1), 11))
+        assert run_due_retries(now=at(day(2), 9)) == {"pending": 2}
+        # The next run's poll: one debit went through, the other is still processing.
+        assert run_due_retries(now=at(day(3), 11)) == {"settled-succeeded": 1}
+    assert Case.objects.get(customer=customer).closed_on == day(3)
+    assert Case.objects.get(customer=other).status == Case.Status.OPEN
+    assert PaymentAttempt.objects.filter(customer_id=other.pk, status="pending").count() == 1

@@ -534,3 +534,22 @@ def test_a_declined_payment_says_why_and_changes_nothing(case, client, simulated
 
 def test_without_a_backend_there_is_no_pay_form(case, client):
     assert "Pay now with a stored payment method" not in page(client.get(url(case.customer)))
+
+
+def test_a_bank_debit_from_the_page_is_pending_and_never_paid_twice(case, client,
+                                                                     simulated_backend):
+    """Paying by SEPA debit on the self-service page: the debit is pending (the case stays
+    open, no decline); paying again while the bank processes it charges nothing."""
+    from dunning.models import PaymentAttempt
+
+    with simulated_backend(case.customer, {"sepa_a": ["processing"]}):
+        response = client.post(url(case.customer), {"action": "pay", "method": "sepa_a"})
+        assert response.status_code == 302
+        again = client.post(url(case.customer), {"action": "pay", "method": "sepa_a"})
+        assert again.status_code == 400
+        assert "still processing" in page(again)
+    [attempt] = PaymentAttempt.objects.all()
+    assert attempt.status == "pending" and attempt.transaction_id.startswith("sim_")
+    case.refresh_from_db()
+    assert case.status == Case.Status.OPEN
+    assert "payment-pending" in kinds(case) and "payment-declined" not in kinds(case)

@@ -4,7 +4,9 @@ Outcomes are deterministic per customer. Each customer has one or two stored met
 per method, a sequence of outcomes: the n-th charge of a method (counting the attempts
 recorded in PaymentAttempt for that customer and method, the failure that started the
 cycle included) gets the n-th outcome, the last one repeating. An outcome is "ok" or a
-normalized decline code (dunning.payments.declines), or "error" for a processor failure.
+normalized decline code (dunning.payments.declines), "error" for a processor failure, or
+"processing" for a bank debit left pending (``payment_status`` settles it with the outcome
+after it in the sequence; a last "processing" stays pending).
 
 Which scenario a customer gets:
 
@@ -37,6 +39,8 @@ from .base import ChargeResult, PaymentBackend, Renewal, StoredMethod
 
 OK = "ok"
 ERROR = "error"
+#: A bank debit the processor accepted and has not settled (pending, never a decline).
+PROCESSING = "processing"
 RENEWED = "-renewed"
 EXPIRY_EPOCH = (2025, 1)
 
@@ -144,4 +148,32 @@ class SimulatedBackend(PaymentBackend):
                 key.encode()).hexdigest()[:16], amount=amount)
         if outcome == ERROR:
             return ChargeResult(False, "", "error", "Simulated processor failure.", error=True)
+        if outcome == PROCESSING:
+            key = idempotency_key or uuid.uuid4().hex
+            return ChargeResult(False, raw_code=PROCESSING, message="Simulated bank debit.",
+                                transaction_id="sim_" + hashlib.sha256(key.encode()).hexdigest()[:16],
+                                amount=amount, pending=True)
         return ChargeResult(False, outcome, outcome, str(declines.label(outcome)))
+
+    def payment_status(self, transaction_id):
+        """A pending simulated debit settles with the outcome after it in its method's
+        sequence (it stays pending when it is the last)."""
+        from ..models import PaymentAttempt
+
+        attempt = PaymentAttempt.objects.filter(transaction_id=transaction_id).first()
+        if attempt is None:
+            return None
+        outcomes = self.scenario_of(attempt.customer_id).get(attempt.method_id) or [OK]
+        # The pending charge was the n-th: it settles with the (n+1)-th outcome.
+        n = self.charges_so_far(attempt.customer, attempt.method_id)
+        outcome = outcomes[min(n, len(outcomes) - 1)]
+        if outcome == PROCESSING:
+            return ChargeResult(False, raw_code=PROCESSING, transaction_id=transaction_id,
+                                pending=True)
+        if outcome == OK:
+            return ChargeResult(True, transaction_id=transaction_id, amount=attempt.amount)
+        if outcome == ERROR:
+            return ChargeResult(False, "", "error", "Simulated processor failure.",
+                                transaction_id=transaction_id, error=True)
+        return ChargeResult(False, outcome, outcome, str(declines.label(outcome)),
+                            transaction_id=transaction_id)

@@ -398,7 +398,7 @@ def pay_now(portfolio, method_id, today=None):
     import hashlib
 
     from ..payments import declines, get_backend
-    from ..payments.retries import collected, mark_shipped_invoices_paid
+    from ..payments.retries import collected, mark_shipped_invoices_paid, pending_charge
 
     backend = get_backend()
     customer = host_customer(portfolio)
@@ -407,12 +407,17 @@ def pay_now(portfolio, method_id, today=None):
     amount, currency, numbers = payable(portfolio)
     if not numbers:
         raise ValidationError(_("Nothing is left to pay. Thank you!"))
+    if pending_charge(customer.pk, numbers) is not None:
+        # A bank debit of these invoices is still processing: never a second charge.
+        raise ValidationError(_("Your bank is still processing a payment of these invoices. "
+                                "Please wait for it before paying again."))
     today = today or timezone.localdate()
     key = "dunning-portal-" + hashlib.sha256(
         f"{customer.pk}|{','.join(numbers)}|{amount}|{currency}|{today}".encode()).hexdigest()[:32]
     result = backend.charge(customer, amount, currency, method_id, invoices=numbers,
                             idempotency_key=key)
     status = (PaymentAttempt.Status.SUCCEEDED if result.ok else
+              PaymentAttempt.Status.PENDING if result.pending else
               PaymentAttempt.Status.ERROR if result.error else PaymentAttempt.Status.DECLINED)
     case = portfolio.case
     with transaction.atomic():
@@ -430,6 +435,12 @@ def pay_now(portfolio, method_id, today=None):
                                   "%(method)s.") % {"amount": amount, "currency": currency,
                                                     "method": method_id},
                                 attempt=attempt.pk, transaction_id=result.transaction_id)
+            elif result.pending:
+                services.record(case, CaseEvent.Kind.PAYMENT_PENDING, None,
+                                _("Paid %(amount)s %(currency)s on the self-service page with "
+                                  "%(method)s: processing, settled when the bank answers.")
+                                % {"amount": amount, "currency": currency, "method": method_id},
+                                attempt=attempt.pk, transaction_id=result.transaction_id)
             else:
                 services.record(case, CaseEvent.Kind.PAYMENT_DECLINED, None,
                                 _("Payment on the self-service page with %(method)s declined: "
@@ -441,6 +452,8 @@ def pay_now(portfolio, method_id, today=None):
     if result.ok:
         collected(case, customer, attempt)
         return attempt
+    if result.pending:
+        return attempt  # settled by the processor's webhook or the runs' poll
     if result.error:
         raise ValidationError(_("The payment could not be made just now. Please try again "
                                 "later."))
