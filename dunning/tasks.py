@@ -49,18 +49,19 @@ def run(as_of: str | None = None) -> dict:
     """The scheduled run (``as_of``: an ISO date; default today in the site's time zone).
 
     Called directly (or by a cluster with one worker) it is a whole run, like ``dunning
-    run``. Returns the summary of the tick's own part, with ``"shards"``: the number of
-    shards the run was split into (the tick included).
+    run``, and does everything ``dunning run`` does (:func:`after_run`: due payment
+    retries, pre-dunning notices, due outbound webhooks), whether or not the
+    ``dunning-drain`` schedule is installed. Returns the summary of the tick's own part,
+    with ``"shards"``: the number of shards the run was split into (the tick included),
+    and ``"payments"``, ``"predunning"`` and ``"webhooks"``.
     """
-    from .payments.predunning import run_predunning
-
     date = datetime.date.fromisoformat(as_of) if as_of else None
     tick = _tick_class()(date)
     tick.max_shards = shard_count()  # a bad DUNNING["SHARDS"] fails before anything is done
     result = tick.execute(deadline=_deadline())
     summary = result.as_dict()
     summary["shards"] = tick.shards
-    summary["predunning"] = dict(run_predunning(date))
+    summary.update(after_run(date))
     _note(result.run_id, summary)
     if tick.stopped_early:
         _continue(tick, tick.run.pk, 0)
@@ -84,6 +85,44 @@ def shard(as_of: str, explicit: bool = True, tick: int | None = None, index: int
     if part.stopped_early:
         _continue(part, tick, index)
     return summary
+
+
+def run_clock(as_of=None):
+    """The instant a run of ``as_of`` takes as the present for its payment retries: now,
+    or for another date (a back-dated or replayed run) that date at the present time of
+    day (like the run's own send clock)."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    if as_of is None:
+        return now
+    local = timezone.localtime(now)
+    if as_of == local.date():
+        return now
+    return datetime.datetime.combine(as_of, local.timetz())
+
+
+def after_run(as_of: datetime.date | None = None, *, now=None, database: str = "default") -> dict:
+    """What every run does after its stages (``dunning run`` and the scheduled
+    :func:`run` alike; the drain does the first and the last between runs):
+
+    * ``"payments"``: the payment retries due (pending debits polled first), recorded on
+      the run's date ``as_of`` at ``now`` (default :func:`run_clock`);
+    * ``"predunning"``: the pre-dunning notices due on ``as_of``;
+    * ``"webhooks"``: the outbound webhooks due now.
+
+    Nothing of the first two without a ``PAYMENT_BACKEND``, nothing of the last without
+    endpoints."""
+    from .payments.predunning import run_predunning
+    from .payments.retries import run_due_retries
+    from .webhooks import deliver_due
+
+    now = now or run_clock(as_of)
+    return {
+        "payments": dict(run_due_retries(now, as_of=as_of, using=database)),
+        "predunning": dict(run_predunning(as_of, using=database)),
+        "webhooks": deliver_due(using=database).as_dict(),
+    }
 
 
 def drain(database: str = "default") -> dict:

@@ -216,6 +216,33 @@ def test_failing_customer_exit_code_from_the_shell_is_zero(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_back_dated_run_charges_due_retries_and_posts_webhooks_on_its_date(
+        overdue_customer, run, monkeypatch, mailoutbox):
+    """``dunning run --as-of`` charges the payment retries due by that day, resolves the
+    case on that day (not the clock's), and posts the outbound webhooks."""
+    from dunning import webhooks
+    from dunning.models import WebhookEndpoint
+    from dunning.payments.retries import record_failure
+
+    monkeypatch.setattr(webhooks, "post", lambda *a, **k: webhooks.Response(200))
+    customer = overdue_customer(name="Ada", email="ada@example.com", timezone="Europe/Berlin")
+    run(1)
+    WebhookEndpoint.objects.create(url="https://crm.example/hooks", description="CRM")
+    webhooks.clear_cache()
+    with override_dunning_settings(
+            PAYMENT_BACKEND="dunning.payments.simulated.SimulatedBackend",
+            PAYMENT_BACKEND_OPTIONS={"outcomes": {str(customer.pk): {
+                "card1": ["insufficient_funds", "ok"]}}}):
+        record_failure(customer.pk, invoices=list(customer.invoices.values_list(
+                           "number", flat=True)),
+                       failed_at=datetime.datetime(2026, 3, 4, 11, tzinfo=datetime.UTC))
+        out, _err = dunning("run", "--as-of", day(4).isoformat())
+    assert "Payment retries: succeeded 1" in lines(out)
+    assert any(line.startswith("Webhooks: delivered") for line in lines(out))
+    case = Case.objects.get(customer=customer)
+    assert (case.status, case.closed_on) == (Case.Status.RESOLVED, day(4))
+
+
 # -- --dry-run ------------------------------------------------------------------------
 
 

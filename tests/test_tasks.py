@@ -1,5 +1,7 @@
 """``dunning.tasks``: the task-queue entry points, run directly and through django-q2."""
 
+import datetime
+
 import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
@@ -38,6 +40,42 @@ def test_run_through_django_q(overdue_customer, mailoutbox):
     assert task.result["executed"] == {"initial-notice": 1}
     assert Run.objects.get().summary["sent"] == 1
     assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+
+
+def test_the_scheduled_run_does_what_dunning_run_does_without_the_drain(
+        overdue_customer, run, monkeypatch, mailoutbox):
+    """``dunning schedule --no-drain`` leaves only ``dunning.tasks.run``: it charges the
+    payment retries that are due and posts the outbound webhooks, like ``dunning run``."""
+    from dunning import webhooks
+    from dunning.models import Case, PaymentAttempt, WebhookDelivery, WebhookEndpoint
+    from dunning.payments.retries import record_failure
+    from dunning.testing import override_dunning_settings
+
+    posted = []
+
+    def post(url, secret, event_type, event_id, payload, **kwargs):
+        posted.append(event_type)
+        return webhooks.Response(200)
+
+    monkeypatch.setattr(webhooks, "post", post)
+    customer = overdue_customer(name="Alice", email="alice@example.com", timezone="Europe/Berlin")
+    run(1)
+    WebhookEndpoint.objects.create(url="https://crm.example/hooks", description="CRM")
+    webhooks.clear_cache()
+    with override_dunning_settings(
+            PAYMENT_BACKEND="dunning.payments.simulated.SimulatedBackend",
+            PAYMENT_BACKEND_OPTIONS={"outcomes": {str(customer.pk): {
+                "card1": ["insufficient_funds", "ok"]}}}):
+        failed_at = datetime.datetime(2026, 3, 4, 11, tzinfo=datetime.UTC)  # noon in Berlin
+        record_failure(customer.pk, invoices=list(customer.invoices.values_list(
+            "number", flat=True)), failed_at=failed_at)  # retried on day 3, 09:00
+        summary = tasks.run(day(4).isoformat())
+    assert summary["payments"] == {"succeeded": 1}
+    assert PaymentAttempt.objects.filter(status="succeeded").count() == 1
+    case = Case.objects.get(customer=customer)
+    assert (case.status, case.closed_on) == (Case.Status.RESOLVED, day(4))
+    assert summary["webhooks"]["delivered"] >= 1 and "case.resolved" in posted
+    assert not WebhookDelivery.objects.filter(status="pending").exists()
 
 
 def test_a_bad_date_fails_the_task(db):

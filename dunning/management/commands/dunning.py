@@ -112,8 +112,9 @@ class Command(BaseCommand):
         )
         drain_when.add_argument(
             "--no-drain", action="store_true",
-            help="No 'dunning-drain' schedule (an existing one is removed); retries then "
-            "wait for the next run.",
+            help="No 'dunning-drain' schedule (an existing one is removed); message "
+            "retries, payment retries and outbound webhooks then wait for the next run "
+            "(which does them all, like 'dunning run').",
         )
         self.add_common_options(schedule)
         drain = subparsers.add_parser(
@@ -275,8 +276,26 @@ class Command(BaseCommand):
                 self.stdout.write(f"{label}: {key}")
         self.summary(result, verbosity)
         if not dry_run:
-            self.payment_retries(database, verbosity)
-            self.predunning(as_of, database, verbosity)
+            # The same as the scheduled run (dunning.tasks.run) does after its stages.
+            from ...tasks import after_run
+
+            done = after_run(as_of, database=database)
+            self.report_after_run(done, verbosity)
+
+    def report_after_run(self, done, verbosity):
+        if verbosity < 1:
+            return
+        if done["payments"]:
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(done["payments"].items()))
+            self.stdout.write(f"Payment retries: {shown}")
+        if done["predunning"]:
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(done["predunning"].items()))
+            self.stdout.write(f"Pre-dunning notices: {shown}")
+        hooks = done["webhooks"]
+        if any(hooks[k] for k in ("delivered", "failed", "retrying", "disabled")):
+            self.stdout.write(
+                f"Webhooks: delivered {hooks['delivered']}, failed {hooks['failed']}, "
+                f"retrying {hooks['retrying']}, endpoints disabled {hooks['disabled']}")
 
     def handle_predunning(self, *, as_of=None, database, verbosity, **_):
         self.predunning(iso_date(as_of) if as_of else None, database, verbosity, always=True)
@@ -289,15 +308,6 @@ class Command(BaseCommand):
         if (sent or always) and verbosity >= 1:
             shown = ", ".join(f"{k} {v}" for k, v in sorted(sent.items())) or "none"
             self.stdout.write(f"Pre-dunning notices: {shown}")
-
-    def payment_retries(self, database, verbosity):
-        """Charge the payment retries that are due (nothing without a PAYMENT_BACKEND)."""
-        from ...payments.retries import run_due_retries
-
-        outcomes = run_due_retries(using=database)
-        if outcomes and verbosity >= 1:
-            shown = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
-            self.stdout.write(f"Payment retries: {shown}")
 
     def handle_plan(self, *, as_of=None, database, verbosity, **_):
         from ...engine.plan import build_plan
@@ -428,7 +438,12 @@ class Command(BaseCommand):
         if verbosity >= 1:
             shown = ", ".join(f"{k}={v}" for k, v in result.as_dict().items())
             self.stdout.write(f"Drained the outbox: {shown}")
-        self.payment_retries(database, verbosity)
+        from ...payments.retries import run_due_retries
+
+        outcomes = run_due_retries(using=database)
+        if outcomes and verbosity >= 1:
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+            self.stdout.write(f"Payment retries: {shown}")
         self.handle_deliver_webhooks(limit=1000, database=database, verbosity=verbosity)
 
     def handle_deliver_webhooks(self, *, limit, database, verbosity, **_):
