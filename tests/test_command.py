@@ -79,7 +79,7 @@ def test_summary_counts_opened_executed_resolved_and_failed(overdue_customer, ma
     assert "messages sent: 1" in summary
     assert "failed: 1" in summary
     nomail_case = Case.objects.get(customer__name="Nomail")
-    assert f"case {nomail_case.pk}: no email address" in err
+    assert f"case {nomail_case.pk} (Nomail): no email address" in err
     assert [m.to for m in mailoutbox] == [["ada@example.com"]]
 
     pay(ada)
@@ -318,6 +318,32 @@ def test_dry_run_lists_customers_that_would_fail(overdue_customer, mailoutbox):
     assert "Nomail: initial-notice" in lines(out)
     assert CaseStep.objects.count() == 0
     assert mailoutbox == []
+
+
+def test_dry_run_reports_the_failures_the_real_run_records_naming_the_customer(
+        overdue_customer, run, mailoutbox):
+    """The dry run counts and lists what the real run of that day records as failed (an
+    invalid address, none at all, for a new case and an open one), each line naming the
+    customer; the real run then records the same."""
+    overdue_customer(name="Bad Address Ltd", email="not an address")
+    overdue_customer(name="Good", email="good@example.com")
+    run(1)
+    Case.objects.filter(customer__name="Bad Address Ltd").update(needs_person=False)
+    overdue_customer(name="Nomail GmbH", email="", due=day(3))
+    bad_case = Case.objects.get(customer__name="Bad Address Ltd")
+    mailoutbox.clear()
+    out, err = dunning("run", "--as-of", day(5).isoformat(), "--dry-run")
+    assert "failed: 2" in lines(out)
+    assert (f"case {bad_case.pk} (Bad Address Ltd): invalid email address: not an address"
+            in lines(err))
+    assert "new case (Nomail GmbH): no email address" in lines(err)
+    assert CaseStep.objects.filter(executed_on=day(5)).count() == 0
+    out, err = dunning("run", "--as-of", day(5).isoformat())
+    assert "failed: 2" in lines(out)
+    assert (f"case {bad_case.pk} (Bad Address Ltd): invalid email address: not an address"
+            in lines(err))
+    nomail = Case.objects.get(customer__name="Nomail GmbH")
+    assert f"case {nomail.pk} (Nomail GmbH): no email address" in lines(err)
 
 
 # -- configuration errors -------------------------------------------------------------

@@ -47,6 +47,7 @@ class Plan:
     as_of: datetime.date
     items: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    customers: dict = field(default_factory=dict)  # {case key: customer label} of failures
 
 
 def default_plan_date():
@@ -62,7 +63,12 @@ class DunningPlan(DunningRun):
 
     def build(self):
         self.execute()
-        return Plan(as_of=self.as_of, items=self.items, failures=list(self.result.failures))
+        return Plan(as_of=self.as_of, items=self.items, failures=list(self.result.failures),
+                    customers=dict(self.result.customers))
+
+    def planned_failure(self, case, customer, key, action, channel, invoices, info):
+        """The plan shows each message's problem on its item instead (see :meth:`item`)."""
+        return ""
 
     def item(self, case, customer, key, action, channel, invoices, info, *, resolves=False):
         snapshot = invoice_snapshot(invoices)

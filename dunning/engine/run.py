@@ -136,9 +136,19 @@ class RunResult:
     unknown: int = 0  # messages whose sender died while handing them over
     held: int = 0  # due steps the compliance guards made wait (quiet hours, caps, holidays)
     failures: list = field(default_factory=list)  # (case pk, reason)
+    # {case pk: customer label} of failures whose customer the run knew (a dry run's case
+    # that is not opened yet has a negative key of its own; see case_key).
+    customers: dict = field(default_factory=dict)
     planned: list = field(default_factory=list)  # dry run: (customer label, step key)
     seconds: float = 0.0
     run_id: int | None = None
+
+    def note_failure(self, key, reason, customer_label=""):
+        """A case the run records (a dry run: would record) as failed."""
+        self.failed += 1
+        self.failures.append((key, reason))
+        if customer_label:
+            self.customers[key] = customer_label
 
     def as_dict(self):
         return {
@@ -673,8 +683,8 @@ class DunningRun:
             except Exception as exc:
                 logger.exception("Dunning case %s failed", case.pk)
                 reason = f"{type(exc).__name__}: {exc}"[:2000]
-                self.result.failed += 1
-                self.result.failures.append((case.pk, reason))
+                known = customers.get(case.customer_id)
+                self.result.note_failure(case.pk, reason, known.label if known else "")
                 case.next_due_on = self.as_of + ONE_DAY
                 case.needs_person = True
                 events.append(self.event(case, CaseEvent.Kind.ERROR, reason))
@@ -879,8 +889,7 @@ class DunningRun:
         }
         if reason and not skipped:
             case.needs_person = True
-            self.result.failed += 1
-            self.result.failures.append((case.pk, reason))
+            self.result.note_failure(case.pk, reason, customer.label)
         if note:
             events.append(self.event(case, CaseEvent.Kind.FALLBACK, note, step_key=key,
                                      channel=channel))
@@ -1152,11 +1161,13 @@ class DunningRun:
         holds = self.compliance_holds(cases, decisions, customers)
         for case in cases:
             decision = decisions[case_key(case)]
-            if isinstance(decision, Exception):
-                self.result.failed += 1
-                self.result.failures.append((case.pk, f"{type(decision).__name__}: {decision}"))
-                continue
             customer = customers.get(case.customer_id)
+            if isinstance(decision, Exception):
+                self.result.note_failure(
+                    case.pk if case.pk is not None else case_key(case),
+                    f"{type(decision).__name__}: {decision}"[:2000],
+                    customer.label if customer else "")
+                continue
             if decision.kind is Kind.EXECUTE and is_day(holds.get(case_key(case))):
                 self.result.held += 1
                 continue
@@ -1176,6 +1187,71 @@ class DunningRun:
                                  {"key": PAYMENT_RECEIVED}, resolves=True)
 
     def planned(self, case, customer, key, action, channel, invoices, info, *, resolves=False):
-        """A message the dry run would send (a hook: ``dunning plan`` renders it too)."""
+        """A message the dry run would send (a hook: ``dunning plan`` renders it too), and
+        the failure the real run would record for it (no or an invalid address, a
+        suppressed one, a channel that is not set up, a template that does not render)."""
         label = customer.label if customer else f"#{case.customer_id}"
         self.result.planned.append((label, key))
+        problem = self.planned_failure(case, customer, key, action, channel, invoices, info)
+        if problem:
+            self.result.note_failure(case.pk if case.pk is not None else case_key(case),
+                                     problem, label)
+
+    def planned_failure(self, case, customer, key, action, channel, invoices, info):
+        """Why the real run would record the planned message as failed ("": it would
+        not), by the same checks: reach() as step_row() does, then the rendering."""
+        if customer is None:
+            return f"LookupError: customer {case.customer_id} of case {case.pk} not found"
+        if action in ACTION_ONLY and self.template_for(
+                case.policy_id, key, channel, customer.language, case_pk=case.pk) is None:
+            return ""  # an action without a message
+        spec = self.step_spec(case, key)
+        try:
+            channel, address, reason, skipped, _note = self.reach(
+                customer, channel, spec.fallback if spec else "", spec.required if spec else False)
+        except Exception as exc:  # a channel that is not set up fails the case
+            return f"{type(exc).__name__}: {exc}"[:2000]
+        if skipped:
+            return ""  # opted out: skipped, not failed
+        if reason:
+            return reason
+        rendered = self.render_planned(case, customer, key, channel, address, invoices, info)
+        return rendered if isinstance(rendered, str) else ""
+
+    def render_planned(self, case, customer, key, channel, address, invoices, info):
+        """The rendering of a planned message: (subject, text, html) or why it fails."""
+        _variant, template = self.variant_template(
+            case.policy_id, key, channel, customer.language, case_pk=case.pk)
+        return self.render_item(Pending(
+            case_id=case.pk, customer_id=case.customer_id, step_key=key, channel=channel,
+            recipient=address, invoices=invoice_snapshot(invoices), customer=customer,
+            template=None if template is None else template.pk, step_info=info,
+            unsubscribe_url=self.unsubscribe_url(case.customer_id, channel, info),
+            history=self.history.get(case.customer_id),
+        ))
+
+
+def failure_lines(result, using=DEFAULT_DB_ALIAS):
+    """[(who, reason)] of a run's failures, naming the customer: "case 12 (Ada Lovelace)",
+    or "new case (Ada Lovelace)" for a case a dry run would open. Customers the run did
+    not note are looked up (one query per kind of row)."""
+    missing = {pk for pk, _reason in result.failures
+               if pk not in result.customers and isinstance(pk, int) and pk > 0}
+    labels = dict(result.customers)
+    if missing:
+        owners = dict(Case.objects.using(using).filter(pk__in=missing)
+                      .values_list("pk", "customer_id"))
+        rows = get_adapter().customer_rows(set(owners.values()))
+        for pk, customer_id in owners.items():
+            row = rows.get(customer_id)
+            labels[pk] = row.label if row is not None else f"#{customer_id}"
+    lines = []
+    for pk, reason in result.failures:
+        label = labels.get(pk, "")
+        if pk is None or (isinstance(pk, int) and pk < 0):
+            who = _("new case (%(customer)s)") % {"customer": label} if label else _("new case")
+        else:
+            who = (_("case %(case)s (%(customer)s)") % {"case": pk, "customer": label}
+                   if label else _("case %(case)s") % {"case": pk})
+        lines.append((who, reason))
+    return lines

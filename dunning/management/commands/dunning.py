@@ -4,7 +4,7 @@ Examples::
 
     python manage.py dunning run                    # today's run
     python manage.py dunning run --as-of 2026-03-01 # the run as if it were that day
-    python manage.py dunning run --dry-run          # who would get what; changes nothing
+    python manage.py dunning run --dry-run          # who would get what, who would fail; changes nothing
     python manage.py dunning plan                   # who gets what tomorrow
     python manage.py dunning plan --as-of 2026-03-05 -v 2  # ... with the message bodies
     python manage.py dunning schedule               # run daily at 06:00 from django-q2
@@ -18,6 +18,7 @@ Examples::
 
 import argparse
 import datetime
+from dataclasses import replace
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
@@ -67,7 +68,8 @@ class Command(BaseCommand):
         )
         run.add_argument(
             "--dry-run", action="store_true",
-            help="Print who would get which step; write, send and signal nothing.",
+            help="Print who would get which step and the failures the run would record "
+            "(no or an invalid address, ...); write, send and signal nothing.",
         )
         run.add_argument(
             "--batch-size", type=int, metavar="N",
@@ -274,7 +276,7 @@ class Command(BaseCommand):
         if dry_run:
             for label, key in result.planned:
                 self.stdout.write(f"{label}: {key}")
-        self.summary(result, verbosity)
+        self.summary(result, verbosity, database)
         if not dry_run:
             # The same as the scheduled run (dunning.tasks.run) does after its stages.
             from ...tasks import after_run
@@ -340,8 +342,10 @@ class Command(BaseCommand):
                     write("")
                     for line in item.text.rstrip("\n").split("\n"):
                         write(f"    {line}".rstrip())
-        for pk, reason in plan.failures:
-            self.stderr.write(self.style.ERROR(f"case {pk}: {reason}"))
+        from ...engine.run import failure_lines
+
+        for who, reason in failure_lines(plan, database):
+            self.stderr.write(self.style.ERROR(f"{who}: {reason}"))
 
     def handle_schedule(self, *, time=None, every_minutes=None, remove=False,
                         drain_minutes=None, no_drain=False, verbosity, **_):
@@ -614,7 +618,7 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"The group {COLLECTIONS_GROUP!r} is up to date; nothing changed.")
 
-    def summary(self, result, verbosity):
+    def summary(self, result, verbosity, database=DEFAULT_DB_ALIAS):
         if verbosity < 1:
             return
         write = self.stdout.write
@@ -631,7 +635,10 @@ class Command(BaseCommand):
         if result.held:
             write(f"  held by the compliance guards: {result.held} (sent when they allow)")
         if result.failures and verbosity >= 1:
-            for pk, reason in result.failures[: 50 if verbosity < 2 else None]:
-                self.stderr.write(self.style.ERROR(f"  case {pk}: {reason}"))
+            from ...engine.run import failure_lines
+
+            shown = result.failures[: 50 if verbosity < 2 else None]
+            for who, reason in failure_lines(replace(result, failures=shown), database):
+                self.stderr.write(self.style.ERROR(f"  {who}: {reason}"))
             if verbosity < 2 and len(result.failures) > 50:
                 self.stderr.write(f"  ... and {len(result.failures) - 50} more (use -v 2)")
