@@ -1,15 +1,25 @@
 """Seed demo customers and invoices, run dunning day by day over two months, report.
 
     python manage.py demo [--days 60] [--customers 40]
+
+The same outcome every time: the data come from a seeded random generator, the demo's
+tables start empty with their ids from 1 again (the simulated payment backend and the A/B
+variants draw by id), every run of a day is pinned to noon of that day in the site's time
+zone, and the mail folder (the file email backend's ``EMAIL_FILE_PATH``) is emptied first.
 """
 
 import datetime
 import random
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 
+from django.apps import apps
+from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.core.management.color import no_style
+from django.db import connection, transaction
+from django.utils import timezone
 
 from dunning.engine.run import run_dunning
 from dunning.models import (
@@ -44,6 +54,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, days, customers, start, **options):
         rng = random.Random(42)
+        mail_dir = self.empty_mail_folder()
         pays_on = self.seed(rng, customers, start)
         # Reminder fees from the second reminder on, and 5 % a year interest (docs/fees.md).
         Policy.objects.filter(key="standard").update(
@@ -55,7 +66,7 @@ class Command(BaseCommand):
         recovered = defaultdict(Decimal)
         for offset in range(days + 1):
             today = start + datetime.timedelta(days=offset)
-            result = run_dunning(today)
+            result = run_dunning(today, now=self.noon(today))
             # Card customers: the subscription charge on the oldest invoice's due date fails;
             # the simulated backend's retries (and the account updater) take it from there.
             for customer in fails_on.get(today, ()):
@@ -78,10 +89,56 @@ class Command(BaseCommand):
                     invoice.paid_on = today  # the customer's history (dunning.history)
                     invoice.save(update_fields=["amount_due", "paid_on"])
         self.report(recovered)
+        self.where_the_messages_are(mail_dir)
 
     @staticmethod
     def noon(day):
-        return datetime.datetime.combine(day, datetime.time(12), tzinfo=datetime.UTC)
+        """Noon of ``day`` in the site's time zone: the instant every part of that day's
+        run takes as the present (never the clock, so the outcome is always the same)."""
+        return datetime.datetime.combine(day, datetime.time(12),
+                                         tzinfo=timezone.get_default_timezone())
+
+    @staticmethod
+    def file_backend():
+        return settings.EMAIL_BACKEND == "django.core.mail.backends.filebased.EmailBackend"
+
+    def empty_mail_folder(self):
+        """The file email backend's folder, emptied of earlier demos' messages (only its
+        ``.log`` message files); None with another email backend."""
+        if not self.file_backend() or not getattr(settings, "EMAIL_FILE_PATH", None):
+            return None
+        folder = Path(settings.EMAIL_FILE_PATH)
+        if folder.is_dir():
+            for old in folder.glob("*.log"):
+                old.unlink()
+        return folder
+
+    def where_the_messages_are(self, folder):
+        out = self.stdout.write
+        out("")
+        if folder is None:
+            out(self.style.MIGRATE_HEADING("Messages") + f": sent through {settings.EMAIL_BACKEND}")
+            return
+        files = sorted(folder.glob("*.log")) if folder.is_dir() else []
+        # Django's file backend ends every message with a line of 79 dashes.
+        count = sum(f.read_text(encoding="utf-8", errors="replace").count("\n" + "-" * 79 + "\n")
+                    for f in files)
+        out(self.style.MIGRATE_HEADING("Messages"))
+        out(f"  {count} email message(s), as sent, in {folder}")
+        out("  (the .log files there; open them in any text editor)")
+
+    @staticmethod
+    def reset_ids():
+        """Ids from 1 again in every table of dunning and the shop that is empty now."""
+        models = [m for label in ("dunning", "shop", "billing") if label in {
+            c.label for c in apps.get_app_configs()} for m in apps.get_app_config(label).get_models()]
+        empty = [m for m in models if not m._meta.proxy and m._meta.managed
+                 and not m._default_manager.exists()]
+        sequences = [{"table": m._meta.db_table, "column": m._meta.pk.column} for m in empty]
+        statements = connection.ops.sequence_reset_by_name_sql(no_style(), sequences)
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)
 
     def card_customers(self, rng):
         """A third of the customers pay by card: {due date of the oldest invoice: [customer]};
@@ -102,6 +159,7 @@ class Command(BaseCommand):
         Run.objects.all().delete()
         Invoice.objects.all().delete()
         Customer.objects.all().delete()
+        self.reset_ids()
         pays_on = defaultdict(list)
         specials = [
             {"name": "<script>alert('x')</script> Ltd.", "email": "html@example.com"},
