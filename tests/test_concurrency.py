@@ -36,7 +36,8 @@ from django.db import connection
 from tests import concurrency_runner as runner
 from tests.concurrency_runner import DAY0, email_of, index_of
 
-pytestmark = pytest.mark.slow
+# real_clock: the child processes read the real clock, and so does this one.
+pytestmark = [pytest.mark.slow, pytest.mark.real_clock]
 
 REPO = Path(__file__).resolve().parent.parent
 ONE_DAY = datetime.timedelta(days=1)

@@ -328,6 +328,9 @@ CLUSTER_MARKS = [
     pytest.mark.skipif(connection.vendor != "postgresql",
                        reason="needs PostgreSQL: run with DUNNING_TEST_DB=postgres"),
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    # The clusters' schedulers compare the schedules' next_run (written here) with their
+    # own clock: this process must read the same one (tests/conftest.py).
+    pytest.mark.real_clock,
 ]
 
 
