@@ -79,6 +79,20 @@ DEFAULTS = {
     # Worker processes that render messages during big runs (1: render in the run's own
     # process; None: one per core, at most 4). See dunning/engine/pool.py.
     "RENDER_PROCESSES": None,
+    # -- limits of a message's render (dunning.sandbox, docs/templates.md) --
+    # Seconds the render of one message (all its parts) may take; a message over it fails
+    # alone with its reason and its case is flagged for a person.
+    "RENDER_TIME_LIMIT": 2,
+    # Largest rendered part (subject, text, HTML body) per channel, in bytes of UTF-8; a
+    # channel left out keeps its default. A template larger than its channel's limit is
+    # refused when it is saved.
+    "RENDER_SIZE_LIMITS": {
+        "email": 256 * 1024,
+        "sms": 4 * 1024,
+        "letter": 64 * 1024,
+        "in_app": 16 * 1024,
+        "call": 16 * 1024,
+    },
     # Shard tasks a scheduled run (dunning.tasks.run under django-q2) splits its due cases
     # over; None: Q_CLUSTER["workers"] of the cluster that runs the tick.
     "SHARDS": None,

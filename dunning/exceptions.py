@@ -13,5 +13,14 @@ class TemplateRenderError(DunningError):
     """A message template failed to compile or render."""
 
 
+class RenderLimitError(TemplateRenderError):
+    """A render went over a limit (dunning.sandbox): ``kind`` is "time" or "size"; the
+    message says which limit, in words staff read (it is the failed step's reason)."""
+
+    def __init__(self, message, kind="size"):
+        super().__init__(message)
+        self.kind = kind
+
+
 class PermanentSendError(DunningError):
     """A message can never be delivered as it is (no address, an invalid one)."""

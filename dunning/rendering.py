@@ -24,9 +24,19 @@ from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from .conf import dunning_settings
-from .exceptions import TemplateRenderError
+from .exceptions import RenderLimitError, TemplateRenderError
 from .history import history_context
 from .portal.tokens import portal_url as portal_link
+from .sandbox import (
+    MAX_LOOP_DEPTH,
+    WIDTH_ARGUMENTS,
+    Budget,
+    deactivate,
+    format_size,
+    guard_loops,
+    render_size_limit,
+    render_time_limit,
+)
 from .unsubscribe import message_link
 
 SANDBOX_LIBRARY = "dunning.sandbox"
@@ -71,7 +81,8 @@ def sandbox_engine():
 def compile_template(source):
     """Compile ``source`` in the sandbox; raise TemplateRenderError with the line."""
     try:
-        return sandbox_engine().from_string(source or "")
+        # Every loop body checks the render's limits (dunning.sandbox).
+        return guard_loops(sandbox_engine().from_string(source or ""))
     except TemplateSyntaxError as exc:
         line = _error_line(source, exc)
         where = _(" (line %(line)s)") % {"line": line} if line else ""
@@ -293,11 +304,18 @@ HTML_LAYOUT = """<!DOCTYPE html>
 <div style="max-width: 640px; margin: 0 auto;">{body}</div></body></html>"""
 
 
+# A template whose render went over a limit for this many customers in a row is not
+# rendered again in the same run (or render worker): its messages fail at once.
+TRIP_AFTER = 3
+
+
 class Renderer:
-    """Compiles each template once per run and renders messages from plain values."""
+    """Compiles each template once per run and renders messages from plain values, each
+    within the limits of its channel (dunning.sandbox)."""
 
     def __init__(self):
         self._compiled = {}
+        self._over_limit = {}  # template key -> (renders over a limit in a row, reason)
 
     def compiled(self, template):
         key = (template.pk, template.updated_at)
@@ -309,22 +327,48 @@ class Renderer:
         return compiled
 
     def render(self, template, context):
-        """Return (subject, text, html) for a MessageTemplate and a context dict."""
+        """Return (subject, text, html) for a MessageTemplate and a context dict. Raises
+        RenderLimitError (its message says which limit) when the render takes longer
+        than ``RENDER_TIME_LIMIT`` or a part is larger than its channel allows."""
         compiled = self.compiled(template)
+        key = (template.pk, template.updated_at)
+        failures, reason = self._over_limit.get(key, (0, ""))
+        if failures >= TRIP_AFTER:
+            raise RenderLimitError(
+                _("not rendered: %(reason)s for %(count)s customers in a row in this run")
+                % {"reason": reason, "count": failures})
+        budget = Budget(render_time_limit(),
+                        render_size_limit(getattr(template, "channel", "") or "email"))
+        token = budget.activate()
         try:
             text_ctx = Context(context, autoescape=False)
             # One line; ordinary whitespace only (a no-break space in "1.234,50 €" stays).
-            subject = _SUBJECT_SPACE.sub(" ", compiled.subject.render(text_ctx)).strip()
-            text = compiled.text.render(text_ctx).strip() + "\n"
+            budget.part(_("subject"))
+            subject = _SUBJECT_SPACE.sub(
+                " ", budget.check_result(compiled.subject.render(text_ctx))).strip()
+            budget.part(_("text"))
+            text = budget.check_result(compiled.text.render(text_ctx)).strip() + "\n"
             html = None
             if compiled.html is not None:
+                budget.part(_("HTML body"))
                 html = HTML_LAYOUT.format(
                     lang=escape(context["customer"]["language"]),
                     subject=escape(subject),
-                    body=compiled.html.render(Context(context, autoescape=True)),
+                    body=budget.check_result(
+                        compiled.html.render(Context(context, autoescape=True))),
                 )
+        except RenderLimitError as exc:
+            self._over_limit[key] = (failures + 1, str(exc))
+            raise
         except Exception as exc:  # a template filter may raise anything
+            if budget.error is not None:  # over a limit, then failed for that
+                self._over_limit[key] = (failures + 1, str(budget.error))
+                raise budget.error from exc
             raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            deactivate(token)
+        if failures:
+            self._over_limit.pop(key, None)
         return subject, text, html
 
 
@@ -427,9 +471,20 @@ def _filtered_shape(shape, filters):
     return shape
 
 
+class UnsafeTemplate(Exception):
+    """A template that would go over the render limits whatever the customer (a width
+    far too large, loops nested too deep): refused when it is saved."""
+
+    def __init__(self, message, line):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
 class _VariableChecker:
     def __init__(self):
         self.asvars = {}  # names bound by "... as name" (cycle, now, widthratio, firstof)
+        self.depth = 0  # loops around the node being checked
 
     def line(self, node):
         token = getattr(node, "token", None)
@@ -455,10 +510,16 @@ class _VariableChecker:
 
         if not isinstance(fexpr, FilterExpression):
             return LEAF
-        for _func, args in fexpr.filters:
+        for func, args in fexpr.filters:
             for lookup, arg in args:
                 if lookup:
                     self.variable(arg, scope, line)
+            width = WIDTH_ARGUMENTS.get(getattr(func, "_filter_name", None))
+            literal = [arg for lookup, arg in args if not lookup]
+            if width is not None and literal:
+                error = width(func._filter_name, None, literal[0])
+                if error:
+                    raise UnsafeTemplate(error, line)
         shape = self.variable(fexpr.var, scope, line) if check_var else LEAF
         return _filtered_shape(shape, fexpr.filters)
 
@@ -498,7 +559,13 @@ class _VariableChecker:
             inner = dict(scope)
             inner.update(dict.fromkeys(node.loopvars, item))
             inner["forloop"] = FORLOOP_FIELDS
+            self.depth += 1
+            if self.depth > MAX_LOOP_DEPTH:
+                raise UnsafeTemplate(
+                    _("loops are nested %(depth)s deep; at most %(max)s are allowed")
+                    % {"depth": self.depth, "max": MAX_LOOP_DEPTH}, line)
             self.nodelist(node.nodelist_loop, inner)
+            self.depth -= 1
             self.nodelist(node.nodelist_empty, scope)
         elif isinstance(node, defaulttags.WithNode):
             inner = dict(scope)
@@ -547,11 +614,26 @@ def unknown_variable_message(exc):
     return _("unknown variable '%(name)s'") % {"name": exc.name}
 
 
-def validate_message_template(source):
-    """Raise ValidationError when ``source`` does not compile in the sandbox or uses a
-    variable that the message context does not have."""
+def validate_message_template(source, channel="email"):
+    """Raise ValidationError when ``source`` does not compile in the sandbox, uses a
+    variable that the message context does not have, or would go over the render limits
+    of ``channel`` whatever the customer: larger than a rendered part may be, a filter
+    that pads or formats to a width above ``sandbox.MAX_WIDTH``, loops nested deeper than
+    ``sandbox.MAX_LOOP_DEPTH``."""
+    limit = render_size_limit(channel)
+    size = len((source or "").encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise ValidationError(
+            _("The template is %(size)s, more than the %(limit)s a rendered %(channel)s "
+              "message may have.") % {"size": format_size(size), "limit": format_size(limit),
+                                     "channel": channel})
     validate_template_source(source)
     try:
         check_template_variables(compile_template(source))
     except UnknownVariable as exc:
         raise ValidationError(unknown_variable_message(exc)) from exc
+    except UnsafeTemplate as exc:
+        if exc.line:
+            raise ValidationError(_("line %(line)s: %(error)s")
+                                  % {"line": exc.line, "error": exc.message}) from exc
+        raise ValidationError(exc.message) from exc

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..engine.run import invoice_snapshot
+from ..exceptions import RenderLimitError
 from ..history import customer_history, months_between
 from ..hosts import CustomerRow, get_adapter
 from ..models import Step
@@ -107,6 +108,8 @@ def render_preview(template, customer_pk):
             history=real_history(customer, today) if customer_pk else sample_history(today),
         )
         result["subject"], result["text"], result["html"] = Renderer().render(template, context)
+    except RenderLimitError as exc:  # over a limit: the reason a run would record
+        result["error"] = _("The template cannot be rendered: %(error)s") % {"error": exc}
     except Exception as exc:  # a template may fail in any way; staff see why
         result["error"] = _("The template cannot be rendered: %(error)s") % {
             "error": f"{type(exc).__name__}: {exc}"

@@ -43,7 +43,7 @@ from ..charging import Charging
 from ..charging import summary as charges_summary
 from ..conf import agency_settings, dunning_settings
 from ..db import insert_rows
-from ..exceptions import DunningConfigurationError, TemplateRenderError
+from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
 from ..history import customer_history, mentions_history
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import (
@@ -1067,6 +1067,8 @@ class DunningRun:
                 history=item.history,
             )
             return self.renderer.render(self.templates[item.template], context)
+        except RenderLimitError as exc:  # its message says which limit, for staff
+            return str(exc)[:2000]
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"[:2000]
 

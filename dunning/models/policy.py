@@ -436,7 +436,7 @@ class MessageTemplate(models.Model):
         errors = {}
         for field in ("subject", "text_body", "html_body"):
             try:
-                validate_message_template(getattr(self, field))
+                validate_message_template(getattr(self, field), self.channel or "email")
             except ValidationError as exc:
                 errors[field] = exc.messages
         if errors:
