@@ -572,3 +572,46 @@ def check_stripe_webhook_secret(app_configs=None, **kwargs):
             id="dunning.W080",
         )]
     return []
+
+
+@register("dunning")
+def check_render_limits(app_configs=None, **kwargs):
+    """The limits of a message's render (dunning.sandbox, docs/templates.md):
+    dunning.E070 (RENDER_TIME_LIMIT), dunning.E071 (RENDER_SIZE_LIMITS)."""
+    from .models.policy import Channel
+
+    try:
+        seconds = dunning_settings.RENDER_TIME_LIMIT
+        limits = dunning_settings.RENDER_SIZE_LIMITS
+    except DunningConfigurationError:
+        return []  # reported by dunning.E009
+    errors = []
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 300:
+        errors.append(Error(
+            f"DUNNING['RENDER_TIME_LIMIT'] must be a number of seconds above 0 and at most "
+            f"300 (the time one message's render may take), not {seconds!r}.",
+            hint="The default is 2.", id="dunning.E070",
+        ))
+    if not isinstance(limits, dict):
+        errors.append(Error(
+            f"DUNNING['RENDER_SIZE_LIMITS'] must be a dict of bytes by channel, not {limits!r}.",
+            hint="For example {'email': 262144, 'sms': 4096}; a channel left out keeps its "
+            "default.", id="dunning.E071",
+        ))
+        return errors
+    channels = set(Channel.values)
+    for channel, value in limits.items():
+        if channel not in channels:
+            errors.append(Error(
+                f"DUNNING['RENDER_SIZE_LIMITS'] has a limit for {channel!r}, which is not a "
+                "channel.", hint="Channels: " + ", ".join(sorted(channels)),
+                id="dunning.E071",
+            ))
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(Error(
+                f"DUNNING['RENDER_SIZE_LIMITS'][{channel!r}] must be a whole number of bytes "
+                f"of at least 1, not {value!r}.",
+                hint=f"The default is {DEFAULTS['RENDER_SIZE_LIMITS'].get(channel)!r}.",
+                id="dunning.E071",
+            ))
+    return errors

@@ -515,7 +515,9 @@ class _VariableChecker:
                 if lookup:
                     self.variable(arg, scope, line)
             width = WIDTH_ARGUMENTS.get(getattr(func, "_filter_name", None))
-            literal = [arg for lookup, arg in args if not lookup]
+            # A quoted argument is kept as text; a number is a Variable with a literal.
+            literal = [arg if not lookup else arg.literal for lookup, arg in args
+                       if not lookup or getattr(arg, "lookups", True) is None]
             if width is not None and literal:
                 error = width(func._filter_name, None, literal[0])
                 if error:
