@@ -400,3 +400,12 @@ def test_bad_limits_are_reported(dunning, error_id, text):
         assert error_id in [m.id for m in run_checks(tags=["dunning"])]
         # A bad setting does not break rendering: the default is used.
         assert Renderer().render(Tpl("Dear {{ customer.name }}"), CONTEXT)[1] == "Dear Ada\n"
+
+
+def test_the_reasons_are_translated():
+    from django.utils import translation
+
+    with translation.override("de"), pytest.raises(RenderLimitError) as caught:
+        Renderer().render(Tpl("x" * (300 * 1024)), CONTEXT)
+    assert str(caught.value) == ("der gerenderte Text ist 300 KB groß, mehr als die erlaubten "
+                                 "256 KB")
