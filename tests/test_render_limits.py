@@ -415,3 +415,34 @@ def test_the_reasons_are_translated():
         Renderer().render(Tpl("x" * (300 * 1024)), CONTEXT)
     assert str(caught.value) == ("der gerenderte Text ist 300 KB groß, mehr als die erlaubten "
                                  "256 KB")
+
+
+@pytest.mark.django_db
+def test_a_worker_stuck_where_no_check_runs_is_killed_and_replaced(overdue_customer, mailoutbox,
+                                                                     monkeypatch):
+    """A render stuck outside the template (no cooperative check can run there): the
+    watchdog kills its worker after RENDER_TIME_LIMIT * 3 + 1 s, that message fails, and
+    new workers render everyone else."""
+    from dunning.engine.run import DunningRun
+
+    customers = seed(overdue_customer, 40, german_every=1000)
+    stuck = {customers[25].pk, customers[33].pk}  # in later batches, rendered by workers
+    render_item = DunningRun.render_item
+
+    def sometimes_stuck(self, item):
+        if item.customer_id in stuck:
+            time.sleep(60)  # the code before the watchdog waited it out, then sent
+        return render_item(self, item)
+
+    monkeypatch.setattr(DunningRun, "render_item", sometimes_stuck)
+    with override_dunning_settings(RENDER_PROCESSES=2, RENDER_TIME_LIMIT=0.5):
+        result = run_dunning(AS_OF, now=NOON, batch_size=8)
+    assert result.sent == 38 and result.failed == 2
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(
+        c.email for c in customers if c.pk not in stuck)
+    failed = CaseStep.objects.filter(status="failed")
+    assert set(failed.values_list("case__customer_id", flat=True)) == stuck
+    assert set(failed.values_list("reason", flat=True)) == {
+        "the template took longer than 2.5 s to render; its render was stopped"}
+    assert set(Case.objects.filter(needs_person=True).values_list("customer_id", flat=True)) \
+        == stuck
