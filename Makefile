@@ -22,7 +22,7 @@ demo: $(STAMP)
 # PostgreSQL when one is reachable (.ci/run starts one) and the browser. Every suite runs
 # even when an earlier one failed; the summary at the end names the ones that failed.
 SUITES := lint test-sqlite test-host test-wheel test-postgres test-browser
-# The clock a suite runs at: an HH:MM (Europe/Berlin) for .ci/at (libfaketime), or empty
+# The clock a suite runs at: an HH:MM (Europe/Berlin) for .ci/at (tests/clock.py), or empty
 # for the real time. .ci/run sets a night hour for SQLite and a day hour for PostgreSQL.
 SQLITE_AT ?=
 POSTGRES_AT ?=
