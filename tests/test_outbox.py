@@ -31,6 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dunning.channels.email import is_transient
+from dunning.conf import dunning_settings
 from dunning.engine.outbox import drain, retry_delay
 from dunning.models import Case, CaseEvent, CaseStep, DeliveryEvent, Run, Suppression
 from dunning.testing import override_dunning_settings
@@ -73,9 +74,11 @@ def test_retry_delay_doubles_from_the_base_up_to_the_cap():
 
 
 def test_the_default_retry_schedule():
-    # 1, 2, 4, 8 minutes; the fifth failure gives up (OUTBOX_MAX_ATTEMPTS = 5)
-    assert [retry_delay(n).total_seconds() / 60 for n in range(1, 5)] == [1, 2, 4, 8]
-    assert retry_delay(20).total_seconds() == 6 * 3600
+    # 1, 2, 4, ... minutes, then hourly until the 24-hour horizon (no count by default)
+    assert [retry_delay(n).total_seconds() / 60 for n in range(1, 8)] == [1, 2, 4, 8, 16, 32, 60]
+    assert retry_delay(20).total_seconds() == 3600
+    assert dunning_settings.OUTBOX_RETRY_HORIZON == 24 * 3600
+    assert dunning_settings.OUTBOX_MAX_ATTEMPTS is None
 
 
 @pytest.mark.parametrize(("error", "transient"), [
@@ -270,12 +273,13 @@ def unknown_step(run, overdue_customer, backend, settings):
         run(1)
     settings.EMAIL_BACKEND = "tests.flaky_backend.ScriptedBackend"
     step = step_of(customer)
-    assert (step.status, step.attempts) == (Status.SENDING, 1)
+    assert (step.status, step.attempts) == (Status.SENDING, 0)  # charged once it is known
     drain()  # the lease is fresh: the worker may still be sending
     assert step_of(customer).status == Status.SENDING
     CaseStep.objects.update(next_attempt_at=timezone.now() - datetime.timedelta(seconds=601))
     assert drain().unknown == 1
     step.refresh_from_db()
+    assert step.attempts == 1  # it may have reached the ESP: charged
     return step
 
 

@@ -34,16 +34,19 @@ from dataclasses import dataclass
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 from django.db.models import Case as SqlCase
 from django.db.models import F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from .. import webhooks
-from ..channels.base import Outgoing
+from ..channels.base import Outcome, Outgoing
 from ..conf import dunning_settings
 from ..history import customer_history
 from ..hosts import CustomerRow
 from ..models import Case, CaseEvent, CaseStep
+from .breaker import Breakers
 
 logger = logging.getLogger("dunning.outbox")
 
@@ -106,6 +109,16 @@ def update_returning(queryset, values, fields):
         return rows
 
 
+def utc(value):
+    """A datetime from a raw ``RETURNING`` row (SQLite gives it naive, in UTC, or as
+    text), aware; None stays None."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, datetime.timezone.utc)
+    return value
+
+
 def chunks(items, size=PER_STATEMENT):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -119,11 +132,13 @@ class DrainResult:
     failed: int = 0
     retrying: int = 0  # transient failures, queued again for later
     unknown: int = 0  # leases given up on: "state unknown, check"
+    abandoned: int = 0  # runs whose lease had expired, marked abandoned
     seconds: float = 0.0
 
     def as_dict(self):
         return {"sent": self.sent, "failed": self.failed, "retrying": self.retrying,
-                "unknown": self.unknown, "seconds": round(self.seconds, 3)}
+                "unknown": self.unknown, "abandoned": self.abandoned,
+                "seconds": round(self.seconds, 3)}
 
 
 def rows_of(items):
@@ -149,9 +164,24 @@ class Outbox:
         self.opted_out = []  # (customer pk, channel) the providers reported opted out
 
     # -- sending ----------------------------------------------------------------------
+    def clock(self):
+        """The present: the run's own "now" when it was given one (tests, replays)."""
+        return getattr(self.run, "given_now", None) or timezone.now()
+
+    @property
+    def breakers(self):
+        run = self.run
+        if getattr(run, "breakers", None) is None:
+            run.breakers = Breakers(self.using)
+        return run.breakers
+
     def send(self, pending, rendered):
         """Send queued messages (``Pending`` items and their rendering: (subject, text,
-        html) or the reason they cannot be sent) and record each outcome."""
+        html) or the reason they cannot be sent) and record each outcome: channel by
+        channel, in chunks of ``OUTBOX_CHUNK_SIZE``, each chunk leased, handed over and
+        recorded before the next is leased. A channel whose provider cannot be reached
+        (its circuit breaker is open, or opens on this chunk) hands over nothing more:
+        its other messages are queued again, uncharged."""
         run = self.run
         built, unsendable = [], []
         for item, result in zip(pending, rendered, strict=True):
@@ -171,9 +201,26 @@ class Outbox:
                 unsendable.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
                 continue
             built.append((item, message))
-        leased = self.lease([item for item, _ in built])
-        handed = []
+        if unsendable:
+            self.record([], [], unsendable)
+        by_channel = defaultdict(list)
         for item, message in built:
+            by_channel[item.channel].append((item, message))
+        size = max(int(dunning_settings.OUTBOX_CHUNK_SIZE), 1)
+        for channel, group in by_channel.items():
+            for start in range(0, len(group), size):
+                paused = self.breakers.open_until(channel, self.clock())
+                if paused is not None:
+                    self.hold(channel, group[start:], paused)
+                    break
+                self.hand_over(channel, group[start : start + size])
+
+    def leased(self, pairs):
+        """Lease the rows of ``pairs`` ((item, message)); the (item, message, step pk,
+        attempts, failing since) of the rows this worker now holds."""
+        leased = self.lease([item for item, _ in pairs])
+        handed = []
+        for item, message in pairs:
             lease = leased.get((item.case_id, item.step_key))
             if lease is None:
                 # Another worker has it (a long run's batch taken for a crash's leftovers,
@@ -182,43 +229,73 @@ class Outbox:
                             item.step_key, item.case_id)
                 continue
             handed.append((item, message, *lease))
-        self.record(handed, self.hand_over(handed), unsendable)
+        return handed
 
-    def hand_over(self, handed):
-        """Send each channel's messages as one batch; the outcomes in ``handed`` order."""
-        by_channel = defaultdict(list)
-        for index, (item, _message, _pk, _attempts) in enumerate(handed):
-            by_channel[item.channel].append(index)
-        outcomes = [None] * len(handed)
-        for channel, indexes in by_channel.items():
-            results = self.run.channel_for(channel).send([handed[i][1] for i in indexes])
-            for index, outcome in zip(indexes, results, strict=True):
-                outcomes[index] = outcome
-        return outcomes
+    def hand_over(self, channel, pairs):
+        """Lease one chunk, hand it to its channel, record the outcomes at once."""
+        handed = self.leased(pairs)
+        if not handed:
+            return
+        outcomes = list(self.run.channel_for(channel).send([h[1] for h in handed]))
+        if len(outcomes) != len(handed):
+            raise RuntimeError(f"The {channel} channel returned {len(outcomes)} outcomes "
+                               f"for {len(handed)} messages")
+        now = self.clock()
+        unreached = next((o for o in outcomes if not o.reached), None)
+        paused = None
+        if unreached is not None:
+            paused = self.breakers.trip(channel, now, unreached.reason)
+        elif outcomes:
+            self.breakers.close(channel, now)
+        self.record(handed, outcomes, [], paused=paused)
+        renew = getattr(self.run, "renew_lease", None)
+        if renew is not None:
+            renew()  # a long hand-over is not taken for a dead run
+
+    def hold(self, channel, pairs, until):
+        """The channel is paused (its provider cannot be reached) until ``until``: these
+        messages are not handed over; they are queued again, uncharged, for then (or fail
+        when their retry horizon has passed)."""
+        handed = self.leased(pairs)
+        if not handed:
+            return
+        reason = self.breakers.current().get(channel)
+        reason = reason.reason if reason is not None else ""
+        outcome = Outcome(False, reason=reason or _("the provider cannot be reached"),
+                          transient=True, reached=False)
+        self.record(handed, [outcome] * len(handed), [], paused=until)
 
     def lease(self, items):
         """Move these queued rows to ``sending`` in one committed statement; return
-        {(case pk, step key): (step pk, attempts)} of the rows this worker now holds."""
+        {(case pk, step key): (step pk, attempts, failing since)} of the rows this worker
+        now holds. No attempt is charged here: only an outcome that reached (or may have
+        reached) the provider is."""
         if not items:
             return {}
         rows = update_returning(
             self.steps.filter(rows_of(items), status=Status.QUEUED),
-            {"status": Status.SENDING, "next_attempt_at": timezone.now(),
-             "attempts": F("attempts") + 1},
-            ("id", "case", "step_key", "attempts"),
+            {"status": Status.SENDING, "next_attempt_at": self.clock()},
+            ("id", "case", "step_key", "attempts", "failing_since"),
         )
-        return {(case_id, key): (pk, attempts) for pk, case_id, key, attempts in rows}
+        return {(case_id, key): (pk, attempts, utc(since))
+                for pk, case_id, key, attempts, since in rows}
 
-    def record(self, handed, outcomes, unsendable):
-        """Record the outcomes of one handed-over batch (one transaction)."""
+    def record(self, handed, outcomes, unsendable, *, paused=None):
+        """Record the outcomes of one handed-over chunk (one transaction). ``paused``:
+        until when the channel's breaker is open (for the messages that did not reach
+        the provider)."""
         result = self.run.result
-        now = timezone.now()
-        max_attempts = max(int(dunning_settings.OUTBOX_MAX_ATTEMPTS), 1)
+        now = self.clock()
+        max_attempts = dunning_settings.OUTBOX_MAX_ATTEMPTS
+        horizon = datetime.timedelta(seconds=dunning_settings.OUTBOX_RETRY_HORIZON)
         sent_plain, sent_ids = [], []
-        retry = defaultdict(list)  # (next attempt at, reason) -> step pks
-        final = defaultdict(list)  # reason -> step pks
+        retry = defaultdict(list)  # (next attempt at, reason, charged) -> step pks
+        final = defaultdict(list)  # (reason, charged) -> step pks
         failed_cases = set()
-        for (item, _message, pk, attempts), outcome in zip(handed, outcomes, strict=True):
+        charged_handed = []
+        for (item, message, pk, attempts, since), outcome in zip(handed, outcomes, strict=True):
+            tries = attempts + 1 if outcome.reached else attempts
+            charged_handed.append((item, message, pk, tries))
             if outcome.ok:
                 result.sent += 1
                 if outcome.message_id:
@@ -226,18 +303,28 @@ class Outbox:
                 else:
                     sent_plain.append(pk)
                 continue
-            if outcome.transient and attempts < max_attempts:
-                result.retrying += 1
-                retry[(now + retry_delay(attempts), outcome.reason[:2000])].append(pk)
-                continue
             reason = outcome.reason
+            if outcome.transient:
+                since = since or now
+                if max_attempts and outcome.reached and tries >= max_attempts:
+                    reason = _("gave up after %(attempts)s attempts: %(reason)s") % {
+                        "attempts": tries, "reason": reason}
+                elif now >= since + horizon:
+                    reason = _("gave up after %(hours)s hours and %(attempts)s attempts: "
+                               "%(reason)s") % {
+                        "hours": round(horizon.total_seconds() / 3600, 1),
+                        "attempts": tries, "reason": reason}
+                else:
+                    later = now + retry_delay(tries) if outcome.reached else (
+                        paused or now + retry_delay(1))
+                    result.retrying += 1
+                    retry[(min(later, since + horizon), reason[:2000],
+                           outcome.reached)].append(pk)
+                    continue
             if outcome.opted_out:
                 self.opted_out.append((item.customer_id, item.channel))
-            if outcome.transient:
-                reason = _("gave up after %(attempts)s attempts: %(reason)s") % {
-                    "attempts": attempts, "reason": reason}
             reason = reason[:2000]
-            final[reason].append(pk)
+            final[(reason, outcome.reached)].append(pk)
             failed_cases.add(item.case_id)
             result.failed += 1
             result.failures.append((item.case_id, reason))
@@ -249,7 +336,11 @@ class Outbox:
             result.failures.append((item.case_id, reason))
         if not (handed or unsendable):
             return
-        self.webhook_rows = webhooks.step_outcomes(self, now, handed, sent_plain, sent_ids, final, unsendable)
+        finals = defaultdict(list)
+        for (reason, _charged), pks in final.items():
+            finals[reason].extend(pks)
+        self.webhook_rows = webhooks.step_outcomes(self, now, charged_handed, sent_plain,
+                                                   sent_ids, finals, unsendable)
         args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases)
         connection = connections[self.using]
         try:
@@ -280,40 +371,55 @@ class Outbox:
 
     def write_outcomes(self, now, sent_plain, sent_ids, retry, final, never_handed,
                        failed_cases):
+        """The outcomes' statements, in one transaction (none for a single statement:
+        a chunk that went out whole is one ``UPDATE``)."""
         steps = self.steps
-        done = {"status": Status.SENT, "sent_at": now, "reason": "", "next_attempt_at": None}
-        with transaction.atomic(using=self.using):
-            if sent_plain:
-                steps.filter(pk__in=sent_plain, status__in=IN_FLIGHT).update(**done)
-            for chunk in chunks(sent_ids):
+        charge = {"attempts": F("attempts") + 1}
+        done = {"status": Status.SENT, "sent_at": now, "reason": "", "next_attempt_at": None,
+                **charge}
+        statements = []
+        if sent_plain:
+            statements.append(lambda: steps.filter(
+                pk__in=sent_plain, status__in=IN_FLIGHT).update(**done))
+        for chunk in chunks(sent_ids):
+            def sent_with_ids(chunk=chunk):
                 message_id = SqlCase(
                     *[When(pk=pk, then=Value(mid)) for pk, mid in chunk],
                     default=F("message_id"),
                 )
                 steps.filter(pk__in=[pk for pk, _ in chunk], status__in=IN_FLIGHT).update(
-                    message_id=message_id, **done
-                )
-            for (next_at, reason), pks in retry.items():
-                steps.filter(pk__in=pks, status=Status.SENDING).update(
-                    status=Status.QUEUED, next_attempt_at=next_at, reason=reason
-                )
-            for reason, pks in final.items():
-                steps.filter(pk__in=pks, status__in=IN_FLIGHT).update(
-                    status=Status.FAILED, reason=reason, next_attempt_at=None
-                )
-            # Never handed over (no template, no address, ...): still queued, unless
-            # another worker has taken the row meanwhile.
-            for reason, keys in never_handed.items():
-                for key, case_ids in keys.items():
-                    steps.filter(step_key=key, case_id__in=case_ids,
-                                 status=Status.QUEUED).update(
-                        status=Status.FAILED, reason=reason, next_attempt_at=None
-                    )
-            if failed_cases:
-                Case.objects.using(self.using).filter(pk__in=failed_cases).update(
-                    needs_person=True
-                )
-            webhooks.save(self.webhook_rows, self.using)
+                    message_id=message_id, **done)
+            statements.append(sent_with_ids)
+        for (next_at, reason, charged), pks in retry.items():
+            statements.append(lambda pks=pks, next_at=next_at, reason=reason, charged=charged:
+                              steps.filter(pk__in=pks, status=Status.SENDING).update(
+                status=Status.QUEUED, next_attempt_at=next_at, reason=reason,
+                failing_since=Coalesce(F("failing_since"), Value(now)),
+                **(charge if charged else {})))
+        for (reason, charged), pks in final.items():
+            statements.append(lambda pks=pks, reason=reason, charged=charged:
+                              steps.filter(pk__in=pks, status__in=IN_FLIGHT).update(
+                status=Status.FAILED, reason=reason, next_attempt_at=None,
+                **(charge if charged else {})))
+        # Never handed over (no template, no address, ...): still queued, unless
+        # another worker has taken the row meanwhile.
+        for reason, keys in never_handed.items():
+            for key, case_ids in keys.items():
+                statements.append(lambda key=key, case_ids=case_ids, reason=reason:
+                                  steps.filter(step_key=key, case_id__in=case_ids,
+                                               status=Status.QUEUED).update(
+                    status=Status.FAILED, reason=reason, next_attempt_at=None))
+        if failed_cases:
+            statements.append(lambda: Case.objects.using(self.using).filter(
+                pk__in=failed_cases).update(needs_person=True))
+        if self.webhook_rows:
+            statements.append(lambda: webhooks.save(self.webhook_rows, self.using))
+        if len(statements) == 1:
+            statements[0]()
+            return
+        with transaction.atomic(using=self.using):
+            for statement in statements:
+                statement()
 
     # -- draining ---------------------------------------------------------------------
     def drain(self):
@@ -332,7 +438,10 @@ class Outbox:
             Q(next_attempt_at__lt=before) | Q(next_attempt_at__isnull=True, created_at__lt=before)
         )
         with transaction.atomic(using=self.using):
-            rows = update_returning(stale, {"status": Status.UNKNOWN}, ("id", "case", "step_key"))
+            # Charged: it may well have reached the provider.
+            rows = update_returning(stale, {"status": Status.UNKNOWN,
+                                            "attempts": F("attempts") + 1},
+                                    ("id", "case", "step_key"))
             if not rows:
                 return
             run = self.run.run
@@ -367,10 +476,17 @@ class Outbox:
         run = self.run
         due = Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True,
                                                created_at__lt=stale_before(now))
+        horizon = now - datetime.timedelta(seconds=dunning_settings.OUTBOX_RETRY_HORIZON)
         last = 0
         while True:
+            # A channel whose provider cannot be reached is skipped (not even rendered)
+            # until its breaker lets a probe through, except for the messages whose retry
+            # horizon has passed: they fail now, with their last error.
+            paused = list(self.breakers.paused(now))
+            waiting = Q(channel__in=paused) & ~Q(failing_since__lte=horizon)
             rows = list(
                 self.steps.filter(due, status=Status.QUEUED, pk__gt=last)
+                .exclude(waiting)
                 .select_related("case").order_by("pk")[: run.batch_size]
             )
             if not rows:
@@ -436,18 +552,21 @@ class Outbox:
         return items
 
 
-def drain(*, using=DEFAULT_DB_ALIAS, batch_size=None):
-    """The send stage on its own, for a periodic task between daily runs: give up on
-    dead leases ("state unknown, check"), send transient failures whose retry is due and
-    messages a crashed run left queued. Safe to run at any time, also while runs are
-    going and in several processes at once. Returns a :class:`DrainResult`."""
-    from .run import DunningRun
+def drain(*, using=DEFAULT_DB_ALIAS, batch_size=None, now=None):
+    """The send stage on its own, for a periodic task between daily runs: mark runs whose
+    lease expired abandoned, give up on dead leases ("state unknown, check"), send
+    transient failures whose retry is due and messages a crashed run left queued. Safe to
+    run at any time, also while runs are going and in several processes at once. ``now``:
+    the instant taken as the present (default: the clock). Returns a :class:`DrainResult`."""
+    from .run import DunningRun, abandon_dead_runs
 
     started = time.perf_counter()
-    run = DunningRun(using=using, batch_size=batch_size)
+    as_of = timezone.localdate(now) if now is not None else None
+    run = DunningRun(as_of, using=using, batch_size=batch_size, now=now)
     run.render_processes = 1
     run.load_policies()
+    abandoned = abandon_dead_runs(run.given_now or timezone.now(), using=using)
     Outbox(run).drain()
     r = run.result
     return DrainResult(sent=r.sent, failed=r.failed, retrying=r.retrying, unknown=r.unknown,
-                       seconds=time.perf_counter() - started)
+                       abandoned=abandoned, seconds=time.perf_counter() - started)
