@@ -114,7 +114,7 @@ class EmailChannel(Channel):
                     continue
                 if not is_open:
                     try:
-                        connection.open()
+                        open_connection(connection)
                     except Exception as exc:  # noqa: BLE001 - every failure is an outcome
                         # Nothing was handed over: the rest is not tried now, and no
                         # message is charged an attempt (the outbox pauses the channel).
@@ -138,7 +138,7 @@ class EmailChannel(Channel):
                         continue
                     logger.warning("Sending to %s failed (%s): %s", message.to,
                                    "transient" if outcome.transient else "permanent", outcome.reason)
-                    if outcome.transient and own:
+                    if outcome.transient and own and not answered(exc):
                         # The connection may be broken: start the next message afresh.
                         close_quietly(connection)
                         is_open = False
@@ -163,6 +163,29 @@ class EmailChannel(Channel):
             if statuses and statuses <= REJECTED:
                 return Outcome(False, reason=_("rejected by the ESP: %(s)s") % {"s": ", ".join(sorted(statuses))}, message_id=message_id)
         return Outcome(True, message_id=message_id)
+
+
+#: Tries of opening a connection before the provider counts as unreachable (a single
+#: refused connection on a flaky network is tried again at once).
+OPEN_TRIES = 2
+
+
+def open_connection(connection):
+    for attempt in range(1, OPEN_TRIES + 1):
+        try:
+            connection.open()
+            return
+        except Exception:
+            if attempt == OPEN_TRIES:
+                raise
+            logger.info("Connecting to the email backend failed; trying once more",
+                        exc_info=True)
+
+
+def answered(exc):
+    """Whether an ESP's API answered the send with an HTTP status (a 503, a 429): the
+    connection works, there is no need to open another."""
+    return isinstance(exc, AnymailAPIError) and getattr(exc, "status_code", None) is not None
 
 
 def close_quietly(connection):

@@ -101,15 +101,17 @@ class Breakers:
             return None
         return state.open_until
 
-    def trip(self, channel, now, reason):
+    def trip(self, channel, now, reason, *, answered=False):
         """The channel's provider could not be reached: open the breaker (for longer
-        than last time) and return until when the channel is paused."""
+        than last time, unless it ``answered`` other messages of the same chunk first: then
+        the failures in a row start again at one) and return until when the channel is
+        paused."""
         state = self.current().get(channel) or State()
-        failures = state.failures + 1
+        failures = 1 if answered else state.failures + 1
         until = now + breaker_delay(failures)
         reason = reason[:2000]
-        values = {"failures": F("failures") + 1, "open_until": until, "reason": reason,
-                  "changed_at": now}
+        values = {"failures": 1 if answered else F("failures") + 1, "open_until": until,
+                  "reason": reason, "changed_at": now}
         with transaction.atomic(using=self.using):
             if not self.rows().filter(channel=channel).update(**values):
                 try:

@@ -244,7 +244,8 @@ class Outbox:
         unreached = next((o for o in outcomes if not o.reached), None)
         paused = None
         if unreached is not None:
-            paused = self.breakers.trip(channel, now, unreached.reason)
+            paused = self.breakers.trip(channel, now, unreached.reason,
+                                        answered=any(o.reached for o in outcomes))
         elif outcomes:
             self.breakers.close(channel, now)
         self.record(handed, outcomes, [], paused=paused)

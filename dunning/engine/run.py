@@ -710,7 +710,7 @@ class DunningRun:
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
-        self.batch_now = timezone.now()
+        self.batch_now = self.given_now or timezone.now()  # one instant for a run given "now"
         invoices, customers, done = self.gather(cases)
         batch = Batch()
         steps, events, links, changed = [], [], [], []
