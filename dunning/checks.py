@@ -260,7 +260,7 @@ FAULT_NUMBERS = [
     ("OUTBOX_BREAKER_BACKOFF", 1, "seconds a channel pauses after its provider could not "
      "be reached"),
     ("OUTBOX_BREAKER_MAX_DELAY", 1, "seconds a channel pauses at most"),
-    ("RUN_LEASE_SECONDS", 60, "seconds after which a run that stopped renewing its lease "
+    ("RUN_LEASE_SECONDS", 1, "seconds after which a run that stopped renewing its lease "
      "is taken for dead"),
 ]
 
