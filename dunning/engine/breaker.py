@@ -8,14 +8,15 @@ guarded ``UPDATE``, so two processes never probe at once) and hands over its nex
 if the provider is reached the breaker **closes**, otherwise it opens again for longer.
 
 The state lives in the ``ChannelBreaker`` table so that every process (runs, drains,
-shards) respects it; a process reads it once and again every ``REFRESH_SECONDS``.
+shards) respects it. A run or a drain reads it once, when it first sends (one query, so
+the queries of a run stay constant); a breaker another process opens later costs this
+process one failed connection, which opens it here too.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import time
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -25,11 +26,6 @@ from ..conf import dunning_settings
 from ..models import ChannelBreaker
 
 logger = logging.getLogger("dunning.outbox")
-
-# Seconds a process trusts its copy of the breakers' state (another process may have
-# opened or closed one meanwhile); a breaker this process changes is up to date at once.
-REFRESH_SECONDS = 10.0
-
 
 def breaker_delay(failures):
     """Seconds a channel pauses after ``failures`` failed connections in a row."""
@@ -52,13 +48,13 @@ class Breakers:
     def __init__(self, using):
         self.using = using
         self.states = {}
-        self.loaded = None  # time.monotonic() of the last read
+        self.loaded = False
 
     def rows(self):
         return ChannelBreaker.objects.using(self.using)
 
     def current(self):
-        if self.loaded is None or time.monotonic() - self.loaded > REFRESH_SECONDS:
+        if not self.loaded:
             fresh = {
                 channel: State(failures, until, reason)
                 for channel, failures, until, reason in self.rows().filter(failures__gt=0)
@@ -68,7 +64,7 @@ class Breakers:
                 if self.states.get(channel, State()).probing:
                     state.probing = True
             self.states = fresh
-            self.loaded = time.monotonic()
+            self.loaded = True
         return self.states
 
     def paused(self, now):
@@ -95,7 +91,7 @@ class Breakers:
             logger.info("Probing the %s provider (%d failed connections in a row)",
                         channel, state.failures)
             return None
-        self.loaded = None  # another process probes, or closed it: read it again
+        self.loaded = False  # another process probes, or closed it: read it again
         state = self.current().get(channel)
         if state is None or not state.failures or state.open_until is None or state.open_until <= now:
             return None

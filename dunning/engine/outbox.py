@@ -3,20 +3,26 @@
 A run executes a step and queues its message in one transaction (the row is inserted
 with status ``queued``). Sending is a separate stage, here:
 
-1. **lease**: the rows of a batch move ``queued -> sending`` in one committed ``UPDATE``
-   guarded by ``status = 'queued'`` (``next_attempt_at`` becomes the lease's start,
-   ``attempts`` goes up by one); only the rows this statement moved are handed over, so
-   two workers never send the same row;
-2. **hand over**: the channel sends the batch over one connection to the email backend
+1. **lease**: the rows of a chunk (``OUTBOX_CHUNK_SIZE``) move ``queued -> sending`` in
+   one committed ``UPDATE`` guarded by ``status = 'queued'`` (``next_attempt_at`` becomes
+   the lease's start; no attempt is charged); only the rows this statement moved are
+   handed over, so two workers never send the same row;
+2. **hand over**: the channel sends the chunk over one connection to the email backend
    and reports one outcome per message;
-3. **record**: ``sent``; a permanent failure ``failed`` with its reason; a transient one
-   back to ``queued`` with ``next_attempt_at`` = now + :func:`retry_delay`, and ``failed``
-   ("gave up after N attempts: ...") once ``OUTBOX_MAX_ATTEMPTS`` tries have failed.
+3. **record**, as soon as the backend returns and before the next chunk is leased:
+   ``sent``; a permanent failure ``failed`` with its reason; a transient one back to
+   ``queued`` with ``next_attempt_at`` = now + :func:`retry_delay`, until
+   ``OUTBOX_RETRY_HORIZON`` has passed since its first failure (then ``failed``, "gave up
+   after ..."). An attempt is charged only for an outcome that reached (or may have
+   reached) the provider. A message that did not reach it (the connection could not be
+   opened) goes back to ``queued`` uncharged, and the channel's circuit breaker
+   (engine/breaker.py) holds the channel's other messages until a probe gets through.
 
 The guarantee is **at most once**: a worker that dies between handing a message to the
 ESP and recording the outcome leaves the row ``sending``. :meth:`Outbox.drain` turns a
 lease older than ``OUTBOX_STALE_AFTER`` into ``unknown`` ("state unknown, check"): never
-sent again by itself, the case flagged for a person, a note on its timeline. An ESP
+sent again by itself, the case flagged for a person, a note on its timeline. A kill
+leaves at most one chunk so. An ESP
 tracking event for the message settles it (``dunning.tracking``); so does a person, in
 the admin ("Mark as sent" or "Send again"). See docs/outbox.md.
 
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 from django.db.models import Case as SqlCase
-from django.db.models import F, Q, Value, When
+from django.db.models import CharField, DateTimeField, F, IntegerField, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -208,17 +214,29 @@ class Outbox:
             by_channel[item.channel].append((item, message))
         size = max(int(dunning_settings.OUTBOX_CHUNK_SIZE), 1)
         for channel, group in by_channel.items():
-            for start in range(0, len(group), size):
+            self.send_channel(channel, [group[i : i + size] for i in range(0, len(group), size)])
+
+    def send_channel(self, channel, parts):
+        """Hand the chunks ``parts`` of one channel over, one after the other. The lease
+        of a chunk is taken in the statement that records the one before (one statement
+        per chunk when it went out whole)."""
+        handed = None  # the leased rows of the chunk about to be handed over
+        for index, pairs in enumerate(parts):
+            if handed is None:
                 paused = self.breakers.open_until(channel, self.clock())
                 if paused is not None:
-                    self.hold(channel, group[start:], paused)
-                    break
-                self.hand_over(channel, group[start : start + size])
+                    self.hold(channel, [pair for part in parts[index:] for pair in part], paused)
+                    return
+                handed = self.leased(pairs)
+            following = parts[index + 1] if index + 1 < len(parts) else None
+            handed = self.hand_over(channel, handed, following) if handed else None
 
-    def leased(self, pairs):
-        """Lease the rows of ``pairs`` ((item, message)); the (item, message, step pk,
-        attempts, failing since) of the rows this worker now holds."""
-        leased = self.lease([item for item, _ in pairs])
+    def leased(self, pairs, leased=None):
+        """Lease the rows of ``pairs`` ((item, message)) unless ``leased`` has them; the
+        (item, message, step pk, attempts, failing since) of the rows this worker now
+        holds."""
+        if leased is None:
+            leased = self.lease([item for item, _ in pairs])
         handed = []
         for item, message in pairs:
             lease = leased.get((item.case_id, item.step_key))
@@ -231,11 +249,10 @@ class Outbox:
             handed.append((item, message, *lease))
         return handed
 
-    def hand_over(self, channel, pairs):
-        """Lease one chunk, hand it to its channel, record the outcomes at once."""
-        handed = self.leased(pairs)
-        if not handed:
-            return
+    def hand_over(self, channel, handed, following=None):
+        """Hand one leased chunk to its channel and record the outcomes at once; in the
+        same statement lease the ``following`` chunk (pairs), unless the provider could
+        not be reached. Returns the following chunk's leased rows, or None."""
         outcomes = list(self.run.channel_for(channel).send([h[1] for h in handed]))
         if len(outcomes) != len(handed):
             raise RuntimeError(f"The {channel} channel returned {len(outcomes)} outcomes "
@@ -248,10 +265,14 @@ class Outbox:
                                         answered=any(o.reached for o in outcomes))
         elif outcomes:
             self.breakers.close(channel, now)
-        self.record(handed, outcomes, [], paused=paused)
+        if paused is not None:
+            following = None
+        leased = self.record(handed, outcomes, [], paused=paused,
+                             lease=[item for item, _ in following] if following else None)
         renew = getattr(self.run, "renew_lease", None)
         if renew is not None:
             renew()  # a long hand-over is not taken for a dead run
+        return self.leased(following, leased) if following else None
 
     def hold(self, channel, pairs, until):
         """The channel is paused (its provider cannot be reached) until ``until``: these
@@ -281,10 +302,11 @@ class Outbox:
         return {(case_id, key): (pk, attempts, utc(since))
                 for pk, case_id, key, attempts, since in rows}
 
-    def record(self, handed, outcomes, unsendable, *, paused=None):
+    def record(self, handed, outcomes, unsendable, *, paused=None, lease=None):
         """Record the outcomes of one handed-over chunk (one transaction). ``paused``:
         until when the channel's breaker is open (for the messages that did not reach
-        the provider)."""
+        the provider). ``lease``: items of the next chunk to lease in the same
+        transaction; returns what :meth:`lease` returns for them (else None)."""
         result = self.run.result
         now = self.clock()
         max_attempts = dunning_settings.OUTBOX_MAX_ATTEMPTS
@@ -336,28 +358,31 @@ class Outbox:
             result.failed += 1
             result.failures.append((item.case_id, reason))
         if not (handed or unsendable):
-            return
+            return self.lease(lease) if lease else None
         finals = defaultdict(list)
         for (reason, _charged), pks in final.items():
             finals[reason].extend(pks)
         self.webhook_rows = webhooks.step_outcomes(self, now, charged_handed, sent_plain,
                                                    sent_ids, finals, unsendable)
-        args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases)
+        args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases, lease)
         connection = connections[self.using]
         try:
-            self.write_outcomes(*args)
+            leased = self.write_outcomes(*args)
         except (OperationalError, InterfaceError):
             # The database connection broke while the outcomes of messages that did go
             # out were being recorded. Not knowing them would leave the rows "sending"
             # (later "unknown"): reconnect once and record them again (every UPDATE is
-            # guarded, so a first attempt that did commit changes nothing the second time).
+            # guarded, so a first attempt that did commit changes nothing the second time;
+            # a next chunk the first attempt did lease is not handed over: its rows are
+            # "unknown" later, never sent twice).
             if connection.in_atomic_block:
                 raise
             logger.warning("The database connection broke while recording sent messages; "
                            "reconnecting once", exc_info=True)
             connection.close()
-            self.write_outcomes(*args)
+            leased = self.write_outcomes(*args)
         self.record_opt_outs()
+        return leased
 
     def record_opt_outs(self):
         """Recipients the provider says opted out (an SMS "STOP"): into the consent log,
@@ -371,10 +396,14 @@ class Outbox:
         self.opted_out = []
 
     def write_outcomes(self, now, sent_plain, sent_ids, retry, final, never_handed,
-                       failed_cases):
-        """The outcomes' statements, in one transaction (none for a single statement:
-        a chunk that went out whole is one ``UPDATE``)."""
+                       failed_cases, lease=None):
+        """The outcomes' statements and the lease of ``lease`` (the next chunk's items),
+        in one transaction. A chunk that went out whole and the lease of the next are one
+        ``UPDATE`` (see :meth:`sent_and_lease`). Returns the lease (or None)."""
         steps = self.steps
+        simple = not (retry or final or never_handed or failed_cases or self.webhook_rows)
+        if simple and lease and len(sent_plain) + len(sent_ids) + len(lease) <= PER_STATEMENT:
+            return self.sent_and_lease(now, sent_plain, sent_ids, lease)
         charge = {"attempts": F("attempts") + 1}
         done = {"status": Status.SENT, "sent_at": now, "reason": "", "next_attempt_at": None,
                 **charge}
@@ -415,12 +444,43 @@ class Outbox:
                 pk__in=failed_cases).update(needs_person=True))
         if self.webhook_rows:
             statements.append(lambda: webhooks.save(self.webhook_rows, self.using))
-        if len(statements) == 1:
+        if len(statements) == 1 and not lease:
             statements[0]()
-            return
+            return None
         with transaction.atomic(using=self.using):
             for statement in statements:
                 statement()
+            return self.lease(lease) if lease else None
+
+    def sent_and_lease(self, now, sent_plain, sent_ids, items):
+        """One guarded ``UPDATE ... RETURNING``: the rows of a chunk that went out whole
+        become ``sent`` (charged), and the queued rows of ``items`` (the next chunk) become
+        ``sending``, this worker's lease. Returns the lease as :meth:`lease` does."""
+        sent = [*sent_plain, *(pk for pk, _ in sent_ids)]
+        is_sent = Q(pk__in=sent)
+
+        def either(if_sent, otherwise, field):
+            return SqlCase(When(is_sent, then=if_sent), default=otherwise, output_field=field)
+
+        values = {
+            "status": either(Value(Status.SENT), Value(Status.SENDING), CharField()),
+            "sent_at": either(Value(now), F("sent_at"), DateTimeField()),
+            "reason": either(Value(""), F("reason"), TextField()),
+            "next_attempt_at": either(Value(None), Value(now), DateTimeField()),
+            "attempts": either(F("attempts") + 1, F("attempts"), IntegerField()),
+        }
+        if sent_ids:
+            values["message_id"] = SqlCase(
+                *[When(pk=pk, then=Value(mid[:255])) for pk, mid in sent_ids],
+                default=F("message_id"), output_field=CharField())
+        rows = update_returning(
+            self.steps.filter(Q(pk__in=sent, status__in=IN_FLIGHT)
+                              | Q(rows_of(items), status=Status.QUEUED)),
+            values, ("id", "case", "step_key", "attempts", "failing_since"),
+        )
+        done = set(sent)
+        return {(case_id, key): (pk, attempts, utc(since))
+                for pk, case_id, key, attempts, since in rows if pk not in done}
 
     # -- draining ---------------------------------------------------------------------
     def drain(self):
