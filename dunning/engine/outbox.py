@@ -498,6 +498,8 @@ class Outbox:
         stale = self.steps.filter(status=Status.SENDING).filter(
             Q(next_attempt_at__lt=before) | Q(next_attempt_at__isnull=True, created_at__lt=before)
         )
+        if not stale.exists():
+            return  # the usual case: one SELECT, no transaction
         with transaction.atomic(using=self.using):
             # Charged: it may well have reached the provider.
             rows = update_returning(stale, {"status": Status.UNKNOWN,
