@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('dunning', '0019_step_fee_rule'),
+        ('dunning', '0020_payment_pending'),
     ]
 
     operations = [
