@@ -226,10 +226,13 @@ def test_a_batch_goes_over_one_connection_and_one_failure_costs_no_other_message
 
 
 # -- 10% of messages fail ------------------------------------------------------------
-@override_dunning_settings(OUTBOX_RETRY_BACKOFF=0, BATCH_SIZE=25, OUTBOX_MAX_ATTEMPTS=10)
 def test_a_backend_failing_10_percent_of_messages_delivers_every_one_exactly_once(
     run, overdue_customer, backend, settings
 ):
+    # both through pytest-django's settings (a decorator's override next to the fixture's
+    # would leak into the tests after this one)
+    settings.DUNNING = {**settings.DUNNING, "OUTBOX_RETRY_BACKOFF": 0, "BATCH_SIZE": 25,
+                        "OUTBOX_MAX_ATTEMPTS": 10}
     settings.EMAIL_BACKEND = "tests.flaky_backend.FlakyBackend"
     customers = [overdue_customer(email=f"c{i}@example.com") for i in range(200)]
 

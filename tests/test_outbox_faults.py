@@ -31,7 +31,6 @@ from dunning.channels.base import idempotency_key
 from dunning.channels.email import never_reached
 from dunning.engine.outbox import drain
 from dunning.models import Case, CaseStep, ChannelBreaker, Run
-from dunning.testing import override_dunning_settings
 from tests.flaky_backend import FaultyBackend, RecordingBackend, ScriptedBackend, esp_error
 
 from .conftest import day
@@ -39,6 +38,12 @@ from .conftest import day
 Status = CaseStep.Status
 UTC = datetime.timezone.utc
 T0 = datetime.datetime.combine(day(1), datetime.time(10, 0), UTC)  # the day's run
+
+
+def dunning(settings, **values):
+    """Change ``DUNNING`` keys through pytest-django's ``settings`` (which restores them
+    in order, also next to other settings a test changes)."""
+    settings.DUNNING = {**settings.DUNNING, **values}
 
 
 def minutes(n):
@@ -155,10 +160,10 @@ def test_an_esp_api_that_cannot_be_connected_to_was_not_reached_a_read_timeout_m
 
 
 # -- the issue's figures: faults and an outage -------------------------------------------
-@override_dunning_settings(BATCH_SIZE=100)
 def test_10_percent_refused_opens_and_30_percent_transient_errors_deliver_every_message_once(
-    run, overdue_customer, faulty
+    run, overdue_customer, faulty, settings
 ):
+    dunning(settings, BATCH_SIZE=100)
     quiet(faulty, refuse=0.10, transient=0.30)
     customers = [overdue_customer(email=f"c{i}@example.com") for i in range(720)]
 
@@ -178,10 +183,10 @@ def test_10_percent_refused_opens_and_30_percent_transient_errors_deliver_every_
           f"done after {(end - T0).total_seconds() / 60:.0f} minutes of drains")
 
 
-@override_dunning_settings(BATCH_SIZE=100)
 def test_a_six_hour_outage_then_recovery_delivers_every_queued_message_once(
-    run, overdue_customer, faulty
+    run, overdue_customer, faulty, settings
 ):
+    dunning(settings, BATCH_SIZE=100)
     quiet(faulty)
     customers = [overdue_customer(email=f"c{i}@example.com") for i in range(150)]
     faulty.down = True
@@ -235,10 +240,10 @@ def test_past_the_retry_horizon_an_unreachable_message_fails_with_its_reason(
     assert RecordingBackend.delivered == []
 
 
-@override_dunning_settings(OUTBOX_RETRY_HORIZON=6 * 3600)
 def test_transient_errors_are_retried_with_backoff_until_the_horizon(
     run, overdue_customer, faulty, settings
 ):
+    dunning(settings, OUTBOX_RETRY_HORIZON=6 * 3600)
     settings.EMAIL_BACKEND = "tests.flaky_backend.ScriptedBackend"
     customer = overdue_customer(email="busy@example.com")
     ScriptedBackend.script = {"busy@example.com": [esp_error(503)] * 100}
@@ -256,10 +261,10 @@ def test_transient_errors_are_retried_with_backoff_until_the_horizon(
     assert Case.objects.get(customer=customer).needs_person
 
 
-@override_dunning_settings(OUTBOX_MAX_ATTEMPTS=3)
 def test_outbox_max_attempts_still_caps_the_charged_tries_when_set(
     run, overdue_customer, faulty, settings
 ):
+    dunning(settings, OUTBOX_MAX_ATTEMPTS=3)
     settings.EMAIL_BACKEND = "tests.flaky_backend.ScriptedBackend"
     overdue_customer(email="busy@example.com")
     ScriptedBackend.script = {"busy@example.com": [esp_error(503)] * 100}
@@ -282,10 +287,10 @@ class CrashingOnFifth(RecordingBackend):
         return super().send_messages(messages)
 
 
-@override_dunning_settings(OUTBOX_CHUNK_SIZE=3)
 def test_a_kill_during_the_hand_over_leaves_one_chunk_unknown_not_the_batch(
     run, overdue_customer, faulty, settings
 ):
+    dunning(settings, OUTBOX_CHUNK_SIZE=3)
     settings.EMAIL_BACKEND = "tests.test_outbox_faults.CrashingOnFifth"
     for i in range(8):
         overdue_customer(email=f"c{i}@example.com")
@@ -303,8 +308,9 @@ def test_a_kill_during_the_hand_over_leaves_one_chunk_unknown_not_the_batch(
     assert max(Counter(RecordingBackend.delivered).values()) == 1
 
 
-@override_dunning_settings(OUTBOX_IDEMPOTENCY_ESP_EXTRA="idempotence_key")
-def test_every_try_of_a_step_carries_the_same_idempotency_key(run, overdue_customer, faulty):
+def test_every_try_of_a_step_carries_the_same_idempotency_key(run, overdue_customer, faulty,
+                                                              settings):
+    dunning(settings, OUTBOX_IDEMPOTENCY_ESP_EXTRA="idempotence_key")
     quiet(faulty)
     a = overdue_customer(email="a@example.com")
     overdue_customer(email="b@example.com")

@@ -271,10 +271,13 @@ def test_a_step_that_cannot_be_sent_is_posted_as_step_failed(run, overdue_custom
     assert not deliveries(event_type="step.sent")
 
 
-@override_dunning_settings(OUTBOX_MAX_ATTEMPTS=2)
 def test_outbox_retries_post_only_their_outcome(run, overdue_customer, endpoint, settings):
     """A transient send failure is no outcome yet; the drain that sends the message posts
     step.sent, and one that gives up posts step.failed with the reason."""
+    # through pytest-django's settings, like EMAIL_BACKEND below: a decorator's override
+    # would be restored first and then brought back by the fixture's (leaking into the
+    # tests after this one)
+    settings.DUNNING = {**settings.DUNNING, "OUTBOX_MAX_ATTEMPTS": 2}
     from dunning.engine.outbox import drain
     from tests.flaky_backend import RecordingBackend, ScriptedBackend, esp_error
 
