@@ -22,6 +22,7 @@ from io import StringIO
 
 import pytest
 import requests
+import time_machine
 from anymail.exceptions import AnymailRequestsAPIError
 from django.core.management import call_command
 from django.urls import reverse
@@ -397,3 +398,27 @@ def test_the_drain_command_prints_the_abandoned_runs(db):
     out = StringIO()
     call_command("dunning", "drain", stdout=out)
     assert "abandoned runs: 1" in out.getvalue()
+
+
+def test_staff_see_a_channel_breaker_and_may_close_it_by_deleting_it(admin_client, run,
+                                                                      overdue_customer, faulty):
+    quiet(faulty)
+    overdue_customer()
+    faulty.down = True
+    run(1, now=T0)
+    breaker = ChannelBreaker.objects.get()
+    page = admin_client.get(reverse("admin:dunning_channelbreaker_changelist"))
+    assert "ConnectionRefusedError" in page.content.decode()
+    assert admin_client.get(reverse("admin:dunning_channelbreaker_add")).status_code == 403
+    delete = reverse("admin:dunning_channelbreaker_delete", args=[breaker.pk])
+
+    step = CaseStep.objects.get()
+    assert step.next_attempt_at == T0 + datetime.timedelta(seconds=30)
+    with time_machine.travel(T0 + datetime.timedelta(seconds=5), tick=False):
+        assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+
+    assert not ChannelBreaker.objects.exists()
+    step.refresh_from_db()
+    assert step.next_attempt_at == T0 + datetime.timedelta(seconds=5)  # due at once
+    faulty.down = False
+    assert drain(now=T0 + datetime.timedelta(seconds=6)).sent == 1  # not waiting for 30 s

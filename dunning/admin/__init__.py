@@ -178,6 +178,22 @@ class ChannelBreakerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = ["channel", "failures", "open_until", "reason", "changed_at"]
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting the row closes the breaker at once (the provider is known to be back).
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, type(obj)._default_manager.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        from django.utils import timezone
+
+        from ..engine.breaker import release
+
+        for breaker in queryset:
+            release(breaker, timezone.now())
+        super().delete_queryset(request, queryset)
+
 
 # The shipped default models, when the host has not swapped them.
 if get_customer_model() is Customer:

@@ -131,3 +131,16 @@ class Breakers:
                                                    changed_at=now)
         self.states.pop(channel, None)
         logger.warning("The %s provider answers again: sending resumes", channel)
+
+
+def release(breaker, now):
+    """A person closed ``breaker`` (deleted its row, the provider being back): the
+    channel's messages that wait for it are due at ``now``."""
+    from ..models import CaseStep
+
+    if breaker.open_until is None:
+        return 0
+    return CaseStep.objects.using(breaker._state.db).filter(
+        channel=breaker.channel, status=CaseStep.Status.QUEUED,
+        next_attempt_at__gt=now, next_attempt_at__lte=breaker.open_until,
+    ).update(next_attempt_at=now)
