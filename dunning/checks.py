@@ -253,11 +253,46 @@ OUTBOX_NUMBERS = [
     ("OUTBOX_RETRY_MAX_DELAY", 0, "seconds a retry waits at most"),
 ]
 
+#: The fault-handling settings of the outbox and the runs (dunning.E060).
+FAULT_NUMBERS = [
+    ("OUTBOX_RETRY_HORIZON", 60, "seconds a failing message is retried"),
+    ("OUTBOX_CHUNK_SIZE", 1, "messages handed to a channel at once"),
+    ("OUTBOX_BREAKER_BACKOFF", 1, "seconds a channel pauses after its provider could not "
+     "be reached"),
+    ("OUTBOX_BREAKER_MAX_DELAY", 1, "seconds a channel pauses at most"),
+    ("RUN_LEASE_SECONDS", 1, "seconds after which a run that stopped renewing its lease "
+     "is taken for dead"),
+]
+
+
+def _check_fault_settings():
+    """dunning.E060 (numbers), dunning.E061 (the idempotency key's esp_extra key)."""
+    errors = []
+    for key, least, meaning in FAULT_NUMBERS:
+        value = getattr(dunning_settings, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            errors.append(Error(
+                f"DUNNING['{key}'] must be a whole number of at least {least} ({meaning}), "
+                f"not {value!r}.",
+                hint=f"The default is {dunning_settings.defaults[key]!r}.", id="dunning.E060",
+            ))
+    extra = dunning_settings.OUTBOX_IDEMPOTENCY_ESP_EXTRA
+    if extra is not None and not (isinstance(extra, str) and extra.strip()):
+        errors.append(Error(
+            f"DUNNING['OUTBOX_IDEMPOTENCY_ESP_EXTRA'] must be None or the name of the ESP's "
+            f"idempotency field, not {extra!r}.",
+            hint="E.g. 'idempotence_key' for Unisender Go; None when the ESP takes none.",
+            id="dunning.E061",
+        ))
+    return errors
+
 
 def _check_outbox_numbers():
     errors = []
     for key, least, meaning in OUTBOX_NUMBERS:
         value = getattr(dunning_settings, key)
+        if key == "OUTBOX_MAX_ATTEMPTS" and value is None:
+            continue  # no count: the retry horizon alone decides
         if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
             errors.append(Error(
                 f"DUNNING['{key}'] must be a number of at least {least} ({meaning}), "
@@ -335,6 +370,7 @@ def check_settings(app_configs=None, **kwargs):
         pass
     try:
         errors.extend(_check_outbox_numbers())
+        errors.extend(_check_fault_settings())
     except DunningConfigurationError:
         pass  # reported by dunning.E009
     try:

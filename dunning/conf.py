@@ -101,13 +101,35 @@ DEFAULTS = {
     # ESP) is marked "state unknown, check" for a person. Keep it above the longest time
     # the email backend may take over one batch. See docs/outbox.md.
     "OUTBOX_STALE_AFTER": 600,
-    # Tries of a message that keeps failing for a transient reason (a timeout, an ESP
-    # outage, SMTP 4xx) before it is marked failed.
-    "OUTBOX_MAX_ATTEMPTS": 5,
+    # Seconds a message that keeps failing for a transient reason (a timeout, an ESP
+    # outage, SMTP 4xx, a provider that cannot be reached) is tried again, counted from
+    # its first failure; past it the message fails with its last error and the case
+    # needs a person. See docs/outbox.md.
+    "OUTBOX_RETRY_HORIZON": 24 * 60 * 60,
+    # Optional: charged tries (the provider was reached) after which a message fails even
+    # within the horizon; None: the horizon alone decides (the default since 0020).
+    "OUTBOX_MAX_ATTEMPTS": None,
     # Seconds before the first retry; each further retry waits twice as long as the one
     # before, but never longer than OUTBOX_RETRY_MAX_DELAY seconds.
     "OUTBOX_RETRY_BACKOFF": 60,
-    "OUTBOX_RETRY_MAX_DELAY": 6 * 60 * 60,
+    "OUTBOX_RETRY_MAX_DELAY": 60 * 60,
+    # Messages handed to a channel at once; the outcome of each chunk is recorded as soon
+    # as the provider returns, so a worker killed while sending leaves at most one chunk
+    # "state unknown".
+    "OUTBOX_CHUNK_SIZE": 50,
+    # The channel's circuit breaker: after a connection to the provider could not be
+    # opened, the channel's messages wait OUTBOX_BREAKER_BACKOFF seconds, doubling for
+    # every further failed probe, at most OUTBOX_BREAKER_MAX_DELAY seconds.
+    "OUTBOX_BREAKER_BACKOFF": 30,
+    "OUTBOX_BREAKER_MAX_DELAY": 10 * 60,
+    # For an ESP whose send API takes an idempotency key: the key of anymail's esp_extra
+    # that carries it (e.g. "idempotence_key" for Unisender Go); None: the key travels in
+    # the message's metadata (dunning_idempotency_key) only.
+    "OUTBOX_IDEMPOTENCY_ESP_EXTRA": None,
+    # Seconds a run's lease lasts; the run renews it while it works. A "running" run
+    # whose lease has expired (its process was killed) is marked abandoned by the next
+    # run or drain.
+    "RUN_LEASE_SECONDS": 15 * 60,
     # -- outbound webhooks (dunning.webhooks, docs/webhooks.md) --
     # Seconds a POST to an endpoint may take; tries of a delivery before it fails; seconds
     # before its first retry, doubling for every further one up to WEBHOOK_RETRY_MAX_DELAY.

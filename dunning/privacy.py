@@ -90,10 +90,11 @@ FIGURES_LOST = (
     "A/B variant recovery (variants.variant_report)",
 )
 
-#: dunning's tables that hold nothing about a customer (configuration, run summaries).
+#: dunning's tables that hold nothing about a customer (configuration, run summaries,
+#: the channels' circuit breakers: a connection error, no recipient).
 NOT_PERSONAL = ("dunning.Policy", "dunning.Step", "dunning.MessageTemplate",
                 "dunning.RetryStep", "dunning.PolicyRule", "dunning.WebhookEndpoint",
-                "dunning.Run")
+                "dunning.Run", "dunning.ChannelBreaker")
 
 #: The tables an erasure looks at, in the order it reports them.
 TABLES = (

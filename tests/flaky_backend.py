@@ -3,6 +3,8 @@ a record of every message they accepted, across instances.
 
 * :class:`FlakyBackend` fails a deterministic-random share (10%) of send attempts with a
   transient error, half as an SMTP disconnect, half as an ESP's HTTP 503 (anymail);
+* :class:`FaultyBackend` refuses a share of connection opens (or every one, during an
+  outage) and fails a share of the messages handed over with a transient error;
 * :class:`ScriptedBackend` raises, for an address, the exceptions of its script one per
   attempt, then accepts the message;
 * :class:`FileBackend` (for child processes, see tests/outbox_runner.py) appends every
@@ -79,6 +81,57 @@ class FlakyBackend(RecordingBackend):
         if draw >= self.rate:
             return None
         if draw < self.rate / 2:
+            return smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return esp_error(503, "Service Unavailable")
+
+
+class FaultyBackend(RecordingBackend):
+    """An ESP with faults on both sides of the hand-over, deterministic-random:
+
+    * ``refuse_rate`` of connection opens are refused (``ConnectionRefusedError``: nothing
+      was handed over), and every open is while ``down`` (an outage);
+    * ``transient_rate`` of the messages handed over are refused with a transient error
+      (half an SMTP disconnect, half an ESP's HTTP 503): it reached the ESP, not sent.
+
+    ``metadata`` keeps the ``dunning_idempotency_key`` and ``esp_extra`` of every message
+    handed over."""
+
+    refuse_rate = 0.10
+    transient_rate = 0.30
+    down = False
+    seed = "faults"
+    opens = 0  # opens tried, refused or not
+    refused = 0
+    metadata: list = []
+
+    @classmethod
+    def reset(cls):
+        RecordingBackend.reset()
+        FaultyBackend.opens = FaultyBackend.refused = 0
+        FaultyBackend.down = False
+        FaultyBackend.metadata = []
+
+    def open(self):
+        FaultyBackend.opens += 1
+        draw = random.Random(f"{self.seed}:open:{FaultyBackend.opens}").random()
+        if FaultyBackend.down or draw < self.refuse_rate:
+            FaultyBackend.refused += 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return super().open()
+
+    def send_messages(self, messages):
+        for message in messages:
+            FaultyBackend.metadata.append(
+                (key_of(message), message.metadata.get("dunning_idempotency_key"),
+                 getattr(message, "esp_extra", None)))
+        return super().send_messages(messages)
+
+    def fail(self, message, attempt):
+        case, step = key_of(message)
+        draw = random.Random(f"{self.seed}:{case}:{step}:{attempt}").random()
+        if draw >= self.transient_rate:
+            return None
+        if draw < self.transient_rate / 2:
             return smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         return esp_error(503, "Service Unavailable")
 

@@ -36,6 +36,7 @@ def state():
             .values_list("case_id", "data__case_step")
         ),
         "runs": [list(r) for r in Run.objects.order_by("pk").values_list("pk", "status")],
+        "run_summaries": [s for s in Run.objects.order_by("pk").values_list("summary", flat=True)],
     }
 
 

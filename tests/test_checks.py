@@ -273,6 +273,31 @@ def test_bad_outbox_numbers(key, value):
     assert key in error.msg and repr(value) in error.msg and "default" in error.hint
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("OUTBOX_RETRY_HORIZON", 0), ("OUTBOX_RETRY_HORIZON", "86400"), ("OUTBOX_CHUNK_SIZE", 0),
+    ("OUTBOX_BREAKER_BACKOFF", 1.5), ("OUTBOX_BREAKER_MAX_DELAY", None),
+    ("RUN_LEASE_SECONDS", True), ("RUN_LEASE_SECONDS", 0),
+])
+def test_bad_outbox_fault_settings(key, value):
+    with override_dunning_settings(**{key: value}):
+        error = only("dunning.E060")
+    assert key in error.msg and repr(value) in error.msg and "default" in error.hint
+
+
+@pytest.mark.parametrize("value", ["", 5, ["idempotence_key"]])
+def test_bad_idempotency_field(value):
+    with override_dunning_settings(OUTBOX_IDEMPOTENCY_ESP_EXTRA=value):
+        error = only("dunning.E061")
+    assert repr(value) in error.msg
+
+
+def test_outbox_max_attempts_may_be_none_the_horizon_decides():
+    with override_dunning_settings(OUTBOX_MAX_ATTEMPTS=None,
+                                   OUTBOX_IDEMPOTENCY_ESP_EXTRA="idempotence_key"):
+        assert [m for m in dunning_messages() if m.id in ("dunning.E013", "dunning.E060",
+                                                          "dunning.E061")] == []
+
+
 def test_no_sender_address_is_a_warning():
     with override_settings(DEFAULT_FROM_EMAIL=""):
         assert only("dunning.W002").hint

@@ -17,6 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from dunning import signals
+from dunning.channels.base import idempotency_key
 from dunning.channels.email import EmailChannel
 from dunning.conf import dunning_settings
 from dunning.engine.run import run_dunning
@@ -490,6 +491,7 @@ def test_message_is_an_anymail_message_with_tags_and_metadata(run, overdue_custo
         "dunning_case": str(case.pk),
         "dunning_step": "initial-notice",
         "customer": str(customer.pk),
+        "dunning_idempotency_key": idempotency_key(case.pk, "initial-notice"),
     }
     assert all(isinstance(v, str) for v in message.metadata.values())
     assert message.from_email == "billing@example.com"

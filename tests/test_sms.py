@@ -314,6 +314,11 @@ def test_a_backend_that_cannot_open_makes_every_message_transient():
     assert "provider down" in outcomes[0].reason
 
 
+def test_a_backend_that_cannot_open_reached_nobody_so_the_outbox_charges_nothing():
+    outcomes = SmsChannel(backend=Exploding()).send(messages("+4915123456789", "+4917612345678"))
+    assert [o.reached for o in outcomes] == [False, False]
+
+
 def test_a_backend_that_loses_results_is_an_error_not_a_guess():
     with pytest.raises(RuntimeError, match="1 results for 2 messages"):
         SmsChannel(backend=Miscounting()).send(messages("+4915123456789", "+4917612345678"))

@@ -271,10 +271,13 @@ def test_a_step_that_cannot_be_sent_is_posted_as_step_failed(run, overdue_custom
     assert not deliveries(event_type="step.sent")
 
 
-@override_dunning_settings(OUTBOX_MAX_ATTEMPTS=2)
 def test_outbox_retries_post_only_their_outcome(run, overdue_customer, endpoint, settings):
     """A transient send failure is no outcome yet; the drain that sends the message posts
     step.sent, and one that gives up posts step.failed with the reason."""
+    # through pytest-django's settings, like EMAIL_BACKEND below: a decorator's override
+    # would be restored first and then brought back by the fixture's (leaking into the
+    # tests after this one)
+    settings.DUNNING = {**settings.DUNNING, "OUTBOX_MAX_ATTEMPTS": 2}
     from dunning.engine.outbox import drain
     from tests.flaky_backend import RecordingBackend, ScriptedBackend, esp_error
 
@@ -517,14 +520,16 @@ def test_a_run_with_an_endpoint_costs_one_insert_per_batch(db, receiver):
     stays far within the issue's bound of 50 queries per 1,000 customers."""
     n, batch = 2000, 500
     seed(n)
-    with override_dunning_settings(RENDER_PROCESSES=1):
+    # Sent outcomes are recorded per chunk of OUTBOX_CHUNK_SIZE (docs/outbox.md): measured
+    # with one chunk per batch, the cost this test is about (the webhooks').
+    with override_dunning_settings(RENDER_PROCESSES=1, OUTBOX_CHUNK_SIZE=batch):
         without, result = count_run_queries(day(1), batch_size=batch)
     assert result.sent == n and WebhookDelivery.objects.count() == 0
     for model in (CaseStep, Case):
         model.objects.all().delete()
     WebhookEndpoint.objects.create(url=receiver.url)
     webhooks.clear_cache()
-    with override_dunning_settings(RENDER_PROCESSES=1):
+    with override_dunning_settings(RENDER_PROCESSES=1, OUTBOX_CHUNK_SIZE=batch):
         with_endpoint, result = count_run_queries(day(1), batch_size=batch)
     assert result.sent == n
     assert types(deliveries()) == {"case.opened": n, "step.sent": n}
@@ -532,8 +537,9 @@ def test_a_run_with_an_endpoint_costs_one_insert_per_batch(db, receiver):
     print(f"\n[webhooks] run of {n:,} customers: {without} queries without an endpoint, "
           f"{with_endpoint} with one")
     # the endpoints, the opened cases read back and their INSERT; one INSERT per batch
-    # of events and one per batch's sent outcomes
-    assert with_endpoint - without <= 3 + 2 * batches, (with_endpoint, without)
+    # of events and one per batch's sent outcomes, whose record then needs a transaction
+    # (BEGIN, COMMIT; without an endpoint it is a single UPDATE, docs/outbox.md)
+    assert with_endpoint - without <= 3 + 4 * batches, (with_endpoint, without)
     assert with_endpoint <= n * 50 / 1000, with_endpoint
 
 

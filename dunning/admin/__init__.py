@@ -16,6 +16,7 @@ from ..models import (
     CaseCharge,
     CaseEvent,
     CaseStep,
+    ChannelBreaker,
     Customer,
     Dispute,
     Invoice,
@@ -164,8 +165,34 @@ class CaseStepAdmin(delivery.OutboxActionsMixin, ReadOnlyAdminMixin, admin.Model
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["as_of", "status", "started_at", "finished_at", "host", "summary"]
-    list_filter = ["status"]
+    # "Abandoned": the run's process stopped without recording an end (its lease ran out).
+    list_display = ["as_of", "status", "started_at", "finished_at", "lease_expires_at", "host",
+                    "summary"]
+    list_filter = ["status", "as_of"]
+
+
+@admin.register(ChannelBreaker)
+class ChannelBreakerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: which channel's provider cannot be reached, and until when its messages
+    wait (dunning.engine.breaker)."""
+
+    list_display = ["channel", "failures", "open_until", "reason", "changed_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting the row closes the breaker at once (the provider is known to be back).
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, type(obj)._default_manager.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        from django.utils import timezone
+
+        from ..engine.breaker import release
+
+        for breaker in queryset:
+            release(breaker, timezone.now())
+        super().delete_queryset(request, queryset)
 
 
 # The shipped default models, when the host has not swapped them.

@@ -22,6 +22,24 @@ class Outgoing:
     #: The message's unsubscribe link (dunning.unsubscribe; "" for none).
     unsubscribe_url: str = ""
 
+    @property
+    def idempotency_key(self):
+        """A key the same for every try of this (case, step) and nothing else: an ESP
+        that takes an idempotency key drops a second message with it (see
+        :func:`idempotency_key`)."""
+        return idempotency_key(self.case_id, self.step_key)
+
+
+def idempotency_key(case_id, step_key):
+    """The idempotency key of the message of step ``step_key`` of case ``case_id``:
+    derived from the pair and the site's ``SECRET_KEY`` (so that two sites on one ESP
+    account never share a key), the same in every process and on every try."""
+    from django.utils.crypto import salted_hmac
+
+    digest = salted_hmac("dunning.outbox.idempotency", f"{case_id}:{step_key}",
+                         algorithm="sha256").hexdigest()
+    return f"dunning-{digest[:40]}"
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -37,6 +55,12 @@ class Outcome:
     #: "STOP" reply): the outbox writes the opt-out into the consent log, so every later
     #: step uses the fallback channel or is skipped.
     opted_out: bool = False
+    #: False when the message was certainly never handed to the provider: the connection
+    #: could not be opened (refused, no DNS answer, a connect timeout), or an earlier
+    #: message showed the provider unreachable and this one was not tried. The outbox
+    #: charges no attempt for it, queues it again and pauses the channel (its circuit
+    #: breaker). A failure that may have reached the provider leaves it True.
+    reached: bool = True
 
 
 class Channel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 
 from anymail.exceptions import (
     AnymailAPIError,
@@ -80,10 +81,18 @@ class EmailChannel(Channel):
                 "dunning_case": str(outgoing.case_id),
                 "dunning_step": outgoing.step_key,
                 "customer": str(outgoing.customer_id),
+                # The same on every try of the step: an ESP log search, a tracking event
+                # or an ESP's duplicate check can tell a second try of it.
+                "dunning_idempotency_key": outgoing.idempotency_key,
             },
             # RFC 2369 / RFC 8058 one-click unsubscribe; none on a legally required notice.
             headers=list_unsubscribe_headers(outgoing.unsubscribe_url, required=outgoing.required),
         )
+        field = dunning_settings.OUTBOX_IDEMPOTENCY_ESP_EXTRA
+        if field:
+            # An ESP whose send API takes an idempotency key sends a retried message of
+            # a step whose first try is "state unknown" at most once.
+            message.esp_extra = {field: outgoing.idempotency_key}
         if outgoing.html:
             message.attach_alternative(outgoing.html, "text/html")
         return message
@@ -105,11 +114,13 @@ class EmailChannel(Channel):
                     continue
                 if not is_open:
                     try:
-                        connection.open()
+                        open_connection(connection)
                     except Exception as exc:  # noqa: BLE001 - every failure is an outcome
+                        # Nothing was handed over: the rest is not tried now, and no
+                        # message is charged an attempt (the outbox pauses the channel).
                         logger.warning("Could not connect to the email backend", exc_info=True)
                         down = failure(exc)
-                        down.transient = True
+                        down.transient, down.reached = True, False
                         outcomes.append(down)
                         continue
                     is_open = True
@@ -117,9 +128,17 @@ class EmailChannel(Channel):
                     count = connection.send_messages([message])
                 except Exception as exc:  # noqa: BLE001 - every failure is an outcome
                     outcome = failure(exc)
+                    if not outcome.reached:
+                        # An ESP's API that could not be connected to (anymail opens its
+                        # HTTP connection while sending): as above.
+                        logger.warning("Could not connect to the email backend: %s",
+                                       outcome.reason)
+                        down = outcome
+                        outcomes.append(outcome)
+                        continue
                     logger.warning("Sending to %s failed (%s): %s", message.to,
                                    "transient" if outcome.transient else "permanent", outcome.reason)
-                    if outcome.transient and own:
+                    if outcome.transient and own and not answered(exc):
                         # The connection may be broken: start the next message afresh.
                         close_quietly(connection)
                         is_open = False
@@ -146,6 +165,29 @@ class EmailChannel(Channel):
         return Outcome(True, message_id=message_id)
 
 
+#: Tries of opening a connection before the provider counts as unreachable (a single
+#: refused connection on a flaky network is tried again at once).
+OPEN_TRIES = 2
+
+
+def open_connection(connection):
+    for attempt in range(1, OPEN_TRIES + 1):
+        try:
+            connection.open()
+            return
+        except Exception:
+            if attempt == OPEN_TRIES:
+                raise
+            logger.info("Connecting to the email backend failed; trying once more",
+                        exc_info=True)
+
+
+def answered(exc):
+    """Whether an ESP's API answered the send with an HTTP status (a 503, a 429): the
+    connection works, there is no need to open another."""
+    return isinstance(exc, AnymailAPIError) and getattr(exc, "status_code", None) is not None
+
+
 def close_quietly(connection):
     try:
         connection.close()
@@ -159,8 +201,40 @@ def describe(exc):
 
 def failure(exc):
     """The Outcome of a message whose sending raised ``exc``: transient when trying again
-    later may work (see :func:`is_transient`)."""
+    later may work (see :func:`is_transient`), not reached when the connection to the
+    provider could not be opened (see :func:`never_reached`)."""
+    if never_reached(exc):
+        return Outcome(False, reason=describe(exc), transient=True, reached=False)
     return Outcome(False, reason=describe(exc), transient=is_transient(exc))
+
+
+def never_reached(exc):
+    """Whether a failed send certainly handed nothing to the provider: the connection
+    could not be opened (refused, a name that does not resolve, a connect timeout, an
+    SMTP server that refused the connection), found anywhere in the exception's chain
+    (anymail wraps the requests error, which wraps urllib3's). A timeout or a reset while
+    sending may have reached it: not this."""
+    try:
+        from requests.exceptions import ConnectTimeout
+    except ImportError:  # pragma: no cover - anymail depends on requests
+        ConnectTimeout = ()  # noqa: N806
+    try:
+        from urllib3.exceptions import NewConnectionError
+    except ImportError:  # pragma: no cover
+        NewConnectionError = ()  # noqa: N806
+    unreached = (ConnectionRefusedError, socket.gaierror, smtplib.SMTPConnectError,
+                 ConnectTimeout, NewConnectionError)
+    seen, stack = set(), [exc]
+    while stack:
+        error = stack.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, unreached):
+            return True
+        stack.extend([error.__cause__, error.__context__, getattr(error, "reason", None),
+                      *getattr(error, "args", ())])
+    return False
 
 
 def is_transient(exc):

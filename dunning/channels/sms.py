@@ -288,7 +288,8 @@ class SmsChannel(Channel):
         except Exception as exc:  # noqa: BLE001 - nothing was sent: retry later
             logger.warning("Could not open the SMS backend", exc_info=True)
             reason = f"{type(exc).__name__}: {exc}"[:2000]
-            return [Outcome(False, reason=reason, transient=True) for _ in messages]
+            return [Outcome(False, reason=reason, transient=True, reached=False)
+                    for _ in messages]
         try:
             results = backend.send_messages(messages)
         finally:

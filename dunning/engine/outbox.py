@@ -3,20 +3,26 @@
 A run executes a step and queues its message in one transaction (the row is inserted
 with status ``queued``). Sending is a separate stage, here:
 
-1. **lease**: the rows of a batch move ``queued -> sending`` in one committed ``UPDATE``
-   guarded by ``status = 'queued'`` (``next_attempt_at`` becomes the lease's start,
-   ``attempts`` goes up by one); only the rows this statement moved are handed over, so
-   two workers never send the same row;
-2. **hand over**: the channel sends the batch over one connection to the email backend
+1. **lease**: the rows of a chunk (``OUTBOX_CHUNK_SIZE``) move ``queued -> sending`` in
+   one committed ``UPDATE`` guarded by ``status = 'queued'`` (``next_attempt_at`` becomes
+   the lease's start; no attempt is charged); only the rows this statement moved are
+   handed over, so two workers never send the same row;
+2. **hand over**: the channel sends the chunk over one connection to the email backend
    and reports one outcome per message;
-3. **record**: ``sent``; a permanent failure ``failed`` with its reason; a transient one
-   back to ``queued`` with ``next_attempt_at`` = now + :func:`retry_delay`, and ``failed``
-   ("gave up after N attempts: ...") once ``OUTBOX_MAX_ATTEMPTS`` tries have failed.
+3. **record**, as soon as the backend returns and before the next chunk is leased:
+   ``sent``; a permanent failure ``failed`` with its reason; a transient one back to
+   ``queued`` with ``next_attempt_at`` = now + :func:`retry_delay`, until
+   ``OUTBOX_RETRY_HORIZON`` has passed since its first failure (then ``failed``, "gave up
+   after ..."). An attempt is charged only for an outcome that reached (or may have
+   reached) the provider. A message that did not reach it (the connection could not be
+   opened) goes back to ``queued`` uncharged, and the channel's circuit breaker
+   (engine/breaker.py) holds the channel's other messages until a probe gets through.
 
 The guarantee is **at most once**: a worker that dies between handing a message to the
 ESP and recording the outcome leaves the row ``sending``. :meth:`Outbox.drain` turns a
 lease older than ``OUTBOX_STALE_AFTER`` into ``unknown`` ("state unknown, check"): never
-sent again by itself, the case flagged for a person, a note on its timeline. An ESP
+sent again by itself, the case flagged for a person, a note on its timeline. A kill
+leaves at most one chunk so. An ESP
 tracking event for the message settles it (``dunning.tracking``); so does a person, in
 the admin ("Mark as sent" or "Send again"). See docs/outbox.md.
 
@@ -33,17 +39,20 @@ from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 from django.db.models import Case as SqlCase
-from django.db.models import F, Q, Value, When
+from django.db.models import CharField, DateTimeField, F, IntegerField, Q, TextField, Value, When
+from django.db.models.functions import Coalesce
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from .. import webhooks
-from ..channels.base import Outgoing
+from ..channels.base import Outcome, Outgoing
 from ..conf import dunning_settings
 from ..history import customer_history
 from ..hosts import CustomerRow
 from ..models import Case, CaseEvent, CaseStep
+from .breaker import Breakers
 
 logger = logging.getLogger("dunning.outbox")
 
@@ -106,6 +115,16 @@ def update_returning(queryset, values, fields):
         return rows
 
 
+def utc(value):
+    """A datetime from a raw ``RETURNING`` row (SQLite gives it naive, in UTC, or as
+    text), aware; None stays None."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, datetime.timezone.utc)
+    return value
+
+
 def chunks(items, size=PER_STATEMENT):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -119,11 +138,13 @@ class DrainResult:
     failed: int = 0
     retrying: int = 0  # transient failures, queued again for later
     unknown: int = 0  # leases given up on: "state unknown, check"
+    abandoned: int = 0  # runs whose lease had expired, marked abandoned
     seconds: float = 0.0
 
     def as_dict(self):
         return {"sent": self.sent, "failed": self.failed, "retrying": self.retrying,
-                "unknown": self.unknown, "seconds": round(self.seconds, 3)}
+                "unknown": self.unknown, "abandoned": self.abandoned,
+                "seconds": round(self.seconds, 3)}
 
 
 def rows_of(items):
@@ -149,9 +170,24 @@ class Outbox:
         self.opted_out = []  # (customer pk, channel) the providers reported opted out
 
     # -- sending ----------------------------------------------------------------------
+    def clock(self):
+        """The present: the run's own "now" when it was given one (tests, replays)."""
+        return getattr(self.run, "given_now", None) or timezone.now()
+
+    @property
+    def breakers(self):
+        run = self.run
+        if getattr(run, "breakers", None) is None:
+            run.breakers = Breakers(self.using)
+        return run.breakers
+
     def send(self, pending, rendered):
         """Send queued messages (``Pending`` items and their rendering: (subject, text,
-        html) or the reason they cannot be sent) and record each outcome."""
+        html) or the reason they cannot be sent) and record each outcome: channel by
+        channel, in chunks of ``OUTBOX_CHUNK_SIZE``, each chunk leased, handed over and
+        recorded before the next is leased. A channel whose provider cannot be reached
+        (its circuit breaker is open, or opens on this chunk) hands over nothing more:
+        its other messages are queued again, uncharged."""
         run = self.run
         built, unsendable = [], []
         for item, result in zip(pending, rendered, strict=True):
@@ -171,9 +207,38 @@ class Outbox:
                 unsendable.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
                 continue
             built.append((item, message))
-        leased = self.lease([item for item, _ in built])
-        handed = []
+        if unsendable:
+            self.record([], [], unsendable)
+        by_channel = defaultdict(list)
         for item, message in built:
+            by_channel[item.channel].append((item, message))
+        size = max(int(dunning_settings.OUTBOX_CHUNK_SIZE), 1)
+        for channel, group in by_channel.items():
+            self.send_channel(channel, [group[i : i + size] for i in range(0, len(group), size)])
+
+    def send_channel(self, channel, parts):
+        """Hand the chunks ``parts`` of one channel over, one after the other. The lease
+        of a chunk is taken in the statement that records the one before (one statement
+        per chunk when it went out whole)."""
+        handed = None  # the leased rows of the chunk about to be handed over
+        for index, pairs in enumerate(parts):
+            if handed is None:
+                paused = self.breakers.open_until(channel, self.clock())
+                if paused is not None:
+                    self.hold(channel, [pair for part in parts[index:] for pair in part], paused)
+                    return
+                handed = self.leased(pairs)
+            following = parts[index + 1] if index + 1 < len(parts) else None
+            handed = self.hand_over(channel, handed, following) if handed else None
+
+    def leased(self, pairs, leased=None):
+        """Lease the rows of ``pairs`` ((item, message)) unless ``leased`` has them; the
+        (item, message, step pk, attempts, failing since) of the rows this worker now
+        holds."""
+        if leased is None:
+            leased = self.lease([item for item, _ in pairs])
+        handed = []
+        for item, message in pairs:
             lease = leased.get((item.case_id, item.step_key))
             if lease is None:
                 # Another worker has it (a long run's batch taken for a crash's leftovers,
@@ -182,43 +247,78 @@ class Outbox:
                             item.step_key, item.case_id)
                 continue
             handed.append((item, message, *lease))
-        self.record(handed, self.hand_over(handed), unsendable)
+        return handed
 
-    def hand_over(self, handed):
-        """Send each channel's messages as one batch; the outcomes in ``handed`` order."""
-        by_channel = defaultdict(list)
-        for index, (item, _message, _pk, _attempts) in enumerate(handed):
-            by_channel[item.channel].append(index)
-        outcomes = [None] * len(handed)
-        for channel, indexes in by_channel.items():
-            results = self.run.channel_for(channel).send([handed[i][1] for i in indexes])
-            for index, outcome in zip(indexes, results, strict=True):
-                outcomes[index] = outcome
-        return outcomes
+    def hand_over(self, channel, handed, following=None):
+        """Hand one leased chunk to its channel and record the outcomes at once; in the
+        same statement lease the ``following`` chunk (pairs), unless the provider could
+        not be reached. Returns the following chunk's leased rows, or None."""
+        outcomes = list(self.run.channel_for(channel).send([h[1] for h in handed]))
+        if len(outcomes) != len(handed):
+            raise RuntimeError(f"The {channel} channel returned {len(outcomes)} outcomes "
+                               f"for {len(handed)} messages")
+        now = self.clock()
+        unreached = next((o for o in outcomes if not o.reached), None)
+        paused = None
+        if unreached is not None:
+            paused = self.breakers.trip(channel, now, unreached.reason,
+                                        answered=any(o.reached for o in outcomes))
+        elif outcomes:
+            self.breakers.close(channel, now)
+        if paused is not None:
+            following = None
+        leased = self.record(handed, outcomes, [], paused=paused,
+                             lease=[item for item, _ in following] if following else None)
+        renew = getattr(self.run, "renew_lease", None)
+        if renew is not None:
+            renew()  # a long hand-over is not taken for a dead run
+        return self.leased(following, leased) if following else None
+
+    def hold(self, channel, pairs, until):
+        """The channel is paused (its provider cannot be reached) until ``until``: these
+        messages are not handed over; they are queued again, uncharged, for then (or fail
+        when their retry horizon has passed)."""
+        handed = self.leased(pairs)
+        if not handed:
+            return
+        reason = self.breakers.current().get(channel)
+        reason = reason.reason if reason is not None else ""
+        outcome = Outcome(False, reason=reason or _("the provider cannot be reached"),
+                          transient=True, reached=False)
+        self.record(handed, [outcome] * len(handed), [], paused=until)
 
     def lease(self, items):
         """Move these queued rows to ``sending`` in one committed statement; return
-        {(case pk, step key): (step pk, attempts)} of the rows this worker now holds."""
+        {(case pk, step key): (step pk, attempts, failing since)} of the rows this worker
+        now holds. No attempt is charged here: only an outcome that reached (or may have
+        reached) the provider is."""
         if not items:
             return {}
         rows = update_returning(
             self.steps.filter(rows_of(items), status=Status.QUEUED),
-            {"status": Status.SENDING, "next_attempt_at": timezone.now(),
-             "attempts": F("attempts") + 1},
-            ("id", "case", "step_key", "attempts"),
+            {"status": Status.SENDING, "next_attempt_at": self.clock()},
+            ("id", "case", "step_key", "attempts", "failing_since"),
         )
-        return {(case_id, key): (pk, attempts) for pk, case_id, key, attempts in rows}
+        return {(case_id, key): (pk, attempts, utc(since))
+                for pk, case_id, key, attempts, since in rows}
 
-    def record(self, handed, outcomes, unsendable):
-        """Record the outcomes of one handed-over batch (one transaction)."""
+    def record(self, handed, outcomes, unsendable, *, paused=None, lease=None):
+        """Record the outcomes of one handed-over chunk (one transaction). ``paused``:
+        until when the channel's breaker is open (for the messages that did not reach
+        the provider). ``lease``: items of the next chunk to lease in the same
+        transaction; returns what :meth:`lease` returns for them (else None)."""
         result = self.run.result
-        now = timezone.now()
-        max_attempts = max(int(dunning_settings.OUTBOX_MAX_ATTEMPTS), 1)
+        now = self.clock()
+        max_attempts = dunning_settings.OUTBOX_MAX_ATTEMPTS
+        horizon = datetime.timedelta(seconds=dunning_settings.OUTBOX_RETRY_HORIZON)
         sent_plain, sent_ids = [], []
-        retry = defaultdict(list)  # (next attempt at, reason) -> step pks
-        final = defaultdict(list)  # reason -> step pks
+        retry = defaultdict(list)  # (next attempt at, reason, charged) -> step pks
+        final = defaultdict(list)  # (reason, charged) -> step pks
         failed_cases = set()
-        for (item, _message, pk, attempts), outcome in zip(handed, outcomes, strict=True):
+        charged_handed = []
+        for (item, message, pk, attempts, since), outcome in zip(handed, outcomes, strict=True):
+            tries = attempts + 1 if outcome.reached else attempts
+            charged_handed.append((item, message, pk, tries))
             if outcome.ok:
                 result.sent += 1
                 if outcome.message_id:
@@ -226,18 +326,28 @@ class Outbox:
                 else:
                     sent_plain.append(pk)
                 continue
-            if outcome.transient and attempts < max_attempts:
-                result.retrying += 1
-                retry[(now + retry_delay(attempts), outcome.reason[:2000])].append(pk)
-                continue
             reason = outcome.reason
+            if outcome.transient:
+                since = since or now
+                if max_attempts and outcome.reached and tries >= max_attempts:
+                    reason = _("gave up after %(attempts)s attempts: %(reason)s") % {
+                        "attempts": tries, "reason": reason}
+                elif now >= since + horizon:
+                    reason = _("gave up after %(hours)s hours and %(attempts)s attempts: "
+                               "%(reason)s") % {
+                        "hours": round(horizon.total_seconds() / 3600, 1),
+                        "attempts": tries, "reason": reason}
+                else:
+                    later = now + retry_delay(tries) if outcome.reached else (
+                        paused or now + retry_delay(1))
+                    result.retrying += 1
+                    retry[(min(later, since + horizon), reason[:2000],
+                           outcome.reached)].append(pk)
+                    continue
             if outcome.opted_out:
                 self.opted_out.append((item.customer_id, item.channel))
-            if outcome.transient:
-                reason = _("gave up after %(attempts)s attempts: %(reason)s") % {
-                    "attempts": attempts, "reason": reason}
             reason = reason[:2000]
-            final[reason].append(pk)
+            final[(reason, outcome.reached)].append(pk)
             failed_cases.add(item.case_id)
             result.failed += 1
             result.failures.append((item.case_id, reason))
@@ -248,24 +358,31 @@ class Outbox:
             result.failed += 1
             result.failures.append((item.case_id, reason))
         if not (handed or unsendable):
-            return
-        self.webhook_rows = webhooks.step_outcomes(self, now, handed, sent_plain, sent_ids, final, unsendable)
-        args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases)
+            return self.lease(lease) if lease else None
+        finals = defaultdict(list)
+        for (reason, _charged), pks in final.items():
+            finals[reason].extend(pks)
+        self.webhook_rows = webhooks.step_outcomes(self, now, charged_handed, sent_plain,
+                                                   sent_ids, finals, unsendable)
+        args = (now, sent_plain, sent_ids, retry, final, never_handed, failed_cases, lease)
         connection = connections[self.using]
         try:
-            self.write_outcomes(*args)
+            leased = self.write_outcomes(*args)
         except (OperationalError, InterfaceError):
             # The database connection broke while the outcomes of messages that did go
             # out were being recorded. Not knowing them would leave the rows "sending"
             # (later "unknown"): reconnect once and record them again (every UPDATE is
-            # guarded, so a first attempt that did commit changes nothing the second time).
+            # guarded, so a first attempt that did commit changes nothing the second time;
+            # a next chunk the first attempt did lease is not handed over: its rows are
+            # "unknown" later, never sent twice).
             if connection.in_atomic_block:
                 raise
             logger.warning("The database connection broke while recording sent messages; "
                            "reconnecting once", exc_info=True)
             connection.close()
-            self.write_outcomes(*args)
+            leased = self.write_outcomes(*args)
         self.record_opt_outs()
+        return leased
 
     def record_opt_outs(self):
         """Recipients the provider says opted out (an SMS "STOP"): into the consent log,
@@ -279,41 +396,91 @@ class Outbox:
         self.opted_out = []
 
     def write_outcomes(self, now, sent_plain, sent_ids, retry, final, never_handed,
-                       failed_cases):
+                       failed_cases, lease=None):
+        """The outcomes' statements and the lease of ``lease`` (the next chunk's items),
+        in one transaction. A chunk that went out whole and the lease of the next are one
+        ``UPDATE`` (see :meth:`sent_and_lease`). Returns the lease (or None)."""
         steps = self.steps
-        done = {"status": Status.SENT, "sent_at": now, "reason": "", "next_attempt_at": None}
-        with transaction.atomic(using=self.using):
-            if sent_plain:
-                steps.filter(pk__in=sent_plain, status__in=IN_FLIGHT).update(**done)
-            for chunk in chunks(sent_ids):
+        simple = not (retry or final or never_handed or failed_cases or self.webhook_rows)
+        if simple and lease and len(sent_plain) + len(sent_ids) + len(lease) <= PER_STATEMENT:
+            return self.sent_and_lease(now, sent_plain, sent_ids, lease)
+        charge = {"attempts": F("attempts") + 1}
+        done = {"status": Status.SENT, "sent_at": now, "reason": "", "next_attempt_at": None,
+                **charge}
+        statements = []
+        if sent_plain:
+            statements.append(lambda: steps.filter(
+                pk__in=sent_plain, status__in=IN_FLIGHT).update(**done))
+        for chunk in chunks(sent_ids):
+            def sent_with_ids(chunk=chunk):
                 message_id = SqlCase(
                     *[When(pk=pk, then=Value(mid)) for pk, mid in chunk],
                     default=F("message_id"),
                 )
                 steps.filter(pk__in=[pk for pk, _ in chunk], status__in=IN_FLIGHT).update(
-                    message_id=message_id, **done
-                )
-            for (next_at, reason), pks in retry.items():
-                steps.filter(pk__in=pks, status=Status.SENDING).update(
-                    status=Status.QUEUED, next_attempt_at=next_at, reason=reason
-                )
-            for reason, pks in final.items():
-                steps.filter(pk__in=pks, status__in=IN_FLIGHT).update(
-                    status=Status.FAILED, reason=reason, next_attempt_at=None
-                )
-            # Never handed over (no template, no address, ...): still queued, unless
-            # another worker has taken the row meanwhile.
-            for reason, keys in never_handed.items():
-                for key, case_ids in keys.items():
-                    steps.filter(step_key=key, case_id__in=case_ids,
-                                 status=Status.QUEUED).update(
-                        status=Status.FAILED, reason=reason, next_attempt_at=None
-                    )
-            if failed_cases:
-                Case.objects.using(self.using).filter(pk__in=failed_cases).update(
-                    needs_person=True
-                )
-            webhooks.save(self.webhook_rows, self.using)
+                    message_id=message_id, **done)
+            statements.append(sent_with_ids)
+        for (next_at, reason, charged), pks in retry.items():
+            statements.append(lambda pks=pks, next_at=next_at, reason=reason, charged=charged:
+                              steps.filter(pk__in=pks, status=Status.SENDING).update(
+                status=Status.QUEUED, next_attempt_at=next_at, reason=reason,
+                failing_since=Coalesce(F("failing_since"), Value(now)),
+                **(charge if charged else {})))
+        for (reason, charged), pks in final.items():
+            statements.append(lambda pks=pks, reason=reason, charged=charged:
+                              steps.filter(pk__in=pks, status__in=IN_FLIGHT).update(
+                status=Status.FAILED, reason=reason, next_attempt_at=None,
+                **(charge if charged else {})))
+        # Never handed over (no template, no address, ...): still queued, unless
+        # another worker has taken the row meanwhile.
+        for reason, keys in never_handed.items():
+            for key, case_ids in keys.items():
+                statements.append(lambda key=key, case_ids=case_ids, reason=reason:
+                                  steps.filter(step_key=key, case_id__in=case_ids,
+                                               status=Status.QUEUED).update(
+                    status=Status.FAILED, reason=reason, next_attempt_at=None))
+        if failed_cases:
+            statements.append(lambda: Case.objects.using(self.using).filter(
+                pk__in=failed_cases).update(needs_person=True))
+        if self.webhook_rows:
+            statements.append(lambda: webhooks.save(self.webhook_rows, self.using))
+        if len(statements) == 1 and not lease:
+            statements[0]()
+            return None
+        with transaction.atomic(using=self.using):
+            for statement in statements:
+                statement()
+            return self.lease(lease) if lease else None
+
+    def sent_and_lease(self, now, sent_plain, sent_ids, items):
+        """One guarded ``UPDATE ... RETURNING``: the rows of a chunk that went out whole
+        become ``sent`` (charged), and the queued rows of ``items`` (the next chunk) become
+        ``sending``, this worker's lease. Returns the lease as :meth:`lease` does."""
+        sent = [*sent_plain, *(pk for pk, _ in sent_ids)]
+        is_sent = Q(pk__in=sent)
+
+        def either(if_sent, otherwise, field):
+            return SqlCase(When(is_sent, then=if_sent), default=otherwise, output_field=field)
+
+        values = {
+            "status": either(Value(Status.SENT), Value(Status.SENDING), CharField()),
+            "sent_at": either(Value(now), F("sent_at"), DateTimeField()),
+            "reason": either(Value(""), F("reason"), TextField()),
+            "next_attempt_at": either(Value(None), Value(now), DateTimeField()),
+            "attempts": either(F("attempts") + 1, F("attempts"), IntegerField()),
+        }
+        if sent_ids:
+            values["message_id"] = SqlCase(
+                *[When(pk=pk, then=Value(mid[:255])) for pk, mid in sent_ids],
+                default=F("message_id"), output_field=CharField())
+        rows = update_returning(
+            self.steps.filter(Q(pk__in=sent, status__in=IN_FLIGHT)
+                              | Q(rows_of(items), status=Status.QUEUED)),
+            values, ("id", "case", "step_key", "attempts", "failing_since"),
+        )
+        done = set(sent)
+        return {(case_id, key): (pk, attempts, utc(since))
+                for pk, case_id, key, attempts, since in rows if pk not in done}
 
     # -- draining ---------------------------------------------------------------------
     def drain(self):
@@ -331,8 +498,13 @@ class Outbox:
         stale = self.steps.filter(status=Status.SENDING).filter(
             Q(next_attempt_at__lt=before) | Q(next_attempt_at__isnull=True, created_at__lt=before)
         )
+        if not stale.exists():
+            return  # the usual case: one SELECT, no transaction
         with transaction.atomic(using=self.using):
-            rows = update_returning(stale, {"status": Status.UNKNOWN}, ("id", "case", "step_key"))
+            # Charged: it may well have reached the provider.
+            rows = update_returning(stale, {"status": Status.UNKNOWN,
+                                            "attempts": F("attempts") + 1},
+                                    ("id", "case", "step_key"))
             if not rows:
                 return
             run = self.run.run
@@ -367,10 +539,17 @@ class Outbox:
         run = self.run
         due = Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True,
                                                created_at__lt=stale_before(now))
+        horizon = now - datetime.timedelta(seconds=dunning_settings.OUTBOX_RETRY_HORIZON)
         last = 0
         while True:
+            # A channel whose provider cannot be reached is skipped (not even rendered)
+            # until its breaker lets a probe through, except for the messages whose retry
+            # horizon has passed: they fail now, with their last error.
+            paused = list(self.breakers.paused(now))
+            waiting = Q(channel__in=paused) & ~Q(failing_since__lte=horizon)
             rows = list(
                 self.steps.filter(due, status=Status.QUEUED, pk__gt=last)
+                .exclude(waiting)
                 .select_related("case").order_by("pk")[: run.batch_size]
             )
             if not rows:
@@ -436,18 +615,21 @@ class Outbox:
         return items
 
 
-def drain(*, using=DEFAULT_DB_ALIAS, batch_size=None):
-    """The send stage on its own, for a periodic task between daily runs: give up on
-    dead leases ("state unknown, check"), send transient failures whose retry is due and
-    messages a crashed run left queued. Safe to run at any time, also while runs are
-    going and in several processes at once. Returns a :class:`DrainResult`."""
-    from .run import DunningRun
+def drain(*, using=DEFAULT_DB_ALIAS, batch_size=None, now=None):
+    """The send stage on its own, for a periodic task between daily runs: mark runs whose
+    lease expired abandoned, give up on dead leases ("state unknown, check"), send
+    transient failures whose retry is due and messages a crashed run left queued. Safe to
+    run at any time, also while runs are going and in several processes at once. ``now``:
+    the instant taken as the present (default: the clock). Returns a :class:`DrainResult`."""
+    from .run import DunningRun, abandon_dead_runs
 
     started = time.perf_counter()
-    run = DunningRun(using=using, batch_size=batch_size)
+    as_of = timezone.localdate(now) if now is not None else None
+    run = DunningRun(as_of, using=using, batch_size=batch_size, now=now)
     run.render_processes = 1
     run.load_policies()
+    abandoned = abandon_dead_runs(run.given_now or timezone.now(), using=using)
     Outbox(run).drain()
     r = run.result
     return DrainResult(sent=r.sent, failed=r.failed, retrying=r.retrying, unknown=r.unknown,
-                       seconds=time.perf_counter() - started)
+                       abandoned=abandoned, seconds=time.perf_counter() - started)

@@ -33,7 +33,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -135,6 +136,7 @@ class RunResult:
     retrying: int = 0  # transient send failures, queued again (see engine/outbox.py)
     unknown: int = 0  # messages whose sender died while handing them over
     held: int = 0  # due steps the compliance guards made wait (quiet hours, caps, holidays)
+    abandoned: int = 0  # earlier runs whose lease had expired, marked abandoned by this one
     failures: list = field(default_factory=list)  # (case pk, reason)
     # {case pk: customer label} of failures whose customer the run knew (a dry run's case
     # that is not opened yet has a negative key of its own; see case_key).
@@ -162,6 +164,7 @@ class RunResult:
             "retrying": self.retrying,
             "unknown": self.unknown,
             "held": self.held,
+            "abandoned": self.abandoned,
             "seconds": round(self.seconds, 3),
         }
 
@@ -240,6 +243,29 @@ def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_
                       now=now).execute()
 
 
+def run_lease():
+    return datetime.timedelta(seconds=int(dunning_settings.RUN_LEASE_SECONDS))
+
+
+def abandon_dead_runs(now, *, using=DEFAULT_DB_ALIAS, exclude=None):
+    """Mark "running" runs whose lease expired before ``now`` abandoned (their process
+    was killed: SIGKILL, OOM, a deploy); a run from before leases existed counts from
+    its start. Returns how many. One guarded ``UPDATE``: a run that renews its lease
+    meanwhile is left alone."""
+    dead = Run.objects.using(using).filter(status=Run.Status.RUNNING).filter(
+        Q(lease_expires_at__lt=now)
+        | Q(lease_expires_at__isnull=True, started_at__lt=now - run_lease())
+    )
+    if exclude is not None:
+        dead = dead.exclude(pk=exclude)
+    count = dead.update(status=Run.Status.ABANDONED,
+                        finished_at=Coalesce(F("lease_expires_at"), F("started_at")))
+    if count:
+        logger.warning("%d dunning run(s) abandoned: their process stopped without "
+                       "recording an end", count)
+    return count
+
+
 class DunningRun:
     def __init__(self, as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_ALIAS,
                  now=None):
@@ -274,6 +300,8 @@ class DunningRun:
         self.batch_now = self.now
         self.deadline = None  # time.monotonic() after which no new due batch is claimed
         self.stopped_early = False  # the deadline stopped the due stage with cases left
+        self.breakers = None  # the channels' circuit breakers (engine/breaker.py)
+        self._renewed = None  # time.monotonic() of the last renewal of the run's lease
 
     # -- set-up -----------------------------------------------------------------------
     def load_policies(self):
@@ -357,9 +385,13 @@ class DunningRun:
                 as_of=self.as_of,
                 started_at=self.now,
                 host=f"{socket.gethostname()}:{os.getpid()}"[:255],
+                lease_expires_at=self.lease_clock() + run_lease(),
             )
+            self._renewed = time.monotonic()
             self.result.run_id = self.run.pk
             try:
+                self.result.abandoned = abandon_dead_runs(self.lease_clock(), using=self.using,
+                                                          exclude=self.run.pk)
                 if "drain" in stages:
                     self.drain_stale_outbox()
                 if "open" in stages:
@@ -381,6 +413,20 @@ class DunningRun:
                 summary=self.result.as_dict(),
             )
         return self.result
+
+    def lease_clock(self):
+        return self.given_now or timezone.now()
+
+    def renew_lease(self):
+        """Move the run's lease forward (at most every quarter of RUN_LEASE_SECONDS, so
+        it costs one ``UPDATE`` now and then, not one per batch)."""
+        if self.run is None or self._renewed is None:
+            return
+        if time.monotonic() - self._renewed < int(dunning_settings.RUN_LEASE_SECONDS) / 4:
+            return
+        self._renewed = time.monotonic()
+        Run.objects.using(self.using).filter(pk=self.run.pk, status=Run.Status.RUNNING).update(
+            lease_expires_at=self.lease_clock() + run_lease())
 
     def mark_failed(self):
         """Record the run as failed. A run that failed because its database connection
@@ -566,6 +612,7 @@ class DunningRun:
             return Batch()
         if deliver:
             self.deliver(batch)
+        self.renew_lease()
         return batch
 
     def deliver(self, batch, rendered=None):
@@ -663,7 +710,7 @@ class DunningRun:
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
-        self.batch_now = timezone.now()
+        self.batch_now = self.given_now or timezone.now()  # one instant for a run given "now"
         invoices, customers, done = self.gather(cases)
         batch = Batch()
         steps, events, links, changed = [], [], [], []

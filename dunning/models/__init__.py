@@ -7,7 +7,7 @@ from .notices import Notice
 from .payments import PaymentAttempt, PreDunningNotice
 from .policy import MessageTemplate, Policy, PolicyRule, RetryStep, Step
 from .portal import Feedback, PaymentPlan, PortalRevocation
-from .tracking import DeliveryEvent, Suppression
+from .tracking import ChannelBreaker, DeliveryEvent, Suppression
 from .webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "CaseEvent",
     "CaseInvoice",
     "CaseStep",
+    "ChannelBreaker",
     "Consent",
     "Customer",
     "DeliveryEvent",

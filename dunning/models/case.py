@@ -17,6 +17,9 @@ class Run(models.Model):
         RUNNING = "running", _("Running")
         COMPLETED = "completed", _("Completed")
         FAILED = "failed", _("Failed")
+        # Its process stopped (SIGKILL, OOM, a deploy) without recording an end: its lease
+        # ran out and a later run or drain marked it (see lease_expires_at).
+        ABANDONED = "abandoned", _("Abandoned")
 
     as_of = models.DateField(_("as of"))
     started_at = models.DateTimeField(_("started at"))
@@ -26,6 +29,9 @@ class Run(models.Model):
     )
     host = models.CharField(_("host"), max_length=255, blank=True)
     summary = models.JSONField(_("summary"), default=dict, blank=True)
+    # The run's heartbeat: moved forward by RUN_LEASE_SECONDS while the run works; a
+    # "running" run whose lease has expired is dead and is marked abandoned.
+    lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("run")
@@ -211,6 +217,9 @@ class CaseStep(models.Model):
     # tried, and when the next try is due (NULL: as soon as a sender gets to it).
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0, db_default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    # When its first try failed for a transient reason (or could not reach the provider):
+    # the start of its retry horizon (OUTBOX_RETRY_HORIZON). NULL: it has not failed.
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("executed step")

@@ -67,3 +67,24 @@ class Suppression(models.Model):
 def normalize_address(address):
     """The form suppressed addresses are stored and compared in."""
     return (address or "").strip().lower()
+
+
+class ChannelBreaker(models.Model):
+    """The circuit breaker of one channel (dunning.engine.breaker): while its provider
+    cannot be reached, no message of the channel is handed over before ``open_until``;
+    then one worker probes it. Kept in the database so that every process respects it."""
+
+    channel = models.CharField(_("channel"), max_length=16, unique=True)
+    # Connection failures in a row; 0: closed (the provider answers).
+    failures = models.PositiveIntegerField(_("failures in a row"), default=0)
+    open_until = models.DateTimeField(_("paused until"), null=True, blank=True)
+    reason = models.TextField(_("last error"), blank=True)
+    changed_at = models.DateTimeField(_("changed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("channel circuit breaker")
+        verbose_name_plural = _("channel circuit breakers")
+        ordering = ["channel"]
+
+    def __str__(self):
+        return self.channel

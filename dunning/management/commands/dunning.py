@@ -442,6 +442,7 @@ class Command(BaseCommand):
         if verbosity >= 1:
             shown = ", ".join(f"{k}={v}" for k, v in result.as_dict().items())
             self.stdout.write(f"Drained the outbox: {shown}")
+            self.stdout.write(f"  abandoned runs: {result.abandoned}")
         from ...payments.retries import run_due_retries
 
         outcomes = run_due_retries(using=database)
@@ -632,6 +633,8 @@ class Command(BaseCommand):
         if not result.dry_run:
             write(f"  messages sent: {result.sent}")
         write(f"  failed: {result.failed}")
+        if not result.dry_run:
+            write(f"  abandoned runs: {result.abandoned}")
         if result.held:
             write(f"  held by the compliance guards: {result.held} (sent when they allow)")
         if result.failures and verbosity >= 1:
