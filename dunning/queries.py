@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy
 
 from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
 from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
+from .inputs import parse_id, without_nul
 from .models import Case, CaseEvent
 from .rendering import babel_locale, format_money
 
@@ -160,8 +161,9 @@ def broken_promises(queryset, today=None):
 def search_cases(queryset, term):
     """Cases whose customer's name or email contains ``term``, or who have an invoice
     whose number contains it (any invoice, not only overdue ones), or whose number is
-    ``term``."""
-    term = term.strip()
+    ``term`` (ASCII digits: "³" is no case number).  NUL characters are dropped
+    (PostgreSQL refuses them in text)."""
+    term = without_nul(term).strip()
     if not term:
         return queryset
     adapter = get_adapter()
@@ -177,8 +179,9 @@ def search_cases(queryset, term):
     invoices = everything() if everything else adapter.overdue_invoices(_today())
     q |= Q(customer_id__in=invoices.filter(**{P + "number__icontains": term})
            .order_by().values(adapter.customer_annotation))
-    if term.isdigit():
-        q |= Q(pk=int(term))
+    case_id = parse_id(term)
+    if case_id is not None:
+        q |= Q(pk=case_id)
     return queryset.filter(q)
 
 

@@ -2,7 +2,7 @@
 
 Every message the email channel sends carries the ESP's message id (stored on the
 ``CaseStep``) and the metadata ``dunning_case`` / ``dunning_step``. An ESP webhook posted to
-anymail's views (``path("anymail/", include("anymail.urls"))``) fires ``tracking``; the
+anymail's views (``path("anymail/", include("dunning.anymail_urls"))``) fires ``tracking``; the
 receiver in ``receivers.py`` hands each event to :func:`record_tracking_event`, which
 
 * finds the step by message id, else by the metadata;
@@ -19,7 +19,16 @@ receiver in ``receivers.py`` hands each event to :func:`record_tracking_event`, 
   the step becomes ``sent``; an ESP that reports it ``rejected`` or ``failed`` (never sent)
   makes it ``failed``. Such a step has no message id yet: it is found by its metadata.
 
-Events for mail that is not dunning mail are ignored.
+Events for mail that is not dunning mail are ignored, and so are metadata that cannot be
+ours (a ``dunning_case`` that is no database id). NUL characters, which PostgreSQL refuses
+in text, are dropped from every field kept.
+
+A body that passed the ESP's authentication but that anymail cannot parse (an impossible
+date, ...) would make anymail's view answer 500, and the ESP retry it for ever. Sites that
+include ``dunning.anymail_urls`` instead of ``anymail.urls`` get anymail's views wrapped by
+:func:`tolerant_view`: such a body is kept as an
+:class:`~dunning.models.UnreadableTrackingEvent` with its reason, for staff, and answered
+200 (the only answer every ESP takes as "stop retrying"; a 4xx is retried by most).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .inputs import parse_id, without_nul
 from .models import Case, CaseEvent, CaseStep, DeliveryEvent, Suppression
 from .models.tracking import normalize_address
 from .unsubscribe import opt_out_by_esp_event
@@ -58,9 +68,25 @@ UNTELLING = {"unknown", "inbound", "inbound_failed"}
 MAX_PAYLOAD_CHARS = 8000
 
 
+def _text(value, limit):
+    """``value`` as text fit to store: NUL characters dropped, cut at ``limit``."""
+    return without_nul(str(value or ""))[:limit]
+
+
+def _without_nul(value):
+    """A JSON-able value with NUL characters dropped from every string (keys too)."""
+    if isinstance(value, str):
+        return without_nul(value)
+    if isinstance(value, dict):
+        return {without_nul(str(k)): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def find_step(event):
     """The executed step an anymail tracking event is about, or None."""
-    message_id = str(getattr(event, "message_id", None) or "")[:255]
+    message_id = _text(getattr(event, "message_id", None), 255)
     if message_id:
         step = CaseStep.objects.filter(message_id=message_id).only("pk", "case_id", "recipient", "status", "step_key").first()
         if step is not None:
@@ -69,14 +95,12 @@ def find_step(event):
     if not isinstance(metadata, dict):
         return None
     case_id, step_key = metadata.get("dunning_case"), metadata.get("dunning_step")
-    try:
-        case_id = int(str(case_id))
-    except (TypeError, ValueError):
-        return None
-    if not step_key:
+    case_id = parse_id(case_id)
+    step_key = _text(step_key, 255)
+    if case_id is None or not step_key:
         return None
     return (
-        CaseStep.objects.filter(case_id=case_id, step_key=str(step_key))
+        CaseStep.objects.filter(case_id=case_id, step_key=step_key)
         .only("pk", "case_id", "recipient", "status", "step_key")
         .first()
     )
@@ -86,7 +110,7 @@ def event_key(event, esp_name):
     """The ESP's event id, or (for events without one, such as Postmark deliveries) a
     digest of what identifies the event, so that a repeated webhook is still one event."""
     if getattr(event, "event_id", None):
-        return str(event.event_id)[:255]
+        return _text(event.event_id, 255)
     timestamp = event.timestamp.isoformat() if getattr(event, "timestamp", None) else ""
     parts = [esp_name or "", event.event_type or "", event.message_id or "",
              event.recipient or "", timestamp]
@@ -104,8 +128,8 @@ def small_payload(esp_event):
         return {"unreadable": True}
     if len(text) > MAX_PAYLOAD_CHARS:
         keys = sorted(map(str, esp_event)) if isinstance(esp_event, dict) else []
-        return {"truncated": True, "keys": keys}
-    return json.loads(text)
+        return {"truncated": True, "keys": [without_nul(key) for key in keys]}
+    return _without_nul(json.loads(text))
 
 
 def suppression_reason(event):
@@ -124,20 +148,20 @@ def record_tracking_event(event, esp_name=""):
     if step is None:
         return None
     timestamp = getattr(event, "timestamp", None) or timezone.now()
-    recipient = str(getattr(event, "recipient", None) or step.recipient or "")[:320]
+    recipient = _text(getattr(event, "recipient", None) or step.recipient, 320)
     try:
         with transaction.atomic():
             delivery = DeliveryEvent.objects.create(
                 case_step_id=step.pk,
-                esp=str(esp_name or "")[:32],
+                esp=_text(esp_name, 32),
                 event_id=event_key(event, esp_name),
-                event_type=str(event.event_type or "unknown")[:32],
+                event_type=_text(event.event_type, 32) or "unknown",
                 recipient=recipient,
                 timestamp=timestamp,
-                reject_reason=str(getattr(event, "reject_reason", None) or "")[:32],
-                description=str(
-                    getattr(event, "description", None) or getattr(event, "mta_response", None) or ""
-                )[:2000],
+                reject_reason=_text(getattr(event, "reject_reason", None), 32),
+                description=_text(
+                    getattr(event, "description", None) or getattr(event, "mta_response", None),
+                    2000),
                 esp_event=small_payload(getattr(event, "esp_event", None)),
             )
             # The latest event wins; one that arrives late changes nothing.
@@ -195,3 +219,61 @@ def settle_unknown(step, delivery):
             data={"delivery_event": delivery.pk, "event_type": event_type,
                   "case_step": step.pk},
         )
+
+
+# -- bodies anymail cannot read ---------------------------------------------------------
+class _Unreadable(Exception):
+    """Raised past anymail's ``post`` once an unreadable body is recorded."""
+
+
+def _body_text(request):
+    try:
+        body = request.body.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 (the stream was read as a form: keep the form)
+        try:
+            body = json.dumps({k: v if len(v) != 1 else v[0] for k, v in request.POST.lists()})
+        except Exception:  # noqa: BLE001
+            body = ""
+    return without_nul(body)[:MAX_PAYLOAD_CHARS]
+
+
+def record_unreadable(request, esp_name, exc):
+    """Keep a tracking body anymail could not parse, with the reason, for staff."""
+    from .models import UnreadableTrackingEvent
+
+    reason = without_nul(f"{type(exc).__name__}: {exc}")[:2000]
+    logger.warning("Unreadable %s tracking webhook: %s", esp_name, reason)
+    return UnreadableTrackingEvent.objects.create(
+        esp=_text(esp_name, 32), reason=reason,
+        content_type=_text(request.content_type, 255), body=_body_text(request),
+    )
+
+
+def tolerant_view(view_class, **initkwargs):
+    """anymail's webhook view ``view_class`` whose bodies that pass its authentication but
+    cannot be parsed are recorded (:func:`record_unreadable`) and answered 200, instead
+    of a 500 that the ESP would retry for ever. A request that fails authentication is
+    still a 400, a site's misconfiguration still a 500, and an error in a receiver still
+    a 500 (the ESP retries: it may be transient)."""
+    from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+    from django.http import HttpResponse
+
+    class Tolerant(view_class):
+        def parse_events(self, request):
+            try:
+                return list(super().parse_events(request))
+            except (SuspiciousOperation, ImproperlyConfigured):
+                raise
+            except Exception as exc:  # noqa: BLE001 (any parse error: the body is unreadable)
+                record_unreadable(request, self.esp_name, exc)
+                raise _Unreadable from exc
+
+        def post(self, request, *args, **kwargs):
+            try:
+                return super().post(request, *args, **kwargs)
+            except _Unreadable:
+                return HttpResponse()
+
+    Tolerant.__name__ = Tolerant.__qualname__ = "Tolerant" + view_class.__name__
+    Tolerant.__module__ = __name__
+    return Tolerant.as_view(**initkwargs)

@@ -816,3 +816,93 @@ def test_the_schema_lists_every_endpoint(admin_client):
         "/reports/", "/reports/aging/")} <= paths
     assert all(p.startswith("/dunning/api/v1/") for p in paths)
     assert "tokenAuth" in schema["components"]["securitySchemes"]
+
+
+# -- input the database or the date arithmetic cannot take (issue 14) -----------------------
+@pytest.mark.parametrize("term", ["³", "①", "٣", "9" * 30])
+def test_search_with_digits_that_are_no_case_number(admin_client, listed, term):
+    assert ids(admin_client.get(f"{API}/cases/", {"search": term})) == []
+
+
+def test_search_drops_nul_characters(admin_client, listed):
+    # PostgreSQL refuses NUL in text (run with DUNNING_TEST_DB=postgres).
+    response = admin_client.get(f"{API}/cases/?search=dollar%00")
+    assert ids(response) == [listed["dollar"].pk]
+
+
+@pytest.mark.parametrize("url,param", [
+    ("/steps/?policy=9223372036854775808", "policy"),
+    ("/steps/?policy=%C2%B3", "policy"),
+    ("/templates/?policy=9223372036854775808", "policy"),
+    ("/templates/?policy=%D9%A3", "policy"),
+    ("/cases/?assigned_to=9223372036854775808", "assigned_to"),
+    ("/cases/?assigned_to=%C2%B3", "assigned_to"),
+])
+def test_integer_filters_beyond_64_bits_or_not_ascii_are_a_400(admin_client, db, url, param):
+    response = admin_client.get(API + url)
+    assert response.status_code == 400, response.content
+    assert "9223372036854775807" in response.json()[param][0]
+
+
+def test_the_largest_64_bit_id_is_fine(admin_client, db):
+    response = admin_client.get(f"{API}/steps/?policy=9223372036854775807")
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+
+
+@pytest.mark.parametrize("path", ["/reports/", "/reports/aging/", "/reports/recovery/"])
+@pytest.mark.parametrize("as_of", ["0001-01-01", "1899-12-31", "9999-12-31"])
+def test_reports_refuse_dates_their_arithmetic_cannot_take(admin_client, db, path, as_of):
+    response = admin_client.get(f"{API}{path}?as_of={as_of}")
+    assert response.status_code == 400
+    assert response.json() == {"as_of": ["Enter a date between 1900-01-01 and 9000-12-31."]}
+
+
+def test_reports_take_the_ends_of_the_allowed_range(admin_client, db):
+    for as_of in ("1900-01-01", "9000-12-31"):
+        assert admin_client.get(f"{API}/reports/?as_of={as_of}").status_code == 200
+
+
+def test_the_variants_report_refuses_a_since_out_of_range(admin_client, db):
+    response = admin_client.get(f"{API}/reports/variants/?since=0001-01-01")
+    assert response.status_code == 400
+    assert list(response.json()) == ["since"]
+
+
+@pytest.mark.parametrize("path", ["/nothing/", "/cases/1/no-such-action/", "/reports/x/y/"])
+def test_a_path_under_the_api_that_matches_nothing_is_a_json_404(admin_client, db, path):
+    response = admin_client.get(API + path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_a_path_without_its_slash_is_still_redirected(admin_client, db):
+    response = admin_client.get(f"{API}/cases")
+    assert response.status_code == 301
+    assert response["Location"].endswith("/cases/")
+
+
+def test_an_unexpected_error_is_a_json_500_and_still_reported(admin_client, db, monkeypatch):
+    from django.core.signals import got_request_exception
+
+    from dunning import reports
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(reports, "average_days_to_collect", broken)
+    reported = []
+
+    def receiver(sender, request, **kwargs):
+        reported.append(request.path)
+
+    got_request_exception.connect(receiver)
+    admin_client.raise_request_exception = False
+    try:
+        response = admin_client.get(f"{API}/reports/days-to-collect/")
+    finally:
+        got_request_exception.disconnect(receiver)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "A server error occurred."}
+    assert reported == [f"{API}/reports/days-to-collect/"]

@@ -320,3 +320,23 @@ class TransientFailureBackend:
 
     def send_messages(self, messages):
         raise TimeoutError("the ESP did not answer")
+
+
+# -- input the database or the date arithmetic cannot take (issue 14) -----------------------
+@pytest.mark.parametrize("term", ["³", "①", "٣", "9" * 30])
+def test_search_with_digits_that_are_no_case_number(admin_client, book, term):
+    assert listed(admin_client, q=term)[1] == []
+
+
+@pytest.mark.parametrize("as_of", ["0001-01-01", "9999-12-31"])
+def test_the_dashboard_shows_today_for_a_date_out_of_range(admin_client, db, as_of):
+    response = admin_client.get(f"{CHANGELIST_URL}dashboard/", {"as_of": as_of})
+    assert response.status_code == 200
+    assert "Enter a date between 1900-01-01 and 9000-12-31. Showing today." in page(response)
+
+
+@pytest.mark.parametrize("as_of", ["0001-01-01", "9999-12-31"])
+def test_the_plan_shows_tomorrow_for_a_date_out_of_range(admin_client, db, as_of):
+    response = admin_client.get(f"{CHANGELIST_URL}tomorrow/", {"as_of": as_of})
+    assert response.status_code == 200
+    assert "Enter a date between 1900-01-01 and 9000-12-31. Showing tomorrow." in page(response)

@@ -288,3 +288,80 @@ def test_the_same_event_posted_concurrently_counts_once(sent_step):
     assert DeliveryEvent.objects.count() == 1
     assert Suppression.objects.count() == 1
     assert CaseEvent.objects.filter(kind=CaseEvent.Kind.NOTE).count() == 1
+
+
+# -- input anymail or dunning cannot use (issue 14) ------------------------------------------
+def test_a_dunning_case_beyond_64_bits_is_not_ours(client, sent_step):
+    step = sent_step(message_id="")
+    payload = mailgun_payload(step, event="delivered", message_id="<unknown@mg.example.com>")
+    payload["event-data"]["user-variables"]["dunning_case"] = "1" * 30
+    assert post(client, "mailgun", payload).status_code == 200
+    assert not DeliveryEvent.objects.exists()
+
+
+@pytest.mark.parametrize("case_id", ["³", "①", "٣"])
+def test_a_dunning_case_of_non_ascii_digits_is_not_ours(client, sent_step, case_id):
+    step = sent_step(message_id="")
+    payload = mailgun_payload(step, event="delivered", message_id="<unknown@mg.example.com>")
+    payload["event-data"]["user-variables"]["dunning_case"] = case_id
+    assert post(client, "mailgun", payload).status_code == 200
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_nul_characters_are_dropped_from_what_is_kept(client, sent_step):
+    # PostgreSQL refuses NUL in text and jsonb (run with DUNNING_TEST_DB=postgres).
+    step = sent_step()
+    payload = postmark_payload(step)
+    payload["Description"] = "user\x00unknown"
+    payload["Details"] = "smtp;550\x00"
+    payload["Metadata"]["note\x00"] = "a\x00b"
+    assert post(client, "postmark", payload).status_code == 200
+    event = DeliveryEvent.objects.get()
+    assert event.description == "userunknown"
+    assert "\x00" not in json.dumps(event.esp_event)
+    assert event.esp_event["Metadata"]["note"] == "ab"
+
+
+def test_a_nul_character_in_the_message_id_or_step_key_is_no_crash(client, sent_step):
+    step = sent_step(message_id="")
+    payload = mailgun_payload(step, event="delivered", message_id="<unknown\x00@mg.example.com>")
+    payload["event-data"]["user-variables"]["dunning_step"] = step.step_key + "\x00"
+    assert post(client, "mailgun", payload).status_code == 200
+    step.refresh_from_db()
+    assert step.delivery_status == "delivered"  # found by its metadata, NUL dropped
+
+
+def test_a_body_anymail_cannot_parse_is_kept_and_answered_200(client, sent_step):
+    from dunning.models import UnreadableTrackingEvent
+
+    step = sent_step()
+    payload = postmark_payload(step, record="Delivery", at="2026-02-30T10:00:00Z")
+    response = post(client, "postmark", payload)
+    assert response.status_code == 200  # the ESP stops retrying
+    unreadable = UnreadableTrackingEvent.objects.get()
+    assert unreadable.esp == "Postmark"
+    assert "day is out of range" in unreadable.reason
+    assert json.loads(unreadable.body)["DeliveredAt"] == "2026-02-30T10:00:00Z"
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_an_unauthenticated_unreadable_body_is_still_refused_and_not_kept(client, sent_step):
+    from dunning.models import UnreadableTrackingEvent
+
+    step = sent_step()
+    payload = postmark_payload(step, record="Delivery", at="2026-02-30T10:00:00Z")
+    response = client.post("/anymail/postmark/tracking/", data=json.dumps(payload),
+                           content_type="application/json")
+    assert response.status_code in (400, 401, 403)
+    assert not UnreadableTrackingEvent.objects.exists()
+
+
+def test_unreadable_events_are_listed_read_only_in_the_admin(admin_client):
+    from dunning.models import UnreadableTrackingEvent
+
+    UnreadableTrackingEvent.objects.create(esp="Postmark", reason="ValueError: day is out",
+                                           body="{}")
+    response = admin_client.get("/admin/dunning/unreadabletrackingevent/")
+    assert response.status_code == 200
+    assert "day is out" in response.content.decode()
+    assert admin_client.get("/admin/dunning/unreadabletrackingevent/add/").status_code == 403

@@ -1,8 +1,8 @@
 """The collections dashboard: the figures a head of collections reads each morning,
 with bar charts drawn on the server as inline SVG (no JavaScript)."""
 
-import datetime
 
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -10,6 +10,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from .. import reports
+from ..inputs import parse_day
 from ..rendering import babel_locale, format_money
 
 BAR_WIDTH = 300  # px of the longest bar
@@ -69,17 +70,23 @@ def _variant_rows(rows):
     ]
 
 
-def _as_of(value):
+def _as_of(request):
+    """?as_of= (default today); a date that is none, or out of the years the reports can
+    count in, shows today with a message saying so."""
+    value = request.GET.get("as_of")
+    if not value:
+        return timezone.localdate()
     try:
-        return datetime.date.fromisoformat(value) if value else timezone.localdate()
-    except ValueError:
+        return parse_day(value)
+    except ValueError as exc:
+        messages.warning(request, _("%(error)s Showing today.") % {"error": exc})
         return timezone.localdate()
 
 
 def dashboard_view(model_admin, request):
     if not model_admin.has_view_or_change_permission(request):
         raise PermissionDenied
-    today = _as_of(request.GET.get("as_of"))
+    today = _as_of(request)
     figures = reports.dashboard(today)
     locale = babel_locale(getattr(request, "LANGUAGE_CODE", None) or get_language())
 

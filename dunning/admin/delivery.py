@@ -2,6 +2,7 @@
 staff's two answers to a message in state "unknown" (see docs/outbox.md).
 
 * **Delivery events** (read-only): what the ESP's webhooks reported, per executed step.
+* **Unreadable tracking events** (read-only): webhook bodies anymail could not parse.
 * **Suppressed addresses**: an address that bounced hard, complained or unsubscribed is
   never emailed again; staff may add one by hand (reason "Added by hand") and delete a
   row to email the address again.
@@ -21,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from ..models import CaseEvent, CaseStep, DeliveryEvent, Suppression
+from ..models import CaseEvent, CaseStep, DeliveryEvent, Suppression, UnreadableTrackingEvent
 from ..models.tracking import normalize_address
 from .readonly import ReadOnlyAdminMixin
 
@@ -43,6 +44,18 @@ class DeliveryEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return _("%(step)s of case %(case)s") % {
             "step": event.case_step.step_key, "case": event.case_step.case_id,
         }
+
+
+@admin.register(UnreadableTrackingEvent)
+class UnreadableTrackingEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Tracking webhooks anymail could not parse (dunning.anymail_urls); answered 200 so
+    the ESP stopped retrying, kept here with the reason."""
+
+    list_display = ["received_at", "esp", "reason"]
+    list_filter = ["esp"]
+    date_hierarchy = "received_at"
+    fields = ["received_at", "esp", "reason", "content_type", "body"]
+    readonly_fields = fields
 
 
 # -- suppressed addresses ------------------------------------------------------------

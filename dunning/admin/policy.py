@@ -39,6 +39,7 @@ from ..engine.simulate import (
     simulate,
 )
 from ..exceptions import DunningError
+from ..inputs import parse_day
 from ..models import MessageTemplate, Policy, PolicyRule, RetryStep, Step
 from ..models.policy import validate_step_sequence
 from ..shipped import shipped_message
@@ -351,9 +352,9 @@ def simulate_view(model_admin, request, object_id):
     as_of, raw_as_of = None, request.GET.get("as_of", "").strip()
     if raw_as_of and not error:
         try:
-            as_of = datetime.date.fromisoformat(raw_as_of)
-        except ValueError:
-            error = _("'%(value)s' is not a date (YYYY-MM-DD).") % {"value": raw_as_of}
+            as_of = parse_day(raw_as_of)
+        except ValueError as exc:
+            error = str(exc)
             status = 400
     if not error:
         try:

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from ..engine.plan import build_plan, default_plan_date
 from ..exceptions import DunningError
+from ..inputs import parse_day
 from ..models import Case
 
 
@@ -20,11 +21,9 @@ def _plan_date(value):
     if not value:
         return default_plan_date(), ""
     try:
-        return datetime.date.fromisoformat(value), ""
-    except ValueError:
-        return default_plan_date(), _("'%(value)s' is not a date (YYYY-MM-DD); showing tomorrow.") % {
-            "value": value
-        }
+        return parse_day(value), ""
+    except ValueError as exc:
+        return default_plan_date(), _("%(error)s Showing tomorrow.") % {"error": exc}
 
 
 def plan_view(model_admin, request):

@@ -11,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
 
 from .. import queries
+from ..inputs import MAX_ID, id_error, parse_id
 from ..models import Case
 
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -84,11 +85,12 @@ class CaseFilterBackend(BaseFilterBackend):
                 queryset = queryset.filter(assigned_to=request.user)
             elif assigned == "none":
                 queryset = queryset.filter(assigned_to__isnull=True)
-            elif assigned.isdigit():
-                queryset = queryset.filter(assigned_to_id=int(assigned))
+            elif parse_id(assigned) is not None:
+                queryset = queryset.filter(assigned_to_id=parse_id(assigned))
             else:
                 raise ValidationError({"assigned_to": [
-                    _("Enter a user id, 'me' or 'none'.")]})
+                    _("Enter a user id (a whole number up to %(max)s), 'me' or 'none'.")
+                    % {"max": MAX_ID}]})
         band = _choice(request, "days_overdue", [b[0] for b in queries.DAYS_BANDS])
         if band:
             queryset = queries.filter_days_band(queryset, band)
@@ -159,8 +161,10 @@ class FieldFilterBackend(BaseFilterBackend):
         for param, (lookup, _description) in view.filter_fields.items():
             value = request.query_params.get(param)
             if value:
-                if lookup.endswith("_id") and not value.isdigit():
-                    raise ValidationError({param: [_("Enter a whole number.")]})
+                if lookup.endswith("_id"):
+                    value = parse_id(value)
+                    if value is None:
+                        raise ValidationError({param: [id_error()]})
                 queryset = queryset.filter(**{lookup: value})
         return queryset
 

@@ -1,6 +1,7 @@
-"""Routes of the API (included by dunning.urls under ``api/v1/``)."""
+"""Routes of the API (included by dunning.urls under ``api/v1/``). Any other path under
+the API answers a JSON 404 (``{"detail": ...}``), never Django's HTML page."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from . import notices, views
@@ -19,4 +20,7 @@ urlpatterns = [
     path("schema/", views.SchemaView.as_view(), name="api-schema"),
     path("docs/", views.DocsView.as_view(), name="api-docs"),
     *router.urls,
+    # Last: what no route above matched. Only paths ending in "/", so that Django's
+    # APPEND_SLASH still redirects "cases" to "cases/".
+    re_path(r"^.*/$", views.not_found),
 ]

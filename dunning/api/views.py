@@ -1,9 +1,12 @@
 """The API's views (see docs/api.md for the endpoints, permissions and error shapes)."""
 
-import datetime
+import logging
 
 from django.apps import apps
+from django.conf import settings
+from django.core.signals import got_request_exception
 from django.db import IntegrityError
+from django.http import JsonResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -25,6 +28,7 @@ from .. import queries, reports, services
 from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
+from ..inputs import MAX_DAY, MIN_DAY, parse_day
 from ..models import Case, MessageTemplate, Policy, Run, Step
 from ..variants import variant_report
 from . import serializers as s
@@ -116,8 +120,31 @@ class Pagination(PageNumberPagination):
         return super().get_page_size(request)
 
 
+def not_found(request, *args, **kwargs):
+    """A path under the API that no route matches: a JSON 404, as the API's own 404s."""
+    return JsonResponse({"detail": str(NotFound.default_detail)}, status=404)
+
+
 class DunningAPIMixin:
     """What every view of the API shares, whatever the site's REST_FRAMEWORK defaults."""
+
+    def handle_exception(self, exc):
+        """DRF answers its own exceptions (and Http404, PermissionDenied) as JSON; anything
+        else would be Django's HTML 500 page. Outside DEBUG it is logged and reported as
+        Django reports it (``django.request``, ``got_request_exception``), and answered
+        ``{"detail": ...}`` with status 500."""
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            if settings.DEBUG:
+                raise
+            request = getattr(self.request, "_request", self.request)
+            logging.getLogger("django.request").error(
+                "Internal Server Error: %s", request.path, exc_info=True,
+                extra={"status_code": 500, "request": request})
+            got_request_exception.send(sender=type(self), request=request)
+            return Response({"detail": _("A server error occurred.")},
+                            status=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
     schema = DunningAutoSchema()
     pagination_class = Pagination
@@ -136,7 +163,8 @@ class DunningAPIMixin:
 
 
 def today_param():
-    return OpenApiParameter("as_of", str, description="YYYY-MM-DD (default: today).")
+    return OpenApiParameter("as_of", str, description=(
+        f"YYYY-MM-DD, {MIN_DAY.isoformat()} to {MAX_DAY.isoformat()} (default: today)."))
 
 
 ERRORS = {
@@ -543,15 +571,20 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
 
 
 # -- reports ----------------------------------------------------------------------------------
-def _as_of(request):
-    raw = request.query_params.get("as_of", "").strip()
+def _day_param(request, name):
+    """The query parameter ``name`` as a date (None when absent); a 400 naming it when it
+    is no date or lies outside the years the reports can count in (dunning.inputs)."""
+    raw = request.query_params.get(name, "").strip()
     if not raw:
-        return timezone.localdate()
+        return None
     try:
-        return datetime.date.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError({"as_of": [
-            _("'%(value)s' is not a date (YYYY-MM-DD).") % {"value": raw}]}) from None
+        return parse_day(raw)
+    except ValueError as exc:
+        raise ValidationError({name: [str(exc)]}) from None
+
+
+def _as_of(request):
+    return _day_param(request, "as_of") or timezone.localdate()
 
 
 def recovery_rows(today):
@@ -606,17 +639,13 @@ class ReportViewSet(DunningAPIMixin, viewsets.GenericViewSet):
 
     @extend_schema(parameters=[OpenApiParameter(
                        "since", str, description="YYYY-MM-DD: only messages sent on this day "
-                       "or later (default: all).")],
+                       f"or later (default: all); {MIN_DAY.isoformat()} to "
+                       f"{MAX_DAY.isoformat()}.")],
                    responses=responses({200: s.VariantReportSerializer(many=True)}, 400))
     @action(detail=False)
     def variants(self, request):
         """A/B variants of steps: sent, recovered, rate, 95 % interval, p-value."""
-        raw = request.query_params.get("since", "").strip()
-        try:
-            since = datetime.date.fromisoformat(raw) if raw else None
-        except ValueError:
-            raise ValidationError({"since": [
-                _("'%(value)s' is not a date (YYYY-MM-DD).") % {"value": raw}]}) from None
+        since = _day_param(request, "since")
         return Response(s.VariantReportSerializer(variant_report(since), many=True).data)
 
 

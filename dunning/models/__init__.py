@@ -7,7 +7,7 @@ from .notices import Notice
 from .payments import PaymentAttempt, PreDunningNotice
 from .policy import MessageTemplate, Policy, PolicyRule, RetryStep, Step
 from .portal import Feedback, PaymentPlan, PortalRevocation
-from .tracking import ChannelBreaker, DeliveryEvent, Suppression
+from .tracking import ChannelBreaker, DeliveryEvent, Suppression, UnreadableTrackingEvent
 from .webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Run",
     "Step",
     "Suppression",
+    "UnreadableTrackingEvent",
     "WebhookDelivery",
     "WebhookEndpoint",
 ]

@@ -33,6 +33,27 @@ class DeliveryEvent(models.Model):
         return f"{self.event_type} {self.recipient}"
 
 
+class UnreadableTrackingEvent(models.Model):
+    """A tracking webhook whose body passed the ESP's authentication but that anymail could
+    not parse (an impossible date, a field of the wrong type, ...). It is kept here, with
+    the reason, for staff, and the ESP is answered 200 so that it stops retrying a body
+    that will never become readable (dunning.tracking.TolerantTrackingView)."""
+
+    esp = models.CharField(_("ESP"), max_length=32, blank=True)
+    reason = models.TextField(_("reason"))
+    content_type = models.CharField(_("content type"), max_length=255, blank=True)
+    body = models.TextField(_("body"), blank=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("unreadable tracking event")
+        verbose_name_plural = _("unreadable tracking events")
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.esp} {self.received_at:%Y-%m-%d %H:%M}"
+
+
 class Suppression(models.Model):
     """An address dunning never emails again: it bounced hard, complained or
     unsubscribed. Delete the row to email the address again."""
