@@ -906,3 +906,18 @@ def test_an_unexpected_error_is_a_json_500_and_still_reported(admin_client, db, 
     assert response.status_code == 500
     assert response.json() == {"detail": "A server error occurred."}
     assert reported == [f"{API}/reports/days-to-collect/"]
+
+
+@pytest.mark.parametrize("url,param", [
+    ("/cases/?policy=standard%00", "policy"),
+    ("/cases/?last_step=initial%00", "last_step"),
+    ("/cases/?currency=EUR%00", "currency"),
+    ("/templates/?step_key=initial%00", "step_key"),
+    ("/templates/?language=de%00", "language"),
+    ("/policies/?key=standard%00", "key"),
+])
+def test_a_nul_character_in_a_text_filter_is_a_400(admin_client, db, url, param):
+    # PostgreSQL refuses NUL in text (run with DUNNING_TEST_DB=postgres).
+    response = admin_client.get(API + url)
+    assert response.status_code == 400
+    assert response.json() == {param: ["Null characters are not allowed."]}

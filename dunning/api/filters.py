@@ -38,6 +38,15 @@ def _param(name, description, schema, enum=None):
             "schema": schema}
 
 
+def _text(request, name):
+    """The query parameter ``name`` ("" when absent); a 400 when it holds a NUL character
+    (PostgreSQL refuses them in text, and no key or code holds one)."""
+    raw = request.query_params.get(name) or ""
+    if "\x00" in raw:
+        raise ValidationError({name: [_("Null characters are not allowed.")]})
+    return raw
+
+
 def _boolean(request, name):
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -75,10 +84,11 @@ class CaseFilterBackend(BaseFilterBackend):
             value = _boolean(request, name)
             if value is not None:
                 queryset = queryset.filter(**{name: value})
-        if params.get("policy"):
-            queryset = queryset.filter(policy__key=params["policy"])
-        if params.get("last_step"):
-            queryset = queryset.filter(last_step_key=params["last_step"])
+        policy, last_step = _text(request, "policy"), _text(request, "last_step")
+        if policy:
+            queryset = queryset.filter(policy__key=policy)
+        if last_step:
+            queryset = queryset.filter(last_step_key=last_step)
         assigned = params.get("assigned_to")
         if assigned:
             if assigned == "me":
@@ -97,7 +107,7 @@ class CaseFilterBackend(BaseFilterBackend):
         band = _choice(request, "amount", [b[0] for b in queries.AMOUNT_BANDS])
         if band:
             queryset = queries.filter_amount_band(queryset, band)
-        currency = params.get("currency", "").strip()
+        currency = _text(request, "currency").strip()
         if currency:
             queryset = queries.filter_currency(queryset, currency)
         if _boolean(request, "broken_promise"):
@@ -159,7 +169,7 @@ class FieldFilterBackend(BaseFilterBackend):
         if getattr(view, "action", None) != "list":
             return queryset
         for param, (lookup, _description) in view.filter_fields.items():
-            value = request.query_params.get(param)
+            value = _text(request, param)
             if value:
                 if lookup.endswith("_id"):
                     value = parse_id(value)
