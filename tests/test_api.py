@@ -819,7 +819,7 @@ def test_the_schema_lists_every_endpoint(admin_client):
 
 
 # -- input the database or the date arithmetic cannot take (issue 14) -----------------------
-@pytest.mark.parametrize("term", ["³", "①", "٣", "9" * 30])
+@pytest.mark.parametrize("term", ["³", "①", "٣"])
 def test_search_with_digits_that_are_no_case_number(admin_client, listed, term):
     assert ids(admin_client.get(f"{API}/cases/", {"search": term})) == []
 
@@ -844,10 +844,11 @@ def test_integer_filters_beyond_64_bits_or_not_ascii_are_a_400(admin_client, db,
     assert "9223372036854775807" in response.json()[param][0]
 
 
-def test_the_largest_64_bit_id_is_fine(admin_client, db):
+def test_an_integer_filter_takes_up_to_the_largest_64_bit_id(admin_client, db):
     response = admin_client.get(f"{API}/steps/?policy=9223372036854775807")
     assert response.status_code == 200
     assert response.json()["results"] == []
+    assert admin_client.get(f"{API}/steps/?policy=9223372036854775808").status_code == 400
 
 
 @pytest.mark.parametrize("path", ["/reports/", "/reports/aging/", "/reports/recovery/"])
@@ -858,9 +859,11 @@ def test_reports_refuse_dates_their_arithmetic_cannot_take(admin_client, db, pat
     assert response.json() == {"as_of": ["Enter a date between 1900-01-01 and 9000-12-31."]}
 
 
-def test_reports_take_the_ends_of_the_allowed_range(admin_client, db):
+def test_reports_take_dates_up_to_the_ends_of_the_allowed_range(admin_client, db):
     for as_of in ("1900-01-01", "9000-12-31"):
         assert admin_client.get(f"{API}/reports/?as_of={as_of}").status_code == 200
+    for as_of in ("1899-12-31", "9001-01-01"):
+        assert admin_client.get(f"{API}/reports/?as_of={as_of}").status_code == 400
 
 
 def test_the_variants_report_refuses_a_since_out_of_range(admin_client, db):
@@ -877,10 +880,13 @@ def test_a_path_under_the_api_that_matches_nothing_is_a_json_404(admin_client, d
     assert response.json() == {"detail": "Not found."}
 
 
-def test_a_path_without_its_slash_is_still_redirected(admin_client, db):
+def test_a_path_without_its_slash_is_redirected_then_a_json_404(admin_client, db):
     response = admin_client.get(f"{API}/cases")
     assert response.status_code == 301
     assert response["Location"].endswith("/cases/")
+    response = admin_client.get(f"{API}/nothing", follow=True)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
 
 
 def test_an_unexpected_error_is_a_json_500_and_still_reported(admin_client, db, monkeypatch):
