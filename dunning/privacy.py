@@ -63,6 +63,7 @@ from .models import (
     PortalRevocation,
     PreDunningNotice,
     Suppression,
+    UnreadableTrackingEvent,
     WebhookDelivery,
 )
 from .models.notices import parse_customer_pk
@@ -100,7 +101,7 @@ NOT_PERSONAL = ("dunning.Policy", "dunning.Step", "dunning.MessageTemplate",
 TABLES = (
     Case, CaseStep, CaseEvent, CaseInvoice, CaseCharge, BalanceObservation, Dispute,
     PaymentPlan, Feedback, PaymentAttempt, PreDunningNotice, Notice, Letter, WebhookDelivery,
-    DeliveryEvent, Consent, PortalRevocation, Suppression,
+    DeliveryEvent, Consent, PortalRevocation, Suppression, UnreadableTrackingEvent,
 )
 
 #: Keys of JSON data (timeline event data, webhook payloads, notice data) whose string
@@ -418,8 +419,26 @@ def _delete_files(names):
             logger.warning("Could not delete the letter file %s", name, exc_info=True)
 
 
+def _unreadable_events(scope, addresses):
+    """Unreadable tracking events (raw ESP bodies nobody could parse, so not linked to a
+    case) that mention one of the customer's addresses."""
+    which = Q(pk__in=[])
+    for address in addresses:
+        which |= Q(body__icontains=address)
+    return UnreadableTrackingEvent.objects.using(scope.using).filter(which)
+
+
 def _keep_minimum(scope, report, addresses, now, dry_run, *, anonymize):
-    """What both ways keep: hashed suppressions, the opt-outs, revoked links."""
+    """What both ways keep: hashed suppressions, the opt-outs, revoked links. (And what
+    both delete: raw unreadable ESP bodies that mention the customer's address; a raw body
+    cannot be scrubbed reliably.)"""
+    unreadable = _unreadable_events(scope, addresses)
+    unreadable_count = unreadable.count()
+    if unreadable_count:
+        report.add(UnreadableTrackingEvent._meta.label, "delete", unreadable_count,
+                   "unreadable ESP bodies that mention the customer's address")
+        if not dry_run:
+            unreadable.delete()
     plain = scope.suppressions(addresses)
     rows = list(plain.values_list("address", "reason", "created_at"))
     report.add(Suppression._meta.label, "hash", len(rows),

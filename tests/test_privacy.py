@@ -499,6 +499,22 @@ def test_the_suppressed_address_is_kept_only_as_a_hash(world):
     assert privacy.is_suppressed("someone.else@example.com", suppressed) is None
 
 
+@pytest.mark.parametrize("anonymize", [False, True])
+def test_unreadable_tracking_bodies_that_mention_the_customer_are_deleted(world, anonymize):
+    from dunning.models import UnreadableTrackingEvent
+
+    ada, bob = PEOPLE["ada"]["email"], PEOPLE["bob"]["email"]
+    mentions_ada = UnreadableTrackingEvent.objects.create(
+        esp="TestESP", reason="impossible date",
+        body=f'[{{"email": "{ada.upper()}", "timestamp": "2026-02-30"}}]')
+    mentions_bob = UnreadableTrackingEvent.objects.create(
+        esp="TestESP", reason="impossible date", body=f'[{{"email": "{bob}"}}]')
+    report = privacy.erase_customer(world["ada"].pk, anonymize=anonymize)
+    assert not UnreadableTrackingEvent.objects.filter(pk=mentions_ada.pk).exists()
+    assert UnreadableTrackingEvent.objects.filter(pk=mentions_bob.pk).exists()
+    assert "dunning.UnreadableTrackingEvent" in report.summary()
+
+
 def test_the_email_channel_still_refuses_a_hashed_suppressed_address(world):
     from dunning.channels.email import EmailChannel
 
