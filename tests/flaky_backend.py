@@ -76,8 +76,9 @@ class FlakyBackend(RecordingBackend):
     seed = "outbox"
 
     def fail(self, message, attempt):
-        case, step = key_of(message)
-        draw = random.Random(f"{self.seed}:{case}:{step}:{attempt}").random()
+        # By address and step, not case pk: the same draws on SQLite and PostgreSQL.
+        _case, step = key_of(message)
+        draw = random.Random(f"{self.seed}:{','.join(message.to)}:{step}:{attempt}").random()
         if draw >= self.rate:
             return None
         if draw < self.rate / 2:
