@@ -87,37 +87,26 @@ def shard(as_of: str, explicit: bool = True, tick: int | None = None, index: int
     return summary
 
 
-def run_clock(as_of=None):
-    """The instant a run of ``as_of`` takes as the present for its payment retries: now,
-    or for another date (a back-dated or replayed run) that date at the present time of
-    day (like the run's own send clock)."""
-    from django.utils import timezone
-
-    now = timezone.now()
-    if as_of is None:
-        return now
-    local = timezone.localtime(now)
-    if as_of == local.date():
-        return now
-    return datetime.datetime.combine(as_of, local.timetz())
-
-
 def after_run(as_of: datetime.date | None = None, *, now=None, database: str = "default") -> dict:
     """What every run does after its stages (``dunning run`` and the scheduled
     :func:`run` alike; the drain does the first and the last between runs):
 
     * ``"payments"``: the payment retries due (pending debits polled first), recorded on
-      the run's date ``as_of`` at ``now`` (default :func:`run_clock`);
+      the run's date ``as_of`` at ``now`` (default: that date at the present time of
+      day, ``dunning.engine.run.on_date``, like the run's own send clock);
     * ``"predunning"``: the pre-dunning notices due on ``as_of``;
     * ``"webhooks"``: the outbound webhooks due now.
 
     Nothing of the first two without a ``PAYMENT_BACKEND``, nothing of the last without
     endpoints."""
+    from django.utils import timezone
+
+    from .engine.run import on_date
     from .payments.predunning import run_predunning
     from .payments.retries import run_due_retries
     from .webhooks import deliver_due
 
-    now = now or run_clock(as_of)
+    now = now or on_date(as_of, timezone.now())
     return {
         "payments": dict(run_due_retries(now, as_of=as_of, using=database)),
         "predunning": dict(run_predunning(as_of, using=database)),

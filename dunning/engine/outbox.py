@@ -125,6 +125,17 @@ def utc(value):
     return value
 
 
+#: The columns a lease returns of each row it took (see :func:`held`).
+LEASED = ("id", "case", "step_key", "attempts", "failing_since")
+
+
+def held(rows, besides=()):
+    """{(case pk, step key): (step pk, attempts, failing since)} of the ``LEASED`` rows a
+    lease returned, less the pks ``besides``."""
+    return {(case_id, key): (pk, attempts, utc(since))
+            for pk, case_id, key, attempts, since in rows if pk not in besides}
+
+
 def chunks(items, size=PER_STATEMENT):
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -171,8 +182,7 @@ class Outbox:
 
     # -- sending ----------------------------------------------------------------------
     def clock(self):
-        """The present: the run's own "now" when it was given one (tests, replays)."""
-        return getattr(self.run, "given_now", None) or timezone.now()
+        return self.run.clock()
 
     @property
     def breakers(self):
@@ -297,10 +307,9 @@ class Outbox:
         rows = update_returning(
             self.steps.filter(rows_of(items), status=Status.QUEUED),
             {"status": Status.SENDING, "next_attempt_at": self.clock()},
-            ("id", "case", "step_key", "attempts", "failing_since"),
+            LEASED,
         )
-        return {(case_id, key): (pk, attempts, utc(since))
-                for pk, case_id, key, attempts, since in rows}
+        return held(rows)
 
     def record(self, handed, outcomes, unsendable, *, paused=None, lease=None):
         """Record the outcomes of one handed-over chunk (one transaction). ``paused``:
@@ -349,14 +358,12 @@ class Outbox:
             reason = reason[:2000]
             final[(reason, outcome.reached)].append(pk)
             failed_cases.add(item.case_id)
-            result.failed += 1
-            result.failures.append((item.case_id, reason))
+            result.note_failure(item.case_id, reason, item.customer.label)
         never_handed = defaultdict(lambda: defaultdict(list))  # reason -> key -> case pks
         for item, reason in unsendable:
             never_handed[reason][item.step_key].append(item.case_id)
             failed_cases.add(item.case_id)
-            result.failed += 1
-            result.failures.append((item.case_id, reason))
+            result.note_failure(item.case_id, reason, item.customer.label)
         if not (handed or unsendable):
             return self.lease(lease) if lease else None
         finals = defaultdict(list)
@@ -476,18 +483,16 @@ class Outbox:
         rows = update_returning(
             self.steps.filter(Q(pk__in=sent, status__in=IN_FLIGHT)
                               | Q(rows_of(items), status=Status.QUEUED)),
-            values, ("id", "case", "step_key", "attempts", "failing_since"),
+            values, LEASED,
         )
-        done = set(sent)
-        return {(case_id, key): (pk, attempts, utc(since))
-                for pk, case_id, key, attempts, since in rows if pk not in done}
+        return held(rows, besides=set(sent))
 
     # -- draining ---------------------------------------------------------------------
     def drain(self):
         """Give up on dead leases, then send every queued message that is due: retries
         whose time has come and messages a crashed run left queued (at the run's own
         clock when it was given one)."""
-        now = getattr(self.run, "given_now", None) or timezone.now()
+        now = self.clock()
         self.expire(now)
         self.send_due(now)
 
@@ -628,7 +633,7 @@ def drain(*, using=DEFAULT_DB_ALIAS, batch_size=None, now=None):
     run = DunningRun(as_of, using=using, batch_size=batch_size, now=now)
     run.render_processes = 1
     run.load_policies()
-    abandoned = abandon_dead_runs(run.given_now or timezone.now(), using=using)
+    abandoned = abandon_dead_runs(run.clock(), using=using)
     Outbox(run).drain()
     r = run.result
     return DrainResult(sent=r.sent, failed=r.failed, retrying=r.retrying, unknown=r.unknown,

@@ -247,6 +247,18 @@ def run_dunning(as_of=None, *, dry_run=False, batch_size=None, using=DEFAULT_DB_
                       now=now).execute()
 
 
+def on_date(as_of, now):
+    """The instant a run of the date ``as_of`` takes as the present: ``now``, or for
+    another date (a back-dated or replayed run, ``--as-of``) that date at ``now``'s time
+    of day in the site's time zone. ``as_of`` None: ``now``."""
+    if as_of is None:
+        return now
+    local = timezone.localtime(now)
+    if as_of == local.date():
+        return now
+    return datetime.datetime.combine(as_of, local.timetz())
+
+
 def run_lease():
     return datetime.timedelta(seconds=int(dunning_settings.RUN_LEASE_SECONDS))
 
@@ -389,12 +401,12 @@ class DunningRun:
                 as_of=self.as_of,
                 started_at=self.now,
                 host=f"{socket.gethostname()}:{os.getpid()}"[:255],
-                lease_expires_at=self.lease_clock() + run_lease(),
+                lease_expires_at=self.clock() + run_lease(),
             )
             self._renewed = time.monotonic()
             self.result.run_id = self.run.pk
             try:
-                self.result.abandoned = abandon_dead_runs(self.lease_clock(), using=self.using,
+                self.result.abandoned = abandon_dead_runs(self.clock(), using=self.using,
                                                           exclude=self.run.pk)
                 if "drain" in stages:
                     self.drain_stale_outbox()
@@ -418,7 +430,9 @@ class DunningRun:
             )
         return self.result
 
-    def lease_clock(self):
+    def clock(self):
+        """The present: the run's own "now" when it was given one (tests, replays),
+        else the clock."""
         return self.given_now or timezone.now()
 
     def renew_lease(self):
@@ -430,7 +444,7 @@ class DunningRun:
             return
         self._renewed = time.monotonic()
         Run.objects.using(self.using).filter(pk=self.run.pk, status=Run.Status.RUNNING).update(
-            lease_expires_at=self.lease_clock() + run_lease())
+            lease_expires_at=self.clock() + run_lease())
 
     def mark_failed(self):
         """Record the run as failed. A run that failed because its database connection
@@ -735,7 +749,7 @@ class DunningRun:
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
-        self.batch_now = self.given_now or timezone.now()  # one instant for a run given "now"
+        self.batch_now = self.clock()  # one instant for a run given "now"
         invoices, customers, done = self.gather(cases)
         batch = Batch()
         steps, events, links, changed = [], [], [], []
@@ -792,10 +806,7 @@ class DunningRun:
         (``--as-of``) that date at the present time of day."""
         if self.given_now is not None:
             return self.given_now
-        local = timezone.localtime(self.batch_now)
-        if not self.explicit_date or self.as_of == local.date():
-            return self.batch_now
-        return datetime.datetime.combine(self.as_of, local.timetz())
+        return on_date(self.as_of if self.explicit_date else None, self.batch_now)
 
     def compliance_holds(self, cases, decisions, customers):
         """{case pk: date or datetime} for the batch's due steps that may not go out now:
