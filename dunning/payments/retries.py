@@ -342,17 +342,23 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS, as_of=None):
                   attempt=attempt.pk, transaction_id=result.transaction_id,
                   step=attempt.step_key)
         else:
-            event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
-                  attempt=attempt.pk, decline_code=attempt.decline_code,
-                  method=attempt.method_id, step=attempt.step_key)
-            methods = [m.id for m in backend.stored_methods(customer)]
-            decision = plan(attempt, root, methods, customer_pk, now, using)
+            decision = declined(attempt, root, case, backend, customer, now, using)
             if decision.at is None:
                 summary["gave-up"] += 1
     summary[str(status.value)] += 1
     if result.ok:
         collected(case, customer, attempt, using, as_of=as_of, now=now)
     after_plan(decision, attempt, as_of, using)
+
+
+def declined(attempt, root, case, backend, customer, now, using=DEFAULT_DB_ALIAS):
+    """A declined charge (at once, or a pending one the bank refused later): on the
+    timeline, then the next retry of the cycle ``root`` planned, or given up."""
+    event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
+          attempt=attempt.pk, decline_code=attempt.decline_code,
+          method=attempt.method_id, step=attempt.step_key)
+    methods = [m.id for m in backend.stored_methods(customer)] if backend is not None else []
+    return plan(attempt, root, methods, customer.pk, now, using)
 
 
 def pending_message(attempt):
@@ -432,15 +438,10 @@ def settle(transaction_id, result, *, at=None, as_of=None, using=DEFAULT_DB_ALIA
                 using, attempt=attempt.pk, transaction_id=transaction_id,
                 step=attempt.step_key)
         else:
-            event(case, CaseEvent.Kind.PAYMENT_DECLINED, declined_message(attempt), using,
-                  attempt=attempt.pk, decline_code=attempt.decline_code,
-                  method=attempt.method_id, step=attempt.step_key)
             root = attempt if attempt.cycle_id is None else PaymentAttempt.objects.using(
                 using).get(pk=attempt.cycle_id)
             customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
-            methods = ([m.id for m in backend.stored_methods(customer)]
-                       if backend is not None else [])
-            decision = plan(attempt, root, methods, customer_pk, at, using)
+            decision = declined(attempt, root, case, backend, customer, at, using)
     if result.ok:
         customer = get_customer_model()._default_manager.using(using).get(pk=customer_pk)
         collected(case, customer, attempt, using, as_of=as_of, now=at)
