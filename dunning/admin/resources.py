@@ -479,3 +479,25 @@ class InvoiceResource(SafeResourceMixin, resources.ModelResource):
         super().before_import_row(row, **kwargs)
         if isinstance(row.get("currency"), str):
             row["currency"] = row["currency"].strip().upper()
+
+    def import_instance(self, instance, row, **kwargs):
+        """An existing invoice keeps its customer: a row that names another customer for
+        its number is a row error (a typo in a number must not move someone's debt)."""
+        owner = instance.customer_id if instance.pk else None
+        try:
+            super().import_instance(instance, row, **kwargs)
+        except ValidationError as exc:
+            errors = exc.update_error_dict({})
+        else:
+            errors = {}
+        if owner is not None and "customer" not in errors and instance.customer_id != owner:
+            errors["customer"] = [_(
+                "Invoice %(number)s belongs to another customer (%(owner)s), not to "
+                "'%(email)s'; an invoice never moves to another customer. Check the number, "
+                "or correct the invoice by hand.") % {
+                    "number": instance.number,
+                    "owner": Customer.objects.filter(pk=owner).values_list(
+                        "email", flat=True).first() or f"#{owner}",
+                    "email": row.get("customer_email", "")}]
+        if errors:
+            raise ValidationError(errors)
