@@ -131,3 +131,12 @@ def validate_amount_due(value) -> None:
 
 def negative_amount_due() -> str:
     return _("The amount due cannot be negative (it is the open balance: 0 once paid).")
+
+
+def invoice_of_another_customer(number, owner, email) -> str:
+    """Why an invoice upsert (the API's invoices/bulk, the invoice import) refuses a row
+    whose number is an invoice of another customer: it never moves the invoice."""
+    return _("Invoice %(number)s belongs to another customer (%(owner)s), not to "
+             "'%(email)s'; an invoice never moves to another customer. Check the number, or "
+             "correct the invoice in the admin.") % {"number": number, "owner": owner,
+                                                      "email": email}

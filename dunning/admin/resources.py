@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
+from ..inputs import invoice_of_another_customer
 from ..models import Case, Customer, Invoice, MessageTemplate, Policy, RetryStep, Step
 from ..models.policy import validate_step_sequence
 
@@ -491,13 +492,8 @@ class InvoiceResource(SafeResourceMixin, resources.ModelResource):
         else:
             errors = {}
         if owner is not None and "customer" not in errors and instance.customer_id != owner:
-            errors["customer"] = [_(
-                "Invoice %(number)s belongs to another customer (%(owner)s), not to "
-                "'%(email)s'; an invoice never moves to another customer. Check the number, "
-                "or correct the invoice by hand.") % {
-                    "number": instance.number,
-                    "owner": Customer.objects.filter(pk=owner).values_list(
-                        "email", flat=True).first() or f"#{owner}",
-                    "email": row.get("customer_email", "")}]
+            email = Customer.objects.filter(pk=owner).values_list("email", flat=True).first()
+            errors["customer"] = [invoice_of_another_customer(
+                instance.number, email or f"#{owner}", row.get("customer_email", ""))]
         if errors:
             raise ValidationError(errors)

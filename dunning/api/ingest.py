@@ -16,6 +16,7 @@ from rest_framework.exceptions import ValidationError
 
 from ..conf import dunning_settings
 from ..hosts import get_customer_model, get_invoice_model
+from ..inputs import invoice_of_another_customer
 from ..models import Customer, Invoice
 from .serializers import BulkInvoiceSerializer
 
@@ -126,12 +127,9 @@ class BulkInvoices:
             customer = customers[row["customer"]["email"]]
             if invoice is not None and invoice.customer_id != customer.pk:
                 errors.append({"index": index, "number": row["number"], "errors": {
-                    "customer": {"email": [
-                        _("Invoice %(number)s belongs to another customer (%(owner)s), not "
-                          "to '%(email)s'; an invoice never moves to another customer. "
-                          "Check the number, or correct the invoice in the admin.")
-                        % {"number": row["number"], "owner": invoice.customer.email
-                           or f"#{invoice.customer_id}", "email": row["customer"]["email"]}]}}})
+                    "customer": {"email": [invoice_of_another_customer(
+                        row["number"], invoice.customer.email or f"#{invoice.customer_id}",
+                        row["customer"]["email"])]}}})
         if errors:
             raise OtherCustomers(errors)
         return existing
