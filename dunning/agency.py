@@ -46,6 +46,7 @@ from . import services, signals
 from .admin.resources import AmountWidget, SafeResourceMixin
 from .conf import agency_settings
 from .hosts import get_adapter
+from .inputs import MAX_NOTE_LENGTH, too_long, validate_currency
 from .models import Case, CaseEvent, CaseStep, Dispute
 
 logger = logging.getLogger("dunning.agency")
@@ -428,15 +429,20 @@ class AgencyUpdateResource(SafeResourceMixin, resources.ModelResource):
                     "Name the currency of the amount (column currency): the case was "
                     "handed over in %(currencies)s.") % {
                         "currencies": ", ".join(sorted(currencies)) or "-"}]
-        if currency and len(currency) != 3:
-            errors["currency"] = [_("'%(value)s' is not a currency code (three letters, "
-                                    "e.g. EUR).") % {"value": currency}]
+        if str(row.get("currency") or "").strip() and "currency" not in errors:
+            try:  # as given by the agency (one inferred from the hand-over is the host's)
+                validate_currency(currency)
+            except ValidationError as exc:
+                errors["currency"] = exc.messages
+        note = str(row.get("note") or "").strip()
+        if len(note) > MAX_NOTE_LENGTH:
+            errors["note"] = [too_long(MAX_NOTE_LENGTH)]
         if errors:
             raise ValidationError(errors)
         instance._agency_update = Update(
             status=status, reference=instance.agency_reference, total=total,
             collected=collected, currency=currency,
-            note=str(row.get("note") or "").strip(), previous_status=status_before,
+            note=note, previous_status=status_before,
         )
 
     def skip_row(self, instance, original, row, import_validation_errors=None):

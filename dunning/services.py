@@ -105,6 +105,38 @@ def check_promise_amount(amount):
     return amount
 
 
+def owners_of_open_invoice(cases, invoice_number):
+    """The customer ids among ``cases``' customers who owe something on the invoice
+    ``invoice_number`` (one query, however many cases)."""
+    from .hosts import ANNOTATION_PREFIX
+
+    adapter = get_adapter()
+    p = ANNOTATION_PREFIX
+    try:
+        return set(adapter.annotated_invoices().filter(**{
+            adapter.customer_annotation + "__in": {case.customer_id for case in cases},
+            p + "number": str(invoice_number).strip(), p + "amount_due__gt": 0,
+        }).order_by().values_list(adapter.customer_annotation, flat=True))
+    except (TypeError, ValueError, ValidationError):
+        return set()  # e.g. text for a host's numeric invoice number: nobody's
+
+
+def not_open_invoice(case, invoice_number):
+    return ValidationError(
+        _("%(number)s is not an open invoice of %(case)s; only the case's own open "
+          "invoices can be disputed.") % {"number": str(invoice_number).strip(), "case": case},
+        code="not_open_invoice")
+
+
+def check_dispute_invoice(case, invoice_number):
+    """``invoice_number`` must be one of the case's own open invoices (its customer's,
+    with something still owed): a dispute about another customer's invoice, or about
+    none, would pause the case for good with nothing to resolve."""
+    if case.customer_id not in owners_of_open_invoice([case], invoice_number):
+        raise not_open_invoice(case, invoice_number)
+    return invoice_number
+
+
 # -- helpers ----------------------------------------------------------------------------
 def record(case, kind, actor, message="", *, using=DEFAULT_DB_ALIAS, run=None, **data):
     """A timeline event of ``case`` by ``actor`` (a user, or None for the system)."""
@@ -263,8 +295,10 @@ def record_promise(case, date, amount, actor):
 
 
 def open_dispute(case, invoice_number, reason, actor):
-    """A dispute about one invoice; dunning pauses until every dispute is resolved."""
+    """A dispute about one of the case's open invoices (else ValidationError, see
+    check_dispute_invoice); dunning pauses until every dispute is resolved."""
     require_open(case)
+    check_dispute_invoice(case, invoice_number)
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
     with transaction.atomic():

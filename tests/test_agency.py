@@ -345,6 +345,29 @@ def test_a_collection_in_a_case_of_two_currencies_must_name_its_currency(
     assert "Name the currency of the amount (column currency)" in capsys.readouterr().err
 
 
+def test_an_agency_row_with_a_non_currency_or_an_endless_note_imports_nothing(
+        handed, tmp_path, capsys):
+    """Issue 14: the currency is checked against ISO 4217 (not any three letters) and the
+    note has the notes' limit."""
+    from dunning.inputs import MAX_NOTE_LENGTH
+
+    path = tmp_path / "report.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "agency_reference", "status", "amount_collected", "currency",
+                         "note"])
+        writer.writerow([handed.pk, "AG-1", "partially_collected", "5.00", "QQQ", "ok"])
+        writer.writerow([handed.pk, "AG-1", "in_progress", "5.00", "EUR",
+                         "x" * (MAX_NOTE_LENGTH + 1)])
+    with pytest.raises(CommandError, match="Nothing was imported: 2 problem"):
+        call_command("dunning", "agency-import", "inkasso", str(path))
+    err = capsys.readouterr().err
+    assert ("row 1: currency: 'QQQ' is not the ISO 4217 code of a currency in use "
+            "(e.g. EUR, USD).") in err
+    assert f"row 2: note: Write at most {MAX_NOTE_LENGTH} characters." in err
+    assert not CaseEvent.objects.filter(kind=CaseEvent.Kind.AGENCY_UPDATE).exists()
+
+
 def test_uncollectable_writes_the_case_off_for_good(handed, run, tmp_path, fired, mailoutbox,
                                                      django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):

@@ -100,7 +100,8 @@ ENDPOINTS = {
     "case-resume": ("post", "/cases/{case}/resume/", None),
     "case-escalate": ("post", "/cases/{case}/escalate/", None),
     "case-promise": ("post", "/cases/{case}/promise/", {"date": "{today+5}", "amount": "50.00"}),
-    "case-dispute": ("post", "/cases/{case}/dispute/", {"invoice_number": "X", "reason": "r"}),
+    "case-dispute": ("post", "/cases/{case}/dispute/", {"invoice_number": "{invoice}",
+                                                         "reason": "r"}),
     "case-resolve-disputes": ("post", "/cases/{case}/resolve-disputes/", {"resolution": "ok"}),
     "case-write-off": ("post", "/cases/{case}/write-off/", {"reason": "insolvent"}),
     "case-send-now": ("post", "/cases/{case}/send-now/", None),
@@ -458,7 +459,9 @@ def test_promise_pauses_until_the_grace_after_the_date(admin_client, case, boss)
 
 
 def test_dispute_and_resolve(admin_client, case):
-    post(admin_client, f"{API}/cases/{case.pk}/dispute/", {"invoice_number": "1", "reason": "r"})
+    number = Invoice.objects.get(customer=case.customer).number
+    post(admin_client, f"{API}/cases/{case.pk}/dispute/", {"invoice_number": number,
+                                                            "reason": "r"})
     case.refresh_from_db()
     assert case.paused_until == datetime.date(9999, 12, 31)
     response = post(admin_client, f"{API}/cases/{case.pk}/resolve-disputes/",
@@ -468,6 +471,67 @@ def test_dispute_and_resolve(admin_client, case):
     again = post(admin_client, f"{API}/cases/{case.pk}/resolve-disputes/", {"resolution": "x"})
     assert again.status_code == 409
     assert again.json() == {"detail": f"{case} has no open dispute."}
+
+
+def test_only_the_cases_own_open_invoices_can_be_disputed(admin_client, case):
+    """Issue 14: a dispute naming another customer's invoice, a paid one or none at all
+    paused the case for good; it is a 400 naming the field, and nothing changes."""
+    other = a_case(name="Bob")
+    theirs = Invoice.objects.get(customer=other.customer).number
+    paid = create_invoice(case.customer, number="PAID-1", amount_due="0.00", due_date=DAY0)
+    for number in (theirs, "NO-SUCH-INVOICE", paid.number):
+        response = post(admin_client, f"{API}/cases/{case.pk}/dispute/",
+                        {"invoice_number": number, "reason": "not ours"})
+        assert response.status_code == 400, number
+        assert response.json() == {"invoice_number": [
+            f"{number} is not an open invoice of {case}; only the case's own open invoices "
+            "can be disputed."]}
+    case.refresh_from_db()
+    assert case.paused_until is None
+    assert not Dispute.objects.exists()
+    assert not CaseEvent.objects.filter(case=case, kind=CaseEvent.Kind.DISPUTE).exists()
+    own = Invoice.objects.get(customer=case.customer, amount_due__gt=0).number
+    response = post(admin_client, f"{API}/cases/{case.pk}/dispute/",
+                    {"invoice_number": own, "reason": "wrong amount"})
+    assert response.status_code == 200 and response.json()["disputes"][0][
+        "invoice_number"] == own
+
+
+@pytest.mark.parametrize("action,field,extra", [
+    ("note", "text", {}),
+    ("call", "text", {"outcome": "reached"}),
+    ("pause", "reason", {}),
+    ("dispute", "reason", {"invoice_number": "{invoice}"}),
+    ("resolve-disputes", "resolution", {}),
+    ("write-off", "reason", {}),
+])
+def test_free_text_has_a_maximum_length(admin_client, case, action, field, extra):
+    from dunning.inputs import MAX_NOTE_LENGTH
+
+    number = Invoice.objects.get(customer=case.customer).number
+    data = {k: v.replace("{invoice}", number) for k, v in extra.items()}
+    response = post(admin_client, f"{API}/cases/{case.pk}/{action}/",
+                    {**data, field: "x" * (MAX_NOTE_LENGTH + 1)})
+    assert response.status_code == 400
+    assert response.json() == {field: [
+        f"Ensure this field has no more than {MAX_NOTE_LENGTH} characters."]}
+    assert not CaseEvent.objects.filter(case=case).exists()
+    case.refresh_from_db()
+    assert case.status == Case.Status.OPEN and case.paused_until is None
+
+
+def test_the_schema_shows_the_free_text_limits(admin_client):
+    from dunning.inputs import MAX_NOTE_LENGTH
+
+    schemas = admin_client.get(f"{API}/schema/?format=json").json()["components"]["schemas"]
+    for name, field in [("NoteInputRequest", "text"), ("CallInputRequest", "text"),
+                        ("PauseInputRequest", "reason"), ("DisputeInputRequest", "reason"),
+                        ("ResolveDisputesInputRequest", "resolution"),
+                        ("WriteOffInputRequest", "reason")]:
+        assert schemas[name]["properties"][field]["maxLength"] == MAX_NOTE_LENGTH, name
+    # A decimal travels as a string: the schema says it in words (no "minimum" for text).
+    assert "never negative" in schemas["BulkInvoiceRequest"]["properties"]["amount_due"][
+        "description"]
 
 
 def test_assign_note_call_escalate(admin_client, case, collector, boss):
@@ -710,6 +774,54 @@ def test_a_bad_row_is_reported_by_index_and_nothing_is_written(admin_client):
         "There is no customer with the email address 'nobody@example.com'; give a name to "
         "create one."]}}}]}
     assert not Invoice.objects.exists()
+
+
+@pytest.mark.parametrize("values,field,message", [
+    ({"amount_due": "-0.01"}, "amount_due",
+     "The amount due cannot be negative (it is the open balance: 0 once paid)."),
+    ({"currency": "QQQ"}, "currency",
+     "'QQQ' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)."),
+    ({"currency": "XXX"}, "currency",
+     "'XXX' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)."),
+    ({"currency": "XTS"}, "currency",
+     "'XTS' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)."),
+    ({"currency": "DEM"}, "currency",
+     "'DEM' is not the ISO 4217 code of a currency in use (e.g. EUR, USD)."),
+])
+def test_bulk_refuses_a_negative_balance_and_codes_that_are_no_currency(
+        admin_client, values, field, message):
+    response = bulk(admin_client, [invoice_row("OK-1"), invoice_row("BAD-1", **values)])
+    assert response.status_code == 400
+    assert response.json() == {"rows": [{"index": 1, "errors": {field: [message]}}]}
+    assert not Invoice.objects.exists()
+
+
+def test_bulk_takes_currencies_in_use_in_any_case(admin_client):
+    rows = [invoice_row("C-1", currency="chf"), invoice_row("C-2", currency="XOF"),
+            invoice_row("C-3", currency="JPY", amount_due="0")]
+    assert bulk(admin_client, rows).status_code == 200
+    assert sorted(Invoice.objects.values_list("currency", flat=True)) == ["CHF", "JPY", "XOF"]
+
+
+def test_bulk_never_moves_an_invoice_to_another_customer(admin_client):
+    assert bulk(admin_client, [invoice_row("M-1")]).status_code == 200
+    ada = Invoice.objects.get(number="M-1").customer
+    response = bulk(admin_client, [
+        invoice_row("M-2", email="bob@example.com"),
+        invoice_row("M-1", email="bob@example.com", amount_due="1.00"),
+    ])
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "Some invoices belong to other customers; nothing was written.",
+        "rows": [{"index": 1, "number": "M-1", "errors": {"customer": {"email": [
+            "Invoice M-1 belongs to another customer (ada@example.com), not to "
+            "'bob@example.com'; an invoice never moves to another customer. Check the "
+            "number, or correct the invoice in the admin."]}}}],
+    }
+    invoice = Invoice.objects.get(number="M-1")
+    assert invoice.customer == ada and invoice.amount_due == Decimal("100.00")
+    assert not Invoice.objects.filter(number="M-2").exists()
+    assert not Customer.objects.filter(email="bob@example.com").exists()
 
 
 def test_bulk_input_shape_and_size(admin_client):

@@ -5,6 +5,7 @@ and invoices import through the admin."""
 
 import csv
 import datetime
+import html
 import io
 import json
 from decimal import Decimal
@@ -327,6 +328,13 @@ def test_invoices_import_with_customers_by_email_and_decimal_amounts(customers):
     ("INV-3,nobody@example.com,5.00,EUR,2026-03-02", "no customer with the email address"),
     ("INV-3,ada@example.com,5.00,EUR,2026-02-30", "'2026-02-30' is not a date"),
     ("INV-3,ada@example.com,lots,EUR,2026-03-02", "'lots' is not an amount"),
+    # Issue 14: a negative balance and codes that are no currency one can pay in.
+    ("INV-3,ada@example.com,-5.00,EUR,2026-03-02", "The amount due cannot be negative"),
+    ("INV-3,ada@example.com,5.00,QQQ,2026-03-02",
+     "'QQQ' is not the ISO 4217 code of a currency in use"),
+    ("INV-3,ada@example.com,5.00,XXX,2026-03-02", "'XXX' is not the ISO 4217 code"),
+    ("INV-3,ada@example.com,5.00,XTS,2026-03-02", "'XTS' is not the ISO 4217 code"),
+    ("INV-3,ada@example.com,5.00,DEM,2026-03-02", "'DEM' is not the ISO 4217 code"),
 ])
 def test_a_bad_invoice_row_reports_its_number_and_imports_nothing(customers, bad_row, message):
     result = InvoiceResource().import_data(load_csv(INVOICES_CSV + bad_row + "\n"),
@@ -334,6 +342,45 @@ def test_a_bad_invoice_row_reports_its_number_and_imports_nothing(customers, bad
 
     assert error_rows(result) == {3}
     assert message in error_text(result)
+    assert not Invoice.objects.exists()
+
+
+def test_an_invoice_row_never_moves_an_invoice_to_another_customer(customers):
+    InvoiceResource().import_data(load_csv(INVOICES_CSV), dry_run=False)
+    # INV-1 is Ada's; a file that names Bob for it (a typo in the number, say) is refused.
+    result = InvoiceResource().import_data(load_csv(
+        "number,customer_email,amount_due,currency,due_date\n"
+        "INV-9,bob@example.com,1.00,EUR,2026-03-02\n"
+        "INV-1,bob@example.com,120.50,EUR,2026-03-02\n"), dry_run=False)
+
+    assert error_rows(result) == {2}
+    assert ("Invoice INV-1 belongs to another customer (ada@example.com), not to "
+            "'bob@example.com'; an invoice never moves to another customer.") in error_text(
+        result)
+    assert Invoice.objects.get(number="INV-1").customer == customers[0]
+    assert not Invoice.objects.filter(number="INV-9").exists()
+    # The same customer updates it as before.
+    result = InvoiceResource().import_data(load_csv(
+        "number,customer_email,amount_due,currency,due_date\n"
+        "INV-1,ada@example.com,20.00,EUR,2026-03-02\n"), dry_run=False)
+    assert not result.has_errors() and not result.has_validation_errors()
+    assert Invoice.objects.get(number="INV-1").amount_due == Decimal("20.00")
+
+
+def test_the_invoice_admin_form_refuses_a_negative_amount_and_a_non_currency(
+        admin_client, customers):
+    response = admin_client.post("/admin/dunning/invoice/add/", {
+        "customer": customers[0].pk, "number": "INV-5", "amount_due": "-1.00",
+        "currency": "XXX", "due_date": "2026-03-02"})
+    assert response.status_code == 200  # the form again, with its errors
+    text = html.unescape(response.content.decode())
+    assert "The amount due cannot be negative" in text
+    assert "'XXX' is not the ISO 4217 code of a currency in use" in text
+    response = admin_client.post("/admin/dunning/invoice/add/", {
+        "customer": customers[0].pk, "number": "INV-5", "amount_due": "1.00",
+        "currency": "eur", "due_date": "2026-03-02"})
+    assert "Write the currency code in capitals: EUR." in html.unescape(
+        response.content.decode())
     assert not Invoice.objects.exists()
 
 

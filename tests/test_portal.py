@@ -211,6 +211,19 @@ def test_a_dispute_needs_a_reason(case, client):
     assert not Dispute.objects.exists()
 
 
+def test_the_customers_texts_have_a_limit_the_page_shows(case, client):
+    from dunning.inputs import MAX_CUSTOMER_TEXT_LENGTH as LIMIT
+
+    text = page(client.get(url(case.customer)))
+    assert text.count(f'maxlength="{LIMIT}"') == 2  # the dispute's reason, the comment
+    invoice = Invoice.objects.get(customer=case.customer)
+    response = client.post(url(case.customer), {"action": "dispute", "invoice": invoice.number,
+                                                "reason": "x" * (LIMIT + 1)})
+    assert response.status_code == 400
+    assert f"Ensure this value has at most {LIMIT} characters" in page(response)
+    assert not Dispute.objects.exists()
+
+
 def test_feedback_is_recorded_on_the_timeline(case, client):
     client.post(url(case.customer), {"action": "feedback", "reason": "cash-flow",
                                      "text": "Waiting for a customer"})

@@ -121,6 +121,7 @@ def test_a_dispute_pauses_dunning_until_it_is_resolved(admin_client, boss, case,
     response = act(admin_client, "open_dispute", [case])
     assert "Open a dispute" in page(response)
 
+    Invoice.objects.filter(customer=case.customer).update(number="INV-7")  # its invoice
     response = act(admin_client, "open_dispute", [case], invoice_number="INV-7",
                    reason="Goods never arrived")
     case.refresh_from_db()
@@ -159,3 +160,48 @@ def test_resolving_a_case_without_an_open_dispute_changes_nothing(admin_client, 
     response = act(admin_client, "resolve_disputes", [case], resolution="n/a")
     assert f"{case} has no open dispute." in page(response)
     assert not events(case, "dispute-resolved")
+
+
+def test_only_the_cases_own_open_invoices_can_be_disputed_in_the_admin(
+        admin_client, case, make_customer):
+    """Issue 14: another customer's invoice, a paid one or a number that does not exist is
+    a form error on the invoice number; nothing is paused."""
+    other = make_customer(name="Bob", email="bob@example.com")
+    theirs = Invoice.objects.create(customer=other, number="BOB-1", amount_due="5.00",
+                                    currency="EUR", due_date=datetime.date(2026, 3, 2))
+    Invoice.objects.create(customer=case.customer, number="PAID-1", amount_due="0.00",
+                           currency="EUR", due_date=datetime.date(2026, 3, 2))
+    for number in (theirs.number, "NOPE", "PAID-1"):
+        response = act(admin_client, "open_dispute", [case], invoice_number=number,
+                       reason="not ours")
+        text = page(response)
+        assert (f"{number} is not an open invoice of {case}; only the case's own open "
+                "invoices can be disputed.") in text
+        assert 'maxlength="2000"' in text  # the reason's limit, in the page
+    case.refresh_from_db()
+    assert case.paused_until is None
+    assert not Dispute.objects.exists() and not events(case, "dispute")
+
+
+@pytest.mark.parametrize("action,fields", [
+    ("add_note", {"text": None}),
+    ("log_call", {"outcome": "reached", "text": None}),
+    ("pause", {"reason": None}),
+    ("write_off", {"reason": None}),
+    ("open_dispute", {"invoice_number": "{invoice}", "reason": None}),
+    ("resolve_disputes", {"resolution": None}),
+])
+def test_the_workbench_forms_limit_free_text(admin_client, case, action, fields):
+    from dunning.inputs import MAX_NOTE_LENGTH
+
+    number = Invoice.objects.get(customer=case.customer).number
+    data = {name: ("x" * (MAX_NOTE_LENGTH + 1) if value is None else
+                   value.replace("{invoice}", number)) for name, value in fields.items()}
+    response = act(admin_client, action, [case], **data)
+    text = page(response)
+    assert (f"Ensure this value has at most {MAX_NOTE_LENGTH} characters (it has "
+            f"{MAX_NOTE_LENGTH + 1}).") in text
+    assert f'maxlength="{MAX_NOTE_LENGTH}"' in text
+    case.refresh_from_db()
+    assert case.status == Case.Status.OPEN and case.paused_until is None
+    assert not CaseEvent.objects.filter(case=case).exists()

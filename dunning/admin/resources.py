@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
+from ..inputs import invoice_of_another_customer
 from ..models import Case, Customer, Invoice, MessageTemplate, Policy, RetryStep, Step
 from ..models.policy import validate_step_sequence
 
@@ -479,3 +480,20 @@ class InvoiceResource(SafeResourceMixin, resources.ModelResource):
         super().before_import_row(row, **kwargs)
         if isinstance(row.get("currency"), str):
             row["currency"] = row["currency"].strip().upper()
+
+    def import_instance(self, instance, row, **kwargs):
+        """An existing invoice keeps its customer: a row that names another customer for
+        its number is a row error (a typo in a number must not move someone's debt)."""
+        owner = instance.customer_id if instance.pk else None
+        try:
+            super().import_instance(instance, row, **kwargs)
+        except ValidationError as exc:
+            errors = exc.update_error_dict({})
+        else:
+            errors = {}
+        if owner is not None and "customer" not in errors and instance.customer_id != owner:
+            email = Customer.objects.filter(pk=owner).values_list("email", flat=True).first()
+            errors["customer"] = [invoice_of_another_customer(
+                instance.number, email or f"#{owner}", row.get("customer_email", ""))]
+        if errors:
+            raise ValidationError(errors)

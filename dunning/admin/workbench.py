@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import services
+from ..inputs import MAX_NOTE_LENGTH
 from ..models import CaseStep
 from ..queries import broken_promises, call_block, queue_call_blocks
 
@@ -42,7 +43,8 @@ class AssignForm(forms.Form):
 
 
 class NoteForm(forms.Form):
-    text = forms.CharField(label=gettext_lazy("Note"), widget=forms.Textarea(attrs={"rows": 4}))
+    text = forms.CharField(label=gettext_lazy("Note"), max_length=MAX_NOTE_LENGTH,
+                           widget=forms.Textarea(attrs={"rows": 4}))
 
 
 class CallForm(forms.Form):
@@ -54,12 +56,14 @@ class CallForm(forms.Form):
                                "conversation still counts)."),
     )
     text = forms.CharField(
-        label=gettext_lazy("Notes"), required=False, widget=forms.Textarea(attrs={"rows": 4})
+        label=gettext_lazy("Notes"), required=False, max_length=MAX_NOTE_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 4})
     )
 
 
 class PauseForm(forms.Form):
-    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=MAX_NOTE_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 3}))
     until = forms.DateField(
         label=gettext_lazy("Paused until"),
         required=False,
@@ -72,7 +76,8 @@ class PauseForm(forms.Form):
 
 
 class WriteOffForm(forms.Form):
-    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=MAX_NOTE_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class PromiseForm(forms.Form):
@@ -93,12 +98,14 @@ class PromiseForm(forms.Form):
 
 class DisputeForm(forms.Form):
     invoice_number = forms.CharField(label=gettext_lazy("Invoice number"), max_length=255)
-    reason = forms.CharField(label=gettext_lazy("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(label=gettext_lazy("Reason"), max_length=MAX_NOTE_LENGTH,
+                             widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class ResolveDisputesForm(forms.Form):
     resolution = forms.CharField(
-        label=gettext_lazy("Resolution"), widget=forms.Textarea(attrs={"rows": 3})
+        label=gettext_lazy("Resolution"), max_length=MAX_NOTE_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3})
     )
 
 
@@ -315,14 +322,22 @@ def record_promise(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Open a dispute"), permissions=["change"])
 def open_dispute(modeladmin, request, queryset):
-    form, page = ask(
-        modeladmin, request, queryset, DisputeForm, action="open_dispute",
-        title=_("Open a dispute"), submit=_("Open dispute"),
-        intro=_("A disputed case gets no dunning step until its disputes are resolved."),
-    )
+    texts = {"action": "open_dispute", "title": _("Open a dispute"),
+             "submit": _("Open dispute"),
+             "intro": _("A disputed case gets no dunning step until its disputes are "
+                        "resolved. Name one of the case's open invoices.")}
+    form, page = ask(modeladmin, request, queryset, DisputeForm, **texts)
     if page is not None:
         return page
     number, reason = form.cleaned_data["invoice_number"], form.cleaned_data["reason"]
+    # Only the case's own open invoices (services.check_dispute_invoice), in one query; a
+    # closed case is reported by apply() below.
+    owners = services.owners_of_open_invoice(queryset, number)
+    for case in queryset:
+        if case.is_open and case.customer_id not in owners:
+            form.add_error("invoice_number", services.not_open_invoice(case, number))
+    if form.errors:
+        return intermediate_page(modeladmin, request, queryset, form=form, **texts)
     for case in queryset:
         if apply(modeladmin, request, services.open_dispute, case, number, reason) is None:
             continue

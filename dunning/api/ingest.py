@@ -5,7 +5,8 @@
 answer is 400 with ``{"rows": [{"index": i, "errors": {...}}]}`` for each bad row and
 nothing is written. Otherwise, in one transaction, customers are found by email (or
 created, which needs a name) and updated with the fields the row gives; invoices are
-found by number and created or updated. Sending the same batch again changes nothing
+found by number and created or updated; an invoice whose number belongs to another
+customer is refused (409 with the rows, nothing written), never moved. Sending the same batch again changes nothing
 (every row "unchanged"): the endpoint is idempotent by invoice number.
 """
 
@@ -15,6 +16,7 @@ from rest_framework.exceptions import ValidationError
 
 from ..conf import dunning_settings
 from ..hosts import get_customer_model, get_invoice_model
+from ..inputs import invoice_of_another_customer
 from ..models import Customer, Invoice
 from .serializers import BulkInvoiceSerializer
 
@@ -24,6 +26,16 @@ CUSTOMER_FIELDS = ("name", "phone", "language", "timezone", "customer_since")
 
 class BadRows(Exception):
     """Rows that cannot be written: ``rows`` is ``[{"index": i, "errors": {...}}]``."""
+
+    def __init__(self, rows):
+        super().__init__(rows)
+        self.rows = rows
+
+
+class OtherCustomers(Exception):
+    """Rows whose invoice number belongs to another customer: ``rows`` is ``[{"index",
+    "number", "errors": {"customer": {"email": [...]}}}]``. An invoice never moves to
+    another customer (a typo in a number would otherwise move someone else's debt)."""
 
     def __init__(self, rows):
         super().__init__(rows)
@@ -103,10 +115,32 @@ class BulkInvoices:
             raise BadRows(errors)
         return result
 
+    def check_owners(self, cleaned, customers):
+        """``{number: invoice}`` of the rows' existing invoices, or OtherCustomers when one
+        of them belongs to a customer other than the row's (by email)."""
+        numbers = [row["number"] for _index, row in cleaned]
+        existing = {i.number: i for i in Invoice.objects.select_related("customer")
+                    .filter(number__in=numbers)}
+        errors = []
+        for index, row in cleaned:
+            invoice = existing.get(row["number"])
+            customer = customers[row["customer"]["email"]]
+            if invoice is not None and invoice.customer_id != customer.pk:
+                errors.append({"index": index, "number": row["number"], "errors": {
+                    "customer": {"email": [invoice_of_another_customer(
+                        row["number"], invoice.customer.email or f"#{invoice.customer_id}",
+                        row["customer"]["email"])]}}})
+        if errors:
+            raise OtherCustomers(errors)
+        return existing
+
     def apply(self):
         cleaned = self.clean()
         customers = self.customers(cleaned)
         with transaction.atomic():
+            # Before anything is written (a new customer has no pk yet: any invoice found
+            # by the number is someone else's).
+            existing = self.check_owners(cleaned, customers)
             before = {
                 c.pk: tuple(getattr(c, n) for n in CUSTOMER_FIELDS)
                 for c in Customer.objects.filter(pk__in=[c.pk for c in customers.values() if c.pk])
@@ -117,8 +151,6 @@ class BulkInvoices:
                        and before[c.pk] != tuple(getattr(c, n) for n in CUSTOMER_FIELDS)]
             if changed:
                 Customer.objects.bulk_update(changed, list(CUSTOMER_FIELDS))
-            numbers = [row["number"] for _index, row in cleaned]
-            existing = {i.number: i for i in Invoice.objects.filter(number__in=numbers)}
             results, to_create, to_update = [], [], []
             for index, row in cleaned:
                 values = {

@@ -7,6 +7,7 @@ names (``name``, ``email``, ...) through the host adapter, whatever the host's f
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -14,6 +15,7 @@ from rest_framework.settings import api_settings
 
 from .. import queries, services
 from ..hosts import _to_decimal
+from ..inputs import MAX_NOTE_LENGTH, negative_amount_due, validate_currency
 from ..models import Case, CaseCharge, Dispute, MessageTemplate, Policy, Step
 from ..models.policy import validate_step_sequence
 
@@ -33,6 +35,12 @@ def drf_errors(exc):
             detail.setdefault(key, []).extend(messages)
         return serializers.ValidationError(detail)
     return serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: exc.messages})
+
+
+def note_field(**kwargs):
+    """Free text staff write (a note, a reason): at most MAX_NOTE_LENGTH characters (the
+    schema shows maxLength)."""
+    return serializers.CharField(max_length=MAX_NOTE_LENGTH, **kwargs)
 
 
 def run_check(check, value):
@@ -276,19 +284,19 @@ class AssignInput(serializers.Serializer):
 
 
 class NoteInput(serializers.Serializer):
-    text = serializers.CharField()
+    text = note_field()
 
 
 class CallInput(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=services.CALL_OUTCOMES)
-    text = serializers.CharField(required=False, allow_blank=True, default="")
+    text = note_field(required=False, allow_blank=True, default="")
     inbound = serializers.BooleanField(
         required=False, default=False,
         help_text=_("The customer called us: not a call attempt under Regulation F."))
 
 
 class PauseInput(serializers.Serializer):
-    reason = serializers.CharField()
+    reason = note_field()
     until = serializers.DateField(
         required=False, allow_null=True, default=None,
         help_text=_("Leave empty to pause until someone resumes the case."),
@@ -310,16 +318,17 @@ class PromiseInput(serializers.Serializer):
 
 
 class DisputeInput(serializers.Serializer):
-    invoice_number = serializers.CharField(max_length=255)
-    reason = serializers.CharField()
+    invoice_number = serializers.CharField(
+        max_length=255, help_text=_("The number of one of the case's open invoices."))
+    reason = note_field()
 
 
 class ResolveDisputesInput(serializers.Serializer):
-    resolution = serializers.CharField()
+    resolution = note_field()
 
 
 class WriteOffInput(serializers.Serializer):
-    reason = serializers.CharField()
+    reason = note_field()
 
 
 class SentStepSerializer(serializers.Serializer):
@@ -444,10 +453,13 @@ class BulkCustomerSerializer(serializers.Serializer):
 class BulkInvoiceSerializer(serializers.Serializer):
     number = serializers.CharField(max_length=64)
     customer = BulkCustomerSerializer()
-    amount_due = serializers.DecimalField(max_digits=14, decimal_places=2,
-                                          help_text=_("The open balance (0 once paid)."))
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", max_length=3,
-                                      help_text=_("ISO 4217 code."))
+    amount_due = serializers.DecimalField(
+        max_digits=14, decimal_places=2, min_value=0,
+        error_messages={"min_value": lazy(negative_amount_due, str)()},
+        help_text=_("The open balance (0 once paid); never negative."))
+    currency = serializers.CharField(
+        max_length=3, help_text=_("The ISO 4217 code of a currency in use (EUR, USD, ...; "
+                                  "not XXX or XTS); lower case is taken as upper case."))
     due_date = serializers.DateField()
     paid_on = serializers.DateField(
         required=False, allow_null=True,
@@ -455,7 +467,12 @@ class BulkInvoiceSerializer(serializers.Serializer):
                     "is when not given."))
 
     def validate_currency(self, value):
-        return value.upper()
+        value = value.strip().upper()
+        try:
+            validate_currency(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return value
 
 
 class BulkInvoicesInput(serializers.Serializer):
@@ -480,6 +497,16 @@ class BulkInvoicesResultSerializer(serializers.Serializer):
 class BulkRowErrorSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     errors = serializers.DictField()
+
+
+class BulkConflictRowSerializer(BulkRowErrorSerializer):
+    number = serializers.CharField(help_text=_("The invoice number."))
+
+
+class BulkInvoicesConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    rows = BulkConflictRowSerializer(many=True, required=False, help_text=_(
+        "Each row whose invoice belongs to another customer, and why."))
 
 
 class BulkInvoicesErrorSerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ import logging
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from django.db import IntegrityError
 from django.http import JsonResponse
@@ -302,12 +303,16 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         data = self._input(s.PromiseInput)
         return self._apply(services.record_promise, data["date"], data["amount"])
 
-    @case_action(s.DisputeInput, "Open a dispute about an invoice; dunning pauses until "
-                 "every dispute is resolved.")
+    @case_action(s.DisputeInput, "Open a dispute about one of the case's open invoices "
+                 "(another number is a 400); dunning pauses until every dispute is "
+                 "resolved.")
     @action(detail=True, methods=["post"])
     def dispute(self, request, pk=None):
         data = self._input(s.DisputeInput)
-        return self._apply(services.open_dispute, data["invoice_number"], data["reason"])
+        try:
+            return self._apply(services.open_dispute, data["invoice_number"], data["reason"])
+        except DjangoValidationError as exc:  # not one of the case's open invoices
+            raise ValidationError({"invoice_number": exc.messages}) from exc
 
     @case_action(s.ResolveDisputesInput, "Resolve every open dispute of the case.")
     @action(detail=True, methods=["post"], url_path="resolve-disputes")
@@ -429,15 +434,19 @@ class InvoiceViewSet(DunningAPIMixin, viewsets.GenericViewSet):
                 "Nothing was written. rows: each bad row with its index and errors.")),
             _404=OpenApiResponse(s.ErrorSerializer, description=(
                 "The site's invoices are its own model (not dunning.Invoice).")),
-            _409=OpenApiResponse(s.ErrorSerializer, description=(
-                "A concurrent request wrote the same invoice; send the batch again.")),
+            _409=OpenApiResponse(s.BulkInvoicesConflictSerializer, description=(
+                "Nothing was written. rows: invoices whose number belongs to another "
+                "customer (an invoice never moves to another customer); or, without "
+                "rows, a concurrent request wrote the same invoice: send the batch "
+                "again.")),
         ),
         description="Create or update invoices by number, with their customers (found by "
-                    "email, or created). All or nothing; idempotent.",
+                    "email, or created). All or nothing; idempotent. An existing invoice "
+                    "keeps its customer.",
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
-        from .ingest import BadRows, BulkInvoices
+        from .ingest import BadRows, BulkInvoices, OtherCustomers
 
         if not BulkInvoices.available():
             raise NotFound(_("This site's invoices are its own model, not dunning.Invoice: "
@@ -446,6 +455,11 @@ class InvoiceViewSet(DunningAPIMixin, viewsets.GenericViewSet):
             result = BulkInvoices(request.data).apply()
         except BadRows as bad:
             return Response({"rows": bad.rows}, status=status.HTTP_400_BAD_REQUEST)
+        except OtherCustomers as moved:
+            return Response({
+                "detail": _("Some invoices belong to other customers; nothing was written."),
+                "rows": moved.rows,
+            }, status=status.HTTP_409_CONFLICT)
         except IntegrityError as exc:
             raise Conflict(_("Another request wrote the same invoices at the same time; "
                              "send the batch again.")) from exc

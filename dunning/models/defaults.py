@@ -9,6 +9,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import customer_model_label
+from ..inputs import validate_amount_due, validate_currency
 
 
 class Customer(models.Model):
@@ -45,9 +46,13 @@ class Invoice(models.Model):
     )
     number = models.CharField(_("number"), max_length=64, unique=True)
     amount_due = models.DecimalField(
-        _("amount due"), max_digits=14, decimal_places=2, help_text=_("The open balance.")
+        _("amount due"), max_digits=14, decimal_places=2, help_text=_("The open balance."),
+        validators=[validate_amount_due],
     )
-    currency = models.CharField(_("currency"), max_length=3, help_text=_("ISO 4217 code."))
+    # Checked in the admin, the import and the API (dunning.inputs); a host's own invoice
+    # model is the host's business.
+    currency = models.CharField(_("currency"), max_length=3, help_text=_("ISO 4217 code."),
+                                validators=[validate_currency])
     due_date = models.DateField(_("due date"), db_index=True)
     paid_on = models.DateField(
         _("paid on"), null=True, blank=True,

@@ -4,6 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import dunning_settings
+from ..inputs import MAX_CUSTOMER_TEXT_LENGTH
 from ..models import Feedback
 from . import services
 
@@ -57,7 +58,8 @@ class PlanForm(PortalForm):
 class DisputeForm(PortalForm):
     action = "dispute"
     invoice = forms.CharField(label=_("Invoice"), max_length=255)
-    reason = forms.CharField(label=_("What is wrong with this invoice?"), max_length=4000,
+    reason = forms.CharField(label=_("What is wrong with this invoice?"),
+                             max_length=MAX_CUSTOMER_TEXT_LENGTH,
                              widget=forms.Textarea(attrs={"rows": 4}))
 
 
@@ -66,7 +68,7 @@ class FeedbackForm(PortalForm):
     reason = forms.ChoiceField(label=_("Why was the payment late?"),
                                choices=Feedback.Reason.choices)
     text = forms.CharField(label=_("Anything else you want to tell us (optional)"),
-                           required=False, max_length=4000,
+                           required=False, max_length=MAX_CUSTOMER_TEXT_LENGTH,
                            widget=forms.Textarea(attrs={"rows": 3}))
 
 

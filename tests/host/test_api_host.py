@@ -28,6 +28,28 @@ def test_cases_show_the_hosts_customer_and_invoices(admin_client, make_account, 
     assert admin_client.get(f"{API}/cases/?search=CH-X").json()["count"] == 1
 
 
+def test_a_dispute_names_one_of_the_hosts_open_invoices_of_the_case(
+        admin_client, make_account, make_charge, run):
+    """Issue 14 on a host's own models: the open invoices are the adapter's (total - paid
+    > 0 of the case's account)."""
+    cache.clear()
+    account = make_account(name="Hostie", email="hostie@example.com")
+    make_charge(account, total="100.00", paid="30.00", ref="CH-OPEN")
+    make_charge(account, total="50.00", paid="50.00", ref="CH-PAID")
+    make_charge(make_account(name="Other", email="other@example.com"), ref="CH-OTHER")
+    run(1)
+    case = Case.objects.get(customer_id=account.pk)
+    for number in ("CH-PAID", "CH-OTHER", "CH-NONE"):
+        response = post(admin_client, f"{API}/cases/{case.pk}/dispute/",
+                        {"invoice_number": number, "reason": "r"})
+        assert response.status_code == 400, number
+        assert "is not an open invoice of" in response.json()["invoice_number"][0]
+    response = post(admin_client, f"{API}/cases/{case.pk}/dispute/",
+                    {"invoice_number": "CH-OPEN", "reason": "r"})
+    assert response.status_code == 200
+    assert [d["invoice_number"] for d in response.json()["disputes"]] == ["CH-OPEN"]
+
+
 def test_bulk_is_not_for_swapped_models(admin_client):
     cache.clear()
     response = post(admin_client, f"{API}/invoices/bulk/", {"invoices": []})
