@@ -339,3 +339,28 @@ def test_dates_and_amounts_in_errors_speak_the_customers_language(overdue_custom
     assert latest.strftime("%d.%m.%Y") in errors
     assert latest.isoformat() not in errors
     assert "0,01" in errors and "0.01" not in errors
+
+
+def test_the_migration_tells_the_customers_old_events_from_the_runs(case, boss):
+    """Events recorded before actor_kind: a user's were staff's, the page's own kinds and a
+    promise, dispute or consent change outside any run were the customer's."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module(
+        "dunning.migrations.0023_wt-actor_actor_kind_portal_submissions")
+    now = timezone.now()
+    made = {
+        "feedback": CaseEvent.objects.create(case=case, kind="feedback", created_at=now),
+        "promise": CaseEvent.objects.create(case=case, kind="promise", created_at=now),
+        "note": CaseEvent.objects.create(case=case, kind="note", created_at=now, actor=boss),
+        "error": CaseEvent.objects.create(case=case, kind="error", created_at=now,
+                                          run=case_run(case)),
+    }
+    migration.backfill(apps, SimpleNamespace(connection=connection))
+    kinds = {name: CaseEvent.objects.get(pk=e.pk).actor_kind for name, e in made.items()}
+    assert kinds == {"feedback": "customer", "promise": "customer", "note": "staff",
+                     "error": "system"}
