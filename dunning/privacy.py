@@ -61,6 +61,7 @@ from .models import (
     PaymentAttempt,
     PaymentPlan,
     PortalRevocation,
+    PortalSubmission,
     PreDunningNotice,
     Suppression,
     UnreadableTrackingEvent,
@@ -101,7 +102,8 @@ NOT_PERSONAL = ("dunning.Policy", "dunning.Step", "dunning.MessageTemplate",
 TABLES = (
     Case, CaseStep, CaseEvent, CaseInvoice, CaseCharge, BalanceObservation, Dispute,
     PaymentPlan, Feedback, PaymentAttempt, PreDunningNotice, Notice, Letter, WebhookDelivery,
-    DeliveryEvent, Consent, PortalRevocation, Suppression, UnreadableTrackingEvent,
+    DeliveryEvent, Consent, PortalRevocation, PortalSubmission, Suppression,
+    UnreadableTrackingEvent,
 )
 
 #: Keys of JSON data (timeline event data, webhook payloads, notice data) whose string
@@ -306,6 +308,7 @@ class _Scope:
             DeliveryEvent: DeliveryEvent.objects.using(db).filter(case_step__case__customer_id=pk),
             Consent: Consent.objects.using(db).filter(customer_key=self.key),
             PortalRevocation: PortalRevocation.objects.using(db).filter(customer_key=self.key),
+            PortalSubmission: PortalSubmission.objects.using(db).filter(customer_key=self.key),
         }
 
     def __getitem__(self, model):
@@ -453,8 +456,14 @@ def _keep_minimum(scope, report, addresses, now, dry_run, *, anonymize):
                    "the latest opt-out per topic, note scrubbed: still not contacted")
     report.add(PortalRevocation._meta.label, "keep", 1,
                "every self-service link sent to the customer is revoked")
+    submissions = scope[PortalSubmission]
+    submitted = submissions.count()
+    if submitted:
+        report.add(PortalSubmission._meta.label, "delete", submitted,
+                   "the keys of the self-service forms the customer sent")
     if dry_run:
         return
+    submissions.delete()
     for address, reason, created_at in rows:
         Suppression.objects.using(scope.using).get_or_create(
             address=suppression_digest(address),

@@ -30,7 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import signals
+from . import actors, signals
 from .engine import manual
 from .engine.run import DunningRun
 from .exceptions import DunningError
@@ -139,14 +139,14 @@ def check_dispute_invoice(case, invoice_number):
 
 # -- helpers ----------------------------------------------------------------------------
 def record(case, kind, actor, message="", *, using=DEFAULT_DB_ALIAS, run=None, **data):
-    """A timeline event of ``case`` by ``actor`` (a user, or None for the system)."""
-    if actor is not None and not getattr(actor, "is_authenticated", False):
-        actor = None
+    """A timeline event of ``case`` by ``actor``: a :class:`dunning.actors.Actor` (the
+    customer, an API client), a staff user, or None for the system."""
+    actor_kind, user = actors.resolve(actor)
     # One transaction with the event's outbound webhooks (dunning.webhooks): both or neither.
     with transaction.atomic(using=using):
         return CaseEvent.objects.using(using).create(
             case=case, kind=kind, created_at=timezone.now(), message=message, data=data,
-            actor=actor, run=run,
+            actor=user, actor_kind=actor_kind, run=run,
         )
 
 
@@ -299,11 +299,10 @@ def open_dispute(case, invoice_number, reason, actor):
     check_dispute_invoice); dunning pauses until every dispute is resolved."""
     require_open(case)
     check_dispute_invoice(case, invoice_number)
-    if actor is not None and not getattr(actor, "is_authenticated", False):
-        actor = None
     with transaction.atomic():
         dispute = Dispute.objects.create(
-            case=case, invoice_number=invoice_number, reason=reason, opened_by=actor
+            case=case, invoice_number=invoice_number, reason=reason,
+            opened_by=actors.user_of(actor),
         )
         next_due = recheck_from(case)
         Case.objects.filter(pk=case.pk).update(
@@ -374,8 +373,6 @@ def send_now(cases, actor):
     outcome = SendNowOutcome(
         not_open=[case for case in cases.values() if case.status != Case.Status.OPEN]
     )
-    if actor is not None and not getattr(actor, "is_authenticated", False):
-        actor = None
     run = manual.send_next_step_now(
         [pk for pk, case in cases.items() if case.status == Case.Status.OPEN], actor=actor
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from decimal import Decimal
 
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from .conf import dunning_settings
 from .hosts import get_adapter, get_customer_model, get_invoice_model
@@ -63,3 +63,38 @@ def create_invoice(customer, **values):
     return get_invoice_model()._default_manager.create(
         **_host_fields(adapter.invoice_field, values)
     )
+
+
+def portal_stamp(client, path, action):
+    """The stamp of form ``action`` on the self-service page at ``path`` as a browser gets
+    it (dunning.portal.stamps): GET the page and read the hidden field; None when the page
+    shows no such form."""
+    import html
+    import re
+
+    page = client.get(path).content.decode()
+    match = re.search(r'name="action" value="' + re.escape(action)
+                      + r'"><input type="hidden" name="stamp" value="([^"]*)"', page)
+    return html.unescape(match.group(1)) if match else None
+
+
+def portal_post(client, path, data):
+    """POST form ``data["action"]`` of the self-service page at ``path`` the way a browser
+    does: from a freshly loaded page, with its stamp (unless ``data`` has one, or the page
+    shows no such form: then ``data`` goes as it is)."""
+    if "stamp" not in data and data.get("action") not in (None, "resend"):
+        stamp = portal_stamp(client, path, data["action"])
+        if stamp is not None:
+            data = {**data, "stamp": stamp}
+    return Client.post(client, path, data)
+
+
+class PortalClient(Client):
+    """A test client that sends the self-service page's forms as a browser does: a POST of
+    a form without a stamp is sent from the page loaded just before (with its stamp). A
+    POST with a ``stamp``, or of a form the page does not show, goes as it is."""
+
+    def post(self, path, data=None, *args, **kwargs):
+        if isinstance(data, dict) and "/portal/" in str(path) and not args and not kwargs:
+            return portal_post(self, path, data)
+        return super().post(path, data, *args, **kwargs)

@@ -7,7 +7,7 @@ closed disputes, merged by time. Read-only: the past is not edited.
 
 from django.utils.translation import gettext as _
 
-from .models import CaseEvent, CaseStep, DeliveryEvent, Dispute
+from .models import ActorKind, CaseEvent, CaseStep, DeliveryEvent, Dispute
 
 
 def call_outcome(data):
@@ -18,9 +18,26 @@ def call_outcome(data):
     return outcome
 
 
+def actor_label(event):
+    """Who did it, as the timeline says it: the customer, a user by name (an API client
+    marked), the run, or the system (a webhook, the scheduler)."""
+    kind = event.actor_kind
+    if kind == ActorKind.CUSTOMER:
+        return _("the customer (self-service page)")
+    name = event.actor.get_username() if event.actor_id and event.actor else ""
+    if kind == ActorKind.API:
+        return _("%(user)s (API)") % {"user": name} if name else _("an API client")
+    if name:  # a staff user (and the events recorded before actor_kind existed)
+        return name
+    if kind == ActorKind.STAFF:
+        return _("a staff user (deleted)")
+    return _("dunning run") if event.run_id else _("system")
+
+
 def timeline(case):
     """The case's history as dicts sorted by time (four queries, whatever its length):
-    ``{"at", "kind", "label", "text", "by", "outcome"}``."""
+    ``{"at", "kind", "label", "text", "by", "outcome"}`` (and ``"by_kind"``, one of
+    :class:`~dunning.models.ActorKind`, for case events)."""
     entries = []
     steps = list(CaseStep.objects.filter(case=case).order_by("created_at", "pk"))
     deliveries = {}
@@ -52,7 +69,8 @@ def timeline(case):
             "kind": event.kind,
             "label": event.get_kind_display(),
             "text": event.message,
-            "by": event.actor.get_username() if event.actor else _("dunning run"),
+            "by": actor_label(event),
+            "by_kind": event.actor_kind,
             "outcome": call_outcome(event.data or {}),
         })
     for dispute in Dispute.objects.filter(case=case).select_related("opened_by"):

@@ -391,7 +391,9 @@ def test_detail_has_open_invoices_totals_disputes_and_timeline(admin_client, cas
     kinds = [entry["kind"] for entry in detail["timeline"]]
     assert kinds == ["message", "dispute"]
     assert detail["timeline"][0]["status"] == "sent"
-    assert detail["timeline"][1]["by"] == "boss"
+    # Done through the API: the user, marked as an API client (issue 14).
+    assert detail["timeline"][1]["by"] == "boss (API)"
+    assert detail["timeline"][1]["by_kind"] == "api"
 
 
 # -- the case actions: the admin's rules ------------------------------------------------------

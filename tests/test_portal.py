@@ -16,7 +16,7 @@ from dunning.portal import services as portal_services
 from dunning.portal.tokens import make_token, portal_url, revoke_links
 from dunning.rendering import babel_locale, build_context
 from dunning.services import PAUSED_INDEFINITELY, PROMISE_GRACE_DAYS
-from dunning.testing import override_dunning_settings
+from dunning.testing import PortalClient, override_dunning_settings, portal_stamp
 
 ONE_DAY = datetime.timedelta(days=1)
 
@@ -49,7 +49,7 @@ def today():
 
 @pytest.fixture
 def client():
-    return Client()
+    return PortalClient()  # sends each form from the page loaded just before, as a browser
 
 
 # -- the link -----------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_the_message_context_carries_an_absolute_link_that_opens_the_page(case, 
 
 # -- CSRF and methods -----------------------------------------------------------------------
 def test_actions_need_the_csrf_token(case):
-    client = Client(enforce_csrf_checks=True)
+    client = PortalClient(enforce_csrf_checks=True)
     target = url(case.customer)
     data = {"action": "feedback", "reason": "forgot", "text": ""}
     assert client.post(target, data).status_code == 403
@@ -392,11 +392,15 @@ def test_without_a_base_url_messages_have_no_portal_line(overdue_customer, run, 
 
 
 def test_a_customer_with_a_plan_cannot_ask_for_another(case, client, today):
+    old_tab = portal_stamp(client, url(case.customer), "plan")
     ask_for_plan(client, case, 2, today + ONE_DAY)
     assert "Ask for a payment plan" not in page(client.get(url(case.customer)))
-    response = ask_for_plan(client, case, 3, today + ONE_DAY)
+    # The form of a page opened before the plan was asked for (another tab).
+    response = client.post(url(case.customer), {
+        "action": "plan", "instalments": "3", "first": (today + ONE_DAY).isoformat(),
+        "stamp": old_tab})
     assert response.status_code == 400
-    assert "already have a payment plan" in page(response)
+    assert "Your payment plan changed since you opened this page" in page(response)
     assert PaymentPlan.objects.count() == 1
 
 

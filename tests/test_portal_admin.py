@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from dunning.models import CaseEvent, Feedback, PaymentPlan
 from dunning.portal.tokens import make_token
+from dunning.testing import PortalClient
 
 PLANS = "/admin/dunning/paymentplan/"
 ONE_DAY = datetime.timedelta(days=1)
@@ -15,7 +16,7 @@ ONE_DAY = datetime.timedelta(days=1)
 
 def requested_plan(case):
     """A customer asks for a two-instalment plan on their page (nothing auto-approved)."""
-    Client().post(f"/dunning/portal/{make_token(case.customer_id)}/", {
+    PortalClient().post(f"/dunning/portal/{make_token(case.customer_id)}/", {
         "action": "plan", "instalments": "2",
         "first": (timezone.localdate() + ONE_DAY).isoformat()})
     return PaymentPlan.objects.get(case=case)
@@ -63,7 +64,7 @@ def test_deciding_plans_needs_the_case_permission(staff_client, django_user_mode
 
 
 def test_feedback_is_listed_for_staff(admin_client, case):
-    Client().post(f"/dunning/portal/{make_token(case.customer_id)}/", {
+    PortalClient().post(f"/dunning/portal/{make_token(case.customer_id)}/", {
         "action": "feedback", "reason": "cash-flow", "text": "Salary comes on the 15th"})
     assert Feedback.objects.get().reason == "cash-flow"
     listing = admin_client.get("/admin/dunning/feedback/", {"reason": "cash-flow"})

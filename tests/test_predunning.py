@@ -22,7 +22,7 @@ from dunning.payments import declines
 from dunning.payments.predunning import card_kind, run_predunning
 from dunning.payments.retries import record_failure, run_due_retries
 from dunning.portal.tokens import make_token
-from dunning.testing import override_dunning_settings
+from dunning.testing import override_dunning_settings, portal_post
 
 from .conftest import day
 
@@ -49,7 +49,7 @@ def portal(client, customer, data=None):
     path = f"/dunning/portal/{make_token(customer.pk)}/"
     if data is None:
         return html.unescape(client.get(path).content.decode())
-    return client.post(path, data)
+    return portal_post(client, path, data)  # from the page, with its stamp
 
 
 @pytest.mark.parametrize("days_left, expected", [

@@ -5,6 +5,7 @@ that mails it to the staff user's own address."""
 import datetime
 
 from django.contrib import messages
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -12,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
@@ -19,7 +21,7 @@ from ..engine.run import invoice_snapshot
 from ..exceptions import RenderLimitError
 from ..history import customer_history, months_between
 from ..hosts import CustomerRow, get_adapter
-from ..models import Step
+from ..models import Case, Step
 from ..rendering import Renderer, babel_locale, build_context, company_context
 
 TEST_PREFIX = "[TEST] "
@@ -82,8 +84,28 @@ def step_info(template):
             "required": step.required}
 
 
+#: What stands in a preview for the customer's signed links: a visible placeholder in
+#: place of the token, which no page accepts (a preview must never hand whoever may view
+#: templates a working link to a customer's self-service page or opt-out).
+PLACEHOLDER_TOKEN = "PREVIEW-NOT-A-WORKING-LINK"
+
+
+def placeholder_links(step):
+    """The ``portal_url`` and ``unsubscribe_url`` of a preview: where the real message has
+    a link (PORTAL_BASE_URL set; an unsubscribe link but on a required notice), one that
+    reads as a placeholder and carries no token."""
+    base = dunning_settings.PORTAL_BASE_URL
+    if not base:
+        return "", ""
+    if not base.endswith("/"):
+        base += "/"
+    unsubscribe = "" if step.get("required") else f"{base}unsubscribe/{PLACEHOLDER_TOKEN}/"
+    return f"{base}portal/{PLACEHOLDER_TOKEN}/", unsubscribe
+
+
 def render_preview(template, customer_pk):
-    """A dict with the customer, the invoices and the rendered message (or the error)."""
+    """A dict with the customer, the invoices and the rendered message (or the error).
+    The customer's links are placeholders (:func:`placeholder_links`), never real ones."""
     today = timezone.localdate()
     result = {"customer": None, "invoices": [], "subject": "", "text": "", "html": None,
               "error": ""}
@@ -95,11 +117,15 @@ def render_preview(template, customer_pk):
     else:
         customer, invoices = sample_customer(template), sample_invoices(today)
     result["customer"], result["invoices"] = customer, invoices
+    step = step_info(template)
+    portal_url, unsubscribe_url = placeholder_links(step)
     try:
         context = build_context(
             customer=customer,
             invoices=invoices,
-            step=step_info(template),
+            step=step,
+            portal_url=portal_url,
+            unsubscribe_url=unsubscribe_url,
             as_of=today,
             # Amounts and dates in the template's language: an English template previewed
             # for a German customer reads as the English customers get it.
@@ -156,6 +182,19 @@ def send_test(model_admin, request, template, customer_pk):
         })
 
 
+REAL_DATA_REFUSED = gettext_lazy(
+    "Previewing a template with a real customer's data needs the permission to view cases; "
+    "you may preview it with the sample customer.")
+
+
+def can_view_customers(user):
+    """Whether ``user`` may preview with a real customer's data: the permission to view
+    (or change) cases, whose data it is."""
+    opts = Case._meta
+    return any(user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
+               for action in ("view", "change"))
+
+
 def preview_view(model_admin, request, object_id):
     """GET: the template rendered for a sample customer or ?customer=<pk>.
     POST: "send me a test" (needs the change permission)."""
@@ -167,14 +206,24 @@ def preview_view(model_admin, request, object_id):
     if not model_admin.has_view_or_change_permission(request, template):
         raise PermissionDenied
     can_send = model_admin.has_change_permission(request, template)
+    may_see_customers = can_view_customers(request.user)
     if request.method == "POST":
         if not can_send:
             raise PermissionDenied
         customer_pk = request.POST.get("customer", "").strip()
+        if customer_pk and not may_see_customers:
+            raise PermissionDenied(REAL_DATA_REFUSED)
         send_test(model_admin, request, template, customer_pk)
         return HttpResponseRedirect(preview_url(model_admin, template, customer_pk))
     customer_pk = request.GET.get("customer", "").strip()
-    rendered = render_preview(template, customer_pk)
+    status = 200
+    if customer_pk and not may_see_customers:
+        # Sample data only: a customer's name, address and invoices are the cases' data.
+        rendered = {"customer": None, "invoices": [], "subject": "", "text": "", "html": None,
+                    "error": str(REAL_DATA_REFUSED)}
+        status = 403
+    else:
+        rendered = render_preview(template, customer_pk)
     if rendered["error"]:
         messages.error(request, rendered["error"])
     opts = model_admin.model._meta
@@ -187,7 +236,8 @@ def preview_view(model_admin, request, object_id):
         "is_sample": not customer_pk,
         "preview": rendered,
         "can_send": can_send,
+        "may_see_customers": may_see_customers,
         "user_email": getattr(request.user, "email", "") or "",
     }
     request.current_app = model_admin.admin_site.name
-    return TemplateResponse(request, "dunning/admin/preview.html", context)
+    return TemplateResponse(request, "dunning/admin/preview.html", context, status=status)

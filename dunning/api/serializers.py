@@ -223,7 +223,12 @@ class TimelineEntrySerializer(serializers.Serializer):
                                              "event kind (note, call, paused, ...)."))
     label = serializers.CharField()
     text = serializers.CharField()
-    by = serializers.CharField()
+    by = serializers.CharField(help_text=_("Who did it: the customer (self-service page), a "
+                                           "user's name (marked '(API)' through the API), "
+                                           "'dunning run' or 'system'."))
+    by_kind = serializers.ChoiceField(
+        choices=["system", "customer", "staff", "api"], required=False,
+        help_text=_("Events only: system, customer, staff or api."))
     outcome = serializers.CharField()
     status = serializers.CharField(required=False, help_text=_("Messages only."))
     delivery = DeliverySerializer(many=True, required=False, help_text=_("Messages only."))

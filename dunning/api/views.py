@@ -25,7 +25,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from .. import queries, reports, services
+from .. import actors, queries, reports, services
 from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
@@ -257,7 +257,7 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
     def _apply(self, operation, *args, **kwargs):
         case = self.get_object()
         try:
-            operation(case, *args, self.request.user, **kwargs)
+            operation(case, *args, actors.api(self.request.user), **kwargs)
         except services.CaseActionRefused as refused:
             raise Conflict(refused.message) from refused
         return self._done(case)
@@ -327,7 +327,7 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         data = self._input(s.WriteOffInput)
         case = self.get_object()
         try:
-            written_off = services.write_off(case, data["reason"], request.user)
+            written_off = services.write_off(case, data["reason"], actors.api(request.user))
         except services.CaseActionRefused as refused:
             raise Conflict(refused.message) from refused
         if not written_off:
@@ -350,7 +350,7 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         if not case.is_open:
             return Response({"detail": services.CaseNotOpen(case).message,
                              "reason": "not-open"}, status=status.HTTP_409_CONFLICT)
-        outcome = services.send_now([case], request.user)
+        outcome = services.send_now([case], actors.api(request.user))
         if case.pk in outcome.refused:
             return Response({"detail": outcome.refusal_message(case),
                              "reason": outcome.refused[case.pk]},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS
 
+from .. import actors
 from ..models import CaseEvent, Run
 from .run import DunningRun, case_key, is_day
 from .schedule import BELOW_MINIMUM, CaseFacts, Decision, Kind, next_step_index, step_due_on
@@ -43,6 +44,8 @@ class SendNowRun(DunningRun):
         super().__init__(None, using=using)
         self.case_pks = list(case_pks)
         self.actor = actor
+        # A staff user, an API client (dunning.actors.Actor) or None (the system).
+        self.actor_kind, self.actor_user = actors.resolve(actor)
         self.render_processes = 1  # a handful of cases: render in-process
         #: case pk -> why it was left alone (REFUSED_*), for the staff's message.
         self.refused = {}
@@ -113,7 +116,7 @@ class SendNowRun(DunningRun):
         if decision.kind is Kind.EXECUTE and case.pk not in self.refused:
             events.append(CaseEvent(
                 case=case, run=self.run, kind=CaseEvent.Kind.SENT_BY_HAND,
-                created_at=self.batch_now, actor=self.actor,
+                created_at=self.batch_now, actor=self.actor_user, actor_kind=self.actor_kind,
                 data={"step_key": decision.step.key},
             ))
 

@@ -1,4 +1,4 @@
-from .case import Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
+from .case import ActorKind, Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
 from .charges import BalanceObservation, CaseCharge
 from .consent import Consent
 from .defaults import Customer, Invoice
@@ -6,11 +6,12 @@ from .letters import Letter
 from .notices import Notice
 from .payments import PaymentAttempt, PreDunningNotice
 from .policy import MessageTemplate, Policy, PolicyRule, RetryStep, Step
-from .portal import Feedback, PaymentPlan, PortalRevocation
+from .portal import Feedback, PaymentPlan, PortalRevocation, PortalSubmission
 from .tracking import ChannelBreaker, DeliveryEvent, Suppression, UnreadableTrackingEvent
 from .webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
+    "ActorKind",
     "BalanceObservation",
     "Case",
     "CaseCharge",
@@ -32,6 +33,7 @@ __all__ = [
     "Policy",
     "PolicyRule",
     "PortalRevocation",
+    "PortalSubmission",
     "PreDunningNotice",
     "RetryStep",
     "Run",

@@ -300,6 +300,15 @@ class Dispute(models.Model):
         return self.resolved_at is None
 
 
+class ActorKind(models.TextChoices):
+    """Who did something on a case (see dunning.actors)."""
+
+    SYSTEM = "system", _("System")
+    CUSTOMER = "customer", _("Customer (self-service page)")
+    STAFF = "staff", _("Staff user")
+    API = "api", _("API client")
+
+
 class CaseEvent(models.Model):
     """Everything on a case's timeline that is not an executed step."""
 
@@ -363,6 +372,11 @@ class CaseEvent(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("by"),
+    )
+    #: Through which door the event came (dunning.actors): the customer on the
+    #: self-service page, a staff user in the admin, an API client, or the system.
+    actor_kind = models.CharField(
+        _("done through"), max_length=16, choices=ActorKind.choices, default=ActorKind.SYSTEM,
     )
 
     class Meta:

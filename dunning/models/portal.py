@@ -85,3 +85,27 @@ class Feedback(models.Model):
 
     def __str__(self):
         return self.get_reason_display()
+
+
+class PortalSubmission(models.Model):
+    """A self-service form the page has carried out, by the key the form was rendered with
+    (dunning.portal.stamps): the same form sent again (a replay, a double click, the back
+    button) finds its key here and changes nothing more. Keyed by the text of the host
+    customer's pk, like PortalRevocation; the unique constraint is the guard two requests
+    at once meet."""
+
+    customer_key = models.CharField(_("customer"), max_length=255)
+    key = models.CharField(_("form key"), max_length=64)
+    action = models.CharField(_("action"), max_length=16)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("self-service form sent")
+        verbose_name_plural = _("self-service forms sent")
+        constraints = [
+            models.UniqueConstraint(fields=["customer_key", "key"],
+                                    name="dunning_portal_submission_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.customer_key}: {self.action} {self.created_at:%Y-%m-%d %H:%M}"

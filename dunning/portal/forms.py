@@ -1,5 +1,7 @@
 """The forms of the self-service page (every field labelled, errors announced)."""
 
+from decimal import Decimal
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -7,6 +9,8 @@ from ..conf import dunning_settings
 from ..inputs import MAX_CUSTOMER_TEXT_LENGTH
 from ..models import Feedback
 from . import services
+
+CENT = Decimal("0.01")
 
 
 class DateInput(forms.DateInput):
@@ -35,10 +39,23 @@ class PromiseForm(PortalForm):
     action = "promise"
     date = forms.DateField(label=_("I will pay by"), widget=DateInput)
     amount = forms.DecimalField(label=_("Amount"), max_digits=14, decimal_places=2,
-                                min_value=0.01)
+                                widget=forms.NumberInput(attrs={"min": "0.01", "step": "0.01"}))
 
     def clean_date(self):
         return services.check_portal_date(self.cleaned_data["date"])
+
+    def clean_amount(self):
+        """At least one cent, said in the customer's language ("0,01" in German; Django's
+        own message would show "0.01" whatever the language)."""
+        from babel.numbers import format_decimal
+
+        amount = self.cleaned_data["amount"]
+        if amount < CENT:
+            raise forms.ValidationError(
+                _("Please enter an amount of at least %(amount)s.")
+                % {"amount": format_decimal(CENT, format="#,##0.00", locale=services.page_locale())}
+            )
+        return amount
 
 
 class PlanForm(PortalForm):

@@ -2,7 +2,7 @@
 
 Promises and disputes go through :mod:`dunning.services`, the same functions the
 workbench and the API call, so their rules (the pause, the timeline event) live in one
-place; the acting user is None (the customer). Payment plans and feedback are the
+place; the actor is the customer (dunning.actors.CUSTOMER). Payment plans and feedback are the
 portal's own; :func:`check_payment_plans` is the run-time check that breaks a plan whose
 instalment was missed (dunning then resumes by itself) and completes a paid one.
 """
@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from .. import services
+from .. import actors, services
 from ..conf import dunning_settings
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
@@ -100,17 +100,30 @@ def check_portal_date(date, today=None):
     services.check_promise_date(date)
     latest = latest_date(today)
     if date > latest:
+        from ..rendering import format_day
+
         raise ValidationError(
-            _("Please choose a date no later than %(date)s.") % {"date": latest.isoformat()}
+            _("Please choose a date no later than %(date)s.")
+            % {"date": format_day(latest, page_locale())}
         )
     return date
+
+
+def page_locale():
+    """The Babel locale of the language the page speaks (the customer's, set by the view),
+    for the dates and amounts of its messages."""
+    from django.utils import translation
+
+    from ..rendering import babel_locale
+
+    return babel_locale(translation.get_language())
 
 
 # -- the actions ---------------------------------------------------------------------------
 def promise(case, date, amount):
     check_portal_date(date)
     services.check_promise_amount(amount)
-    return services.record_promise(case, date, amount, None)
+    return services.record_promise(case, date, amount, actors.CUSTOMER)
 
 
 def dispute(case, invoice_number, reason):
@@ -118,13 +131,13 @@ def dispute(case, invoice_number, reason):
     while it is open adds nothing."""
     same = case.disputes.filter(invoice_number=invoice_number, reason=reason,
                                 resolved_at__isnull=True).first()
-    return same or services.open_dispute(case, invoice_number, reason, None)
+    return same or services.open_dispute(case, invoice_number, reason, actors.CUSTOMER)
 
 
 def give_feedback(case, reason, text):
     with transaction.atomic():
         feedback = Feedback.objects.create(case=case, reason=reason, text=text)
-        services.record(case, CaseEvent.Kind.FEEDBACK, None, text,
+        services.record(case, CaseEvent.Kind.FEEDBACK, actors.CUSTOMER, text,
                         reason=reason, feedback=feedback.pk)
     return feedback
 
@@ -183,7 +196,7 @@ def request_plan(portfolio, count, first):
             invoices=[i.pk for i in portfolio.invoices],
             status=PaymentPlan.Status.REQUESTED,
         )
-        services.record(case, CaseEvent.Kind.PLAN_REQUESTED, None,
+        services.record(case, CaseEvent.Kind.PLAN_REQUESTED, actors.CUSTOMER,
                         _("Payment plan in %(n)s instalments requested.") % {"n": count},
                         plan=plan.pk, instalments=instalments)
         if auto:
@@ -324,7 +337,7 @@ def log_consent(customer_pk, case, entries, message, source=Consent.Source.PORTA
             Consent(customer_key=key, topic=topic, granted=granted, source=source)
             for topic, granted in entries)
         if case is not None:
-            services.record(case, CaseEvent.Kind.CONSENT, None, message,
+            services.record(case, CaseEvent.Kind.CONSENT, actors.CUSTOMER, message,
                             **{topic: granted for topic, granted in entries})
 
 
@@ -430,19 +443,19 @@ def pay_now(portfolio, method_id, today=None):
         )
         if case is not None:
             if result.ok:
-                services.record(case, CaseEvent.Kind.PAYMENT_COLLECTED, None,
+                services.record(case, CaseEvent.Kind.PAYMENT_COLLECTED, actors.CUSTOMER,
                                 _("Paid %(amount)s %(currency)s on the self-service page with "
                                   "%(method)s.") % {"amount": amount, "currency": currency,
                                                     "method": method_id},
                                 attempt=attempt.pk, transaction_id=result.transaction_id)
             elif result.pending:
-                services.record(case, CaseEvent.Kind.PAYMENT_PENDING, None,
+                services.record(case, CaseEvent.Kind.PAYMENT_PENDING, actors.CUSTOMER,
                                 _("Paid %(amount)s %(currency)s on the self-service page with "
                                   "%(method)s: processing, settled when the bank answers.")
                                 % {"amount": amount, "currency": currency, "method": method_id},
                                 attempt=attempt.pk, transaction_id=result.transaction_id)
             else:
-                services.record(case, CaseEvent.Kind.PAYMENT_DECLINED, None,
+                services.record(case, CaseEvent.Kind.PAYMENT_DECLINED, actors.CUSTOMER,
                                 _("Payment on the self-service page with %(method)s declined: "
                                   "%(code)s.") % {"method": method_id,
                                                   "code": declines.label(result.decline_code)},

@@ -8,17 +8,18 @@ import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone, translation
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from ..rendering import babel_locale, format_day, format_money
 from ..services import CaseActionRefused
-from . import forms, resend, services
+from . import forms, resend, services, stamps
 from .tokens import InvalidToken, read_token
 
 ACTIONS = {
@@ -101,6 +102,28 @@ def broken_link(request, token):
     return response
 
 
+CLOSED = gettext_lazy("Your account has no open reminder case any more, so nothing was "
+                      "changed. Please contact us if you have questions.")
+
+#: Why a form from the page was not carried out although its fields were fine.
+EXPIRED = gettext_lazy("This form did not come from your current page, so nothing was "
+                       "changed. Please check the details below and send it again.")
+STALE = {
+    "promise": gettext_lazy("A newer promise to pay was made since you opened this page, so "
+                            "this one was not saved. Please check the page and send the "
+                            "form again if you want to change it."),
+    "plan": gettext_lazy("Your payment plan changed since you opened this page, so nothing "
+                         "was changed. Please check the page and send the form again."),
+    "channels": gettext_lazy("Your contact preferences changed since you opened this page "
+                             "(for example through a link in one of our messages), so they "
+                             "were not saved. Please check them below and save them again."),
+    "updater": gettext_lazy("Your answer changed since you opened this page, so it was not "
+                            "saved. Please check it below and save it again."),
+    "pay": gettext_lazy("The amount to pay changed since you opened this page, so no payment "
+                        "was made. Please check the amount below and pay again."),
+}
+
+
 def handle(request, token, portfolio, language):
     forms_by_action = {}
     error = ""
@@ -110,6 +133,10 @@ def handle(request, token, portfolio, language):
             raise Http404("unknown action")
         if action == "updater" and not updater_offered():
             raise Http404("no account updater")
+        done = HttpResponseRedirect(f"{request.path}?done={action}#top")
+        stamp = stamps.read(request.POST.get("stamp", ""), action, portfolio)
+        if stamp is not None and stamps.seen(portfolio, stamp):
+            return done  # a replay: it was carried out already, nothing changes
         form = make_form(action, request.POST, portfolio=portfolio)
         if action == "dispute" and request.POST.get("invoice") and portfolio.invoice(
             request.POST["invoice"]
@@ -117,15 +144,28 @@ def handle(request, token, portfolio, language):
             raise Http404("not this customer's invoice")  # another customer's invoice
         if portfolio.case is None and action not in WITHOUT_CASE:
             error = "closed"
-        elif form.is_valid():
+        elif not form.is_valid():
+            pass
+        elif stamp is None:
+            form.add_error(None, EXPIRED)
+        elif stamp.state != stamps.current_state(action, portfolio):
+            form.add_error(None, STALE.get(action, EXPIRED))
+        elif not stamps.claim(portfolio, stamp):
+            return done  # the same form at the same moment: the other request carries it out
+        else:
             try:
                 perform(action, form.cleaned_data, portfolio)
             except ValidationError as exc:
+                stamps.release(portfolio, stamp)
                 form.add_error(None, exc)
             except CaseActionRefused:
+                stamps.release(portfolio, stamp)
                 error = "closed"
+            except BaseException:
+                stamps.release(portfolio, stamp)
+                raise
             else:
-                return HttpResponseRedirect(f"{request.path}?done={action}#top")
+                return done
         forms_by_action[action] = form
     return TemplateResponse(
         request, "dunning/portal/page.html",
@@ -174,7 +214,7 @@ def page_context(request, token, portfolio, language, bound, error):
         disputed = set(case.disputes.filter(resolved_at__isnull=True)
                        .values_list("invoice_number", flat=True))
         plan = case.payment_plans.exclude(status="declined").first()
-    return {
+    context = {
         "language": language,
         "customer": portfolio.customer,
         "case": case,
@@ -215,4 +255,43 @@ def page_context(request, token, portfolio, language, bound, error):
         ],
         "done": request.GET.get("done", "") if request.method == "GET" else "",
         "error": error,
+        "error_summary": error_summary(bound, error),
     }
+    context["stamps"] = form_stamps(portfolio, context)
+    return context
+
+
+#: The heading of each form's section on the page (where a form-wide error points).
+SECTIONS = {action: f"{action}-h" for action in ACTIONS}
+
+
+def error_summary(bound, error):
+    """[{"text", "href"}] of every error of the posted form (and the page's own), for the
+    summary at the top of the page that takes the focus: on a phone the form may be far
+    below, and the customer must see at once why nothing happened."""
+    entries = []
+    if error == "closed":
+        entries.append({"text": CLOSED, "href": "#top"})
+    for action, form in bound.items():
+        for message in form.non_field_errors():
+            entries.append({"text": message, "href": f"#{SECTIONS[action]}"})
+        for name, errors in form.errors.items():
+            if name == NON_FIELD_ERRORS or name not in form.fields:
+                continue
+            field = form[name]
+            target = field.id_for_label or field.auto_id or SECTIONS[action]
+            for message in errors:
+                entries.append({"text": f"{field.label}: {message}", "href": f"#{target}"})
+    return entries
+
+
+def form_stamps(portfolio, context):
+    """{action: stamp} of the forms the page shows (dunning.portal.stamps)."""
+    shown = ["channels"]
+    if context["case"] is not None:
+        shown += ["promise", "plan", "dispute", "feedback"]
+    if context["updater_form"] is not None:
+        shown.append("updater")
+    if context["pay_form"] is not None:
+        shown.append("pay")
+    return {action: stamps.make(action, portfolio) for action in shown}

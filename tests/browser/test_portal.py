@@ -137,3 +137,25 @@ def test_the_page_works_by_keyboard_and_on_a_phone(link, browser):
         desktop.goto(link)
         desktop.screenshot(path=str(Path(shots) / "portal-desktop.png"), full_page=True)
         context.close()
+
+
+def test_on_a_phone_a_refused_form_brings_the_customer_to_the_errors(link, browser):
+    """The promise form is far below the invoices on a phone: when it is refused, the page
+    opens on the error summary, which has the focus and is in view (issue 14)."""
+    context = browser.new_context(viewport=PHONE, locale="de-DE", is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(link)
+        page.get_by_label("I will pay by").fill(
+            (data.today() + datetime.timedelta(days=400)).isoformat())
+        page.get_by_label("Amount").fill("0")
+        page.get_by_role("button", name="Promise to pay").click()
+        summary = page.locator("#errors")
+        expect(summary).to_be_focused()
+        expect(summary).to_be_in_viewport()
+        expect(summary).to_contain_text("no later than")
+        # Its link takes the customer to the field.
+        summary.get_by_role("link", name=re.compile("Amount")).click()
+        expect(page.get_by_label("Amount")).to_be_in_viewport()
+    finally:
+        context.close()
