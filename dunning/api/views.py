@@ -302,8 +302,10 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         data = self._input(s.PromiseInput)
         return self._apply(services.record_promise, data["date"], data["amount"])
 
-    @case_action(s.DisputeInput, "Open a dispute about an invoice; dunning pauses until "
-                 "every dispute is resolved.")
+    @case_action(s.DisputeInput, "Open a dispute about an invoice: that invoice is not "
+                 "demanded, listed or charged until the dispute is resolved; the rest of the "
+                 "case is dunned as before. An open dispute goes to staff after "
+                 "DUNNING['DISPUTE_ESCALATE_AFTER_DAYS'].")
     @action(detail=True, methods=["post"])
     def dispute(self, request, pk=None):
         data = self._input(s.DisputeInput)
