@@ -244,16 +244,17 @@ def close_written_off(case, reason, actor, day, *, using=DEFAULT_DB_ALIAS, run=N
 
 def record_promise(case, date, amount, actor):
     """The customer promised to pay ``amount`` by ``date``: dunning pauses until
-    PROMISE_GRACE_DAYS after it (never shortening a longer pause). A previous promise that
-    lapsed unpaid and was not counted yet is counted as broken first (dunning.engine.holds),
-    so a new promise never hides a broken one. The limits of the self-service page
+    PROMISE_GRACE_DAYS after it (never shortening a longer pause). The standing promise,
+    when this one puts it off to a later date (or it lapsed and no run counted it yet),
+    counts as broken first (dunning.engine.holds): a new promise never hides a broken one. The limits of the self-service page
     (PORTAL_PROMISE_MAX_BROKEN, PORTAL_PROMISE_MIN_SHARE) are not checked here: staff
     recording a promise they negotiated decide for themselves (docs/portal.md)."""
     require_open(case)
     until = date + datetime.timedelta(days=PROMISE_GRACE_DAYS)
     paused_until = max(until, case.paused_until) if case.paused_until else until
     with transaction.atomic():
-        counts = holds.count_broken_promises(timezone.localdate(), cases=[case.pk])
+        counts = holds.count_broken_promises(timezone.localdate(), cases=[case.pk],
+                                             postponed_to=date)
         if case.pk in counts:
             case.broken_promises = counts[case.pk]
         Case.objects.filter(pk=case.pk).update(

@@ -15,7 +15,7 @@ from dunning.models import Case, CaseEvent, CaseStep, Dispute, Feedback, Invoice
 from dunning.portal import services as portal_services
 from dunning.portal.tokens import make_token, portal_url, revoke_links
 from dunning.rendering import babel_locale, build_context
-from dunning.services import PAUSED_INDEFINITELY, PROMISE_GRACE_DAYS
+from dunning.services import PROMISE_GRACE_DAYS
 from dunning.testing import override_dunning_settings
 
 ONE_DAY = datetime.timedelta(days=1)

@@ -6,8 +6,10 @@
   open invoice is disputed waits instead of being resolved). An open dispute goes to
   staff after ``DISPUTE_ESCALATE_AFTER_DAYS`` (:func:`escalate_disputes`).
 * A promise whose date plus :data:`PROMISE_GRACE_DAYS` has passed with the case still open
-  is broken; :func:`count_broken_promises` counts it once on the case, on its timeline,
-  and sends a case with ``PORTAL_PROMISE_MAX_BROKEN`` broken promises to staff.
+  is broken, and so is a promise put off by a new promise for a later date (else a
+  customer could move one promise forward forever); :func:`count_broken_promises` counts
+  it once on the case, on its timeline, and sends a case with
+  ``PORTAL_PROMISE_MAX_BROKEN`` broken promises to staff.
 
 Both checks are set-based (a handful of queries whatever the number of cases) and
 idempotent: every run calls them (:meth:`DunningRun.execute`, stage "open").
@@ -117,14 +119,21 @@ def lapsed_promises(as_of, using=DEFAULT_DB_ALIAS):
         promised_on__lt=as_of - datetime.timedelta(days=PROMISE_GRACE_DAYS))
 
 
-def count_broken_promises(as_of, *, cases=None, now=None, run=None, using=DEFAULT_DB_ALIAS):
+def count_broken_promises(as_of, *, cases=None, postponed_to=None, now=None, run=None,
+                          using=DEFAULT_DB_ALIAS):
     """Count every lapsed promise (see :func:`lapsed_promises`; ``cases``: of these cases
     only) once: ``Case.broken_promises`` goes up, the timeline gets a ``promise-broken``
     event, and a case that reached ``PORTAL_PROMISE_MAX_BROKEN`` needs a person (with an
-    ``escalated`` event). Returns {case pk: its broken promises now}."""
+    ``escalated`` event). ``postponed_to``: a new promise for that date replaces the
+    standing one; a standing promise for an earlier date counts as broken (put off), as
+    a lapsed one does. Returns {case pk: its broken promises now}."""
     now = now or timezone.now()
     most = int(dunning_settings.PORTAL_PROMISE_MAX_BROKEN)
-    lapsed = lapsed_promises(as_of, using)
+    if postponed_to is None:
+        lapsed = lapsed_promises(as_of, using)
+    else:
+        lapsed = Case.objects.using(using).filter(
+            status=Case.Status.OPEN, promise_broken=False, promised_on__lt=postponed_to)
     if cases is not None:
         lapsed = lapsed.filter(pk__in=cases)
     with transaction.atomic(using=using):
@@ -139,11 +148,16 @@ def count_broken_promises(as_of, *, cases=None, now=None, run=None, using=DEFAUL
         events, counts, limit_reached = [], {}, []
         for pk, before, promised_on in rows:
             count = counts[pk] = before + 1
+            if postponed_to is None:
+                message = _("The promise to pay by %(date)s was not kept (broken promise "
+                            "%(count)s of at most %(max)s).")
+            else:
+                message = _("The promise to pay by %(date)s was put off to %(later)s (broken "
+                            "promise %(count)s of at most %(max)s).")
             events.append(_event(
                 pk, CaseEvent.Kind.PROMISE_BROKEN,
-                _("The promise to pay by %(date)s was not kept (broken promise %(count)s of "
-                  "at most %(max)s).") % {"date": promised_on.isoformat(), "count": count,
-                                          "max": most},
+                message % {"date": promised_on.isoformat(), "count": count, "max": most,
+                           "later": postponed_to.isoformat() if postponed_to else ""},
                 now, run, date=promised_on.isoformat(), broken=count))
             if not schedule.may_promise(count, most):
                 limit_reached.append(pk)
@@ -158,12 +172,15 @@ def count_broken_promises(as_of, *, cases=None, now=None, run=None, using=DEFAUL
     return counts
 
 
-def broken_count(case, today=None):
-    """The broken promises of ``case`` as of ``today``, the latest one included when it
-    has lapsed but no run has counted it yet (no query)."""
+def broken_count(case, today=None, new_date=None):
+    """The broken promises of ``case`` as of ``today`` (no query), counting the standing
+    promise too when it has lapsed but no run has counted it yet, or when a new promise
+    for ``new_date`` would put it off."""
     today = today or timezone.localdate()
-    pending = (not case.promise_broken
-               and schedule.promise_broken(case.promised_on, today, PROMISE_GRACE_DAYS))
+    standing = not case.promise_broken and case.promised_on is not None
+    pending = standing and (
+        schedule.promise_broken(case.promised_on, today, PROMISE_GRACE_DAYS)
+        or (new_date is not None and new_date > case.promised_on))
     return case.broken_promises + (1 if pending else 0)
 
 

@@ -26,6 +26,7 @@ from ..engine import holds, schedule
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
+from ..rendering import babel_locale, format_day, format_money
 from .tokens import PortalAccess
 
 logger = logging.getLogger("dunning.portal")
@@ -116,17 +117,23 @@ def check_portal_date(date, today=None):
 
 
 # -- the actions ---------------------------------------------------------------------------
-def promise_refused(case, today=None):
-    """Why the customer may not promise on the page any more ("" when they may): the case
-    has PORTAL_PROMISE_MAX_BROKEN broken promises (it went to staff)."""
+def promise_refused(case, today=None, new_date=None):
+    """Why the customer may not promise on the page ("" when they may): the case has
+    PORTAL_PROMISE_MAX_BROKEN broken promises (it went to staff), or would have with a
+    promise for ``new_date`` that puts the standing one off."""
     if case is None:
         return ""
-    broken = holds.broken_count(case, today)
-    if schedule.may_promise(broken, int(dunning_settings.PORTAL_PROMISE_MAX_BROKEN)):
-        return ""
-    return _("You have not kept %(count)s promises to pay, so a new promise cannot be made "
-             "here. Our team will contact you; you can still pay now, ask for a payment "
-             "plan or dispute an invoice.") % {"count": broken}
+    most = int(dunning_settings.PORTAL_PROMISE_MAX_BROKEN)
+    if not schedule.may_promise(holds.broken_count(case, today), most):
+        return _("We cannot accept another promise to pay here, because earlier promises "
+                 "were not kept. Our team will contact you. You can still pay now, ask for "
+                 "a payment plan or dispute an invoice.")
+    if new_date is not None and not schedule.may_promise(
+            holds.broken_count(case, today, new_date), most):
+        return _("You promised to pay by %(date)s; that date cannot be moved later here. "
+                 "Please contact us if you need more time.") % {
+            "date": format_day(case.promised_on, babel_locale(translation.get_language()))}
+    return ""
 
 
 def least_promise(portfolio):
@@ -144,8 +151,6 @@ def least_promise(portfolio):
 def check_promise_share(portfolio, amount):
     """A promise must cover PORTAL_PROMISE_MIN_SHARE of what is demanded; the error is on
     the amount, the least amount formatted in the page's language."""
-    from ..rendering import babel_locale, format_money
-
     least, currency = least_promise(portfolio)
     if amount < least:
         raise ValidationError({"amount": _(
@@ -165,10 +170,10 @@ def format_percent(share):
 def promise(case, date, amount, *, portfolio=None):
     """A promise from the page: refused once the case has PORTAL_PROMISE_MAX_BROKEN broken
     promises, and for less than PORTAL_PROMISE_MIN_SHARE of what is demanded."""
-    refused = promise_refused(case)
+    check_portal_date(date)
+    refused = promise_refused(case, new_date=date)
     if refused:
         raise ValidationError(refused)
-    check_portal_date(date)
     services.check_promise_amount(amount)
     if portfolio is not None:
         check_promise_share(portfolio, amount)
