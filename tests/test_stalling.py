@@ -23,8 +23,8 @@ from dunning.engine.schedule import (
     PolicySpec,
     StepSpec,
     decide,
-    minimum_promise,
     may_promise,
+    minimum_promise,
     promise_broken,
 )
 from dunning.models import Case, CaseEvent, CaseStep, Dispute, PaymentAttempt
@@ -398,3 +398,28 @@ def test_staff_may_still_record_a_promise_after_the_limit(case, admin_client):
     case.refresh_from_db()
     assert case.promised_on == today + ONE_DAY and case.promised_amount == Decimal("1.00")
     assert case.broken_promises == 1 and not case.promise_broken
+
+
+def test_the_simulator_replays_a_dispute_as_a_hold_of_its_invoice(big_debt, run, time_machine):
+    """Sibling: the simulator replayed a dispute as a pause of the whole case until
+    9999-12-31; with the live rule it would have shown no step after the dispute."""
+    from collections import Counter
+
+    from dunning.engine.simulate import simulate
+
+    customer, small, big = big_debt
+    with override_dunning_settings(RENDER_PROCESSES=1, DISPUTE_ESCALATE_AFTER_DAYS=365):
+        for n in range(1, 50):
+            at(time_machine, day(n))
+            run(n)
+            if n == 2:
+                case = Case.objects.get(customer=customer)
+                portal_services.dispute(case, "SMALL-1", "no")
+    recorded = Counter(CaseStep.objects.values_list("step_key", flat=True))
+    assert recorded["termination"] == 1
+    # The disputed invoice was closed with the terminated case: no second case dunns it
+    # without its dispute.
+    assert Case.objects.count() == 1 and CaseStep.objects.count() == 7
+    result = simulate("standard", days=60, today=day(49))
+    assert result["draft"]["steps"] == dict(recorded)
+    assert result["draft"] == result["live"]

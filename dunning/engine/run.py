@@ -292,7 +292,7 @@ class DunningRun:
         self.as_of = as_of or timezone.localdate()
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
-        self.disputed = set()  # customers of the batch with an invoice held by a dispute
+        self.disputed = {}  # customer pk -> its invoices held by a dispute (per batch)
         self.history = {}  # customer pk -> dunning.history figures (when templates use them)
         self._reached = {}
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
@@ -719,14 +719,15 @@ class DunningRun:
         # A disputed invoice is held: not demanded, listed or charged until its dispute is
         # resolved; the rest of the debt keeps its schedule (dunning.engine.holds).
         held = disputed_numbers([c.pk for c in cases], using=self.using)
-        self.disputed = set()
+        self.disputed = {}  # customer pk -> the invoice rows held by a dispute
         for case in cases:
             numbers = held.get(case.pk)
             rows = invoices.get(case.customer_id)
             if numbers and rows:
                 kept = [row for row in rows if str(row.number) not in numbers]
                 if len(kept) < len(rows):
-                    self.disputed.add(case.customer_id)
+                    self.disputed[case.customer_id] = [
+                        row for row in rows if str(row.number) in numbers]
                     invoices[case.customer_id] = kept
         customers = self.adapter.customer_rows(customer_ids)
         self.opted_out = opted_out_channels(customer_ids, using=self.using)
@@ -1056,7 +1057,9 @@ class DunningRun:
             case.next_due_on = None
             self.result.terminated += 1
             events.append(self.event(case, CaseEvent.Kind.TERMINATED, step_key=step.key))
-            links.extend(CaseInvoice(case=case, invoice_id=i.pk) for i in invoices)
+            # The disputed invoices too: no later case dunns them without their dispute.
+            links.extend(CaseInvoice(case=case, invoice_id=i.pk)
+                         for i in [*invoices, *self.disputed.get(case.customer_id, ())])
             batch.signals.append((signals.account_terminated, case))
         elif step.action == "agency":
             case.agency, case.handed_over_on = agency, self.as_of
