@@ -651,3 +651,40 @@ def check_render_limits(app_configs=None, **kwargs):
                 id="dunning.E071",
             ))
     return errors
+
+
+#: Whole-number settings of promises and disputes (dunning.E100): key, least, most, meaning.
+STALLING_NUMBERS = [
+    ("PORTAL_PROMISE_MAX_BROKEN", 1, 100,
+     "broken promises after which a customer can no longer promise on the self-service page"),
+    ("DISPUTE_ESCALATE_AFTER_DAYS", 1, 365, "days an open dispute waits before it goes to staff"),
+]
+
+
+@register("dunning")
+def check_stalling_settings(app_configs=None, **kwargs):
+    """What keeps the self-service page from stalling collection (docs/portal.md):
+    dunning.E100 (PORTAL_PROMISE_MAX_BROKEN, DISPUTE_ESCALATE_AFTER_DAYS),
+    dunning.E101 (PORTAL_PROMISE_MIN_SHARE)."""
+    from .conf import share_setting
+
+    errors = []
+    try:
+        for key, least, most, meaning in STALLING_NUMBERS:
+            value = getattr(dunning_settings, key)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                errors.append(Error(
+                    f"DUNNING['{key}'] must be a whole number from {least} to {most} "
+                    f"({meaning}), not {value!r}.",
+                    hint=f"The default is {DEFAULTS[key]!r}.", id="dunning.E100",
+                ))
+        try:
+            share_setting("PORTAL_PROMISE_MIN_SHARE")
+        except DunningConfigurationError as exc:
+            errors.append(Error(
+                str(exc), hint=f"The default is {DEFAULTS['PORTAL_PROMISE_MIN_SHARE']!r} (a "
+                "quarter of the balance); \"0\" accepts any amount.", id="dunning.E101",
+            ))
+    except DunningConfigurationError:
+        return []  # settings.DUNNING is no dict: reported by dunning.E009
+    return errors

@@ -74,6 +74,9 @@ DEFAULTS = {
     # invoices' balance history from the host's own ledger, with real payment dates. None:
     # dunning records the balances it sees at each run (a payment counts from that run).
     "BALANCE_HISTORY": None,
+    # Days an open dispute may wait before it goes to staff (the case is flagged "needs a
+    # person"). A dispute holds only the disputed invoice; the rest of the debt is dunned.
+    "DISPUTE_ESCALATE_AFTER_DAYS": 14,
     # Cases handled per transaction.
     "BATCH_SIZE": 500,
     # Worker processes that render messages during big runs (1: render in the run's own
@@ -188,6 +191,13 @@ DEFAULTS = {
     "PORTAL_RESEND_PER_HOUR": 3,
     # The latest date a customer may promise to pay, in days from today.
     "PORTAL_PROMISE_MAX_DAYS": 30,
+    # Broken promises of a case (a promised date plus its grace passed unpaid, whoever
+    # recorded the promise) after which the customer can no longer promise on the page
+    # and the case goes to staff (flagged "needs a person"). Staff may still record one.
+    "PORTAL_PROMISE_MAX_BROKEN": 2,
+    # The least share of the undisputed overdue balance a promise on the page must cover
+    # (a Decimal or a string from 0 to 1, e.g. "0.25"; 0: any amount).
+    "PORTAL_PROMISE_MIN_SHARE": "0.25",
     # Most instalments a customer may ask for, and the days between two of them.
     "PORTAL_PLAN_MAX_INSTALMENTS": 6,
     "PORTAL_PLAN_INTERVAL_DAYS": 30,
@@ -325,3 +335,24 @@ def agency_settings(key=""):
             % {"agency": key, "format": fmt})
     return key, {"name": str(config.get("name") or key), "format": fmt,
                  "export_dir": config.get("export_dir") or None}
+
+
+def share_setting(key):
+    """``DUNNING[key]`` as a Decimal fraction from 0 to 1 (a Decimal, an int or a string
+    like "0.25"; a float is refused: 0.1 is not what it looks like). Raises
+    DunningConfigurationError naming the setting otherwise."""
+    from decimal import Decimal, InvalidOperation
+
+    value = getattr(dunning_settings, key)
+    share = None
+    if isinstance(value, Decimal | str) or (isinstance(value, int) and not isinstance(value, bool)):
+        try:
+            share = Decimal(str(value).strip())
+        except InvalidOperation:
+            share = None
+    if share is None or not share.is_finite() or not 0 <= share <= 1:
+        raise DunningConfigurationError(
+            f"DUNNING[{key!r}] must be a fraction from 0 to 1 written as a string or a "
+            f"Decimal (e.g. \"0.25\"), not {value!r}."
+        )
+    return share

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
 from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
 from .inputs import parse_id, without_nul
-from .models import Case, CaseEvent
+from .models import Case, CaseEvent, Dispute
 from .rendering import babel_locale, format_money
 
 P = ANNOTATION_PREFIX
@@ -155,6 +155,24 @@ def broken_promises(queryset, today=None):
 
     grace = datetime.timedelta(days=PROMISE_GRACE_DAYS)
     return queryset.filter(status=Case.Status.OPEN, promised_on__lt=(today or _today()) - grace)
+
+
+#: The bands of the "dispute" filter: value, label.
+DISPUTE_BANDS = [
+    ("open", gettext_lazy("Open dispute")),
+    ("escalated", gettext_lazy("Open dispute gone to staff")),
+]
+
+
+def disputed(queryset, value):
+    """Cases with an open dispute ("open"), or with one that waited longer than
+    DISPUTE_ESCALATE_AFTER_DAYS and went to staff ("escalated"); any case otherwise."""
+    if value not in dict(DISPUTE_BANDS):
+        return queryset
+    disputes = Dispute.objects.filter(case=OuterRef("pk"), resolved_at__isnull=True)
+    if value == "escalated":
+        disputes = disputes.filter(escalated_at__isnull=False)
+    return queryset.filter(Exists(disputes))
 
 
 # -- search ----------------------------------------------------------------------------

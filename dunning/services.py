@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import actors, signals
-from .engine import manual
+from .engine import holds, manual
 from .engine.run import DunningRun
 from .exceptions import DunningError
 from .hosts import get_adapter
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
 
 #: Days after a promised payment date before dunning goes on by itself.
-PROMISE_GRACE_DAYS = 3
+PROMISE_GRACE_DAYS = holds.PROMISE_GRACE_DAYS
 
 #: The outcomes of a logged call (value, label).
 CALL_OUTCOMES = [
@@ -276,27 +276,38 @@ def close_written_off(case, reason, actor, day, *, using=DEFAULT_DB_ALIAS, run=N
 
 def record_promise(case, date, amount, actor):
     """The customer promised to pay ``amount`` by ``date``: dunning pauses until
-    PROMISE_GRACE_DAYS after it (never shortening a longer pause)."""
+    PROMISE_GRACE_DAYS after it (never shortening a longer pause). The standing promise,
+    when this one puts it off to a later date (or it lapsed and no run counted it yet),
+    counts as broken first (dunning.engine.holds): a new promise never hides a broken one. The limits of the self-service page
+    (PORTAL_PROMISE_MAX_BROKEN, PORTAL_PROMISE_MIN_SHARE) are not checked here: staff
+    recording a promise they negotiated decide for themselves (docs/portal.md)."""
     require_open(case)
     until = date + datetime.timedelta(days=PROMISE_GRACE_DAYS)
     paused_until = max(until, case.paused_until) if case.paused_until else until
     with transaction.atomic():
+        counts = holds.count_broken_promises(timezone.localdate(), cases=[case.pk],
+                                             postponed_to=date)
+        if case.pk in counts:
+            case.broken_promises = counts[case.pk]
         Case.objects.filter(pk=case.pk).update(
-            promised_on=date, promised_amount=amount,
+            promised_on=date, promised_amount=amount, promise_broken=False,
             paused_until=paused_until, next_due_on=paused_until,
         )
         event = record(case, CaseEvent.Kind.PROMISE, actor,
                        _("Promised to pay %(amount)s by %(date)s.")
                        % {"amount": amount, "date": date.isoformat()},
                        date=date.isoformat(), amount=str(amount))
-    case.promised_on, case.promised_amount = date, amount
+    case.promised_on, case.promised_amount, case.promise_broken = date, amount, False
     case.paused_until = case.next_due_on = paused_until
     return event
 
 
 def open_dispute(case, invoice_number, reason, actor):
     """A dispute about one of the case's open invoices (else ValidationError, see
-    check_dispute_invoice); dunning pauses until every dispute is resolved."""
+    check_dispute_invoice): that invoice is held (not demanded, listed, charged
+    or retried) until the dispute is resolved; the rest of the case's debt keeps its
+    schedule, and the next run looks at the case again. An open dispute goes to staff
+    after DISPUTE_ESCALATE_AFTER_DAYS (dunning.engine.holds)."""
     require_open(case)
     check_dispute_invoice(case, invoice_number)
     with transaction.atomic():
@@ -305,28 +316,27 @@ def open_dispute(case, invoice_number, reason, actor):
             opened_by=actors.user_of(actor),
         )
         next_due = recheck_from(case)
-        Case.objects.filter(pk=case.pk).update(
-            paused_until=PAUSED_INDEFINITELY, next_due_on=next_due
-        )
+        Case.objects.filter(pk=case.pk).update(next_due_on=next_due)
         record(case, CaseEvent.Kind.DISPUTE, actor, reason,
                dispute=dispute.pk, invoice_number=invoice_number)
-    case.paused_until, case.next_due_on = PAUSED_INDEFINITELY, next_due
+    case.next_due_on = next_due
     return dispute
 
 
 def resolve_disputes(case, resolution, actor):
-    """Resolve every open dispute of ``case``; an open case with none left is no longer
-    paused. Returns how many were resolved."""
+    """Resolve every open dispute of ``case``: their invoices are demanded again from the
+    next run on (an open case is looked at again at once). Returns how many were
+    resolved."""
     with transaction.atomic():
         resolved = Dispute.objects.filter(case=case, resolved_at__isnull=True).update(
             resolved_at=timezone.now(), resolution=resolution
         )
         if not resolved:
             raise NoOpenDispute(case)
-        if case.is_open and not case.disputes.filter(resolved_at__isnull=True).exists():
+        if case.is_open:
             next_due = recheck_from(case)
-            Case.objects.filter(pk=case.pk).update(paused_until=None, next_due_on=next_due)
-            case.paused_until, case.next_due_on = None, next_due
+            Case.objects.filter(pk=case.pk).update(next_due_on=next_due)
+            case.next_due_on = next_due
         record(case, CaseEvent.Kind.DISPUTE_RESOLVED, actor, resolution, resolved=resolved)
     return resolved
 
@@ -338,6 +348,9 @@ SEND_NOW_REFUSED = {
     manual.REFUSED_TODAY: gettext_lazy("%(case)s already had a step today; one a day is the most."),
     manual.REFUSED_PAUSED: gettext_lazy("%(case)s is paused; resume it first."),
     manual.REFUSED_MINIMUM: gettext_lazy("%(case)s owes less than its policy's minimum balance."),
+    manual.REFUSED_DISPUTED: gettext_lazy(
+        "%(case)s: every open invoice is disputed, so nothing is left to demand; resolve the "
+        "disputes first."),
     manual.REFUSED_COMPLIANCE: gettext_lazy(
         "%(case)s: the policy's compliance guards (quiet hours, a holiday or weekend, a "
         "frequency cap) do not allow the step today; the next run sends it when they do."),

@@ -15,7 +15,7 @@ from dunning.models import Case, CaseEvent, CaseStep, Dispute, Feedback, Invoice
 from dunning.portal import services as portal_services
 from dunning.portal.tokens import make_token, portal_url, revoke_links
 from dunning.rendering import babel_locale, build_context
-from dunning.services import PAUSED_INDEFINITELY, PROMISE_GRACE_DAYS
+from dunning.services import PROMISE_GRACE_DAYS
 from dunning.testing import PortalClient, override_dunning_settings, portal_stamp
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -187,7 +187,7 @@ def test_a_broken_promise_resumes_dunning_by_itself(case, client, run, today, ma
     assert CaseStep.objects.filter(case=case).count() == 2
 
 
-def test_a_dispute_pauses_dunning_and_reaches_the_workbench(case, client, admin_client):
+def test_a_dispute_holds_the_invoice_and_reaches_the_workbench(case, client, admin_client):
     invoice = Invoice.objects.get(customer=case.customer)
     response = client.post(url(case.customer), {
         "action": "dispute", "invoice": invoice.number, "reason": "Never delivered"})
@@ -196,7 +196,7 @@ def test_a_dispute_pauses_dunning_and_reaches_the_workbench(case, client, admin_
     assert (dispute.invoice_number, dispute.reason, dispute.opened_by) == (
         invoice.number, "Never delivered", None)
     case.refresh_from_db()
-    assert case.paused_until == PAUSED_INDEFINITELY
+    assert case.paused_until is None  # the invoice is held, not the case
     assert CaseEvent.Kind.DISPUTE in kinds(case)
     assert "disputed" in page(client.get(url(case.customer)))
     assert "Never delivered" in page(admin_client.get(f"/admin/dunning/case/{case.pk}/change/"))
@@ -327,15 +327,20 @@ def test_a_paid_instalment_moves_the_pause_to_the_next_and_a_paid_plan_completes
     assert "plan-completed" in kinds(case)
 
 
-def test_a_plan_does_not_end_a_dispute_pause(case, client, today):
+def test_no_plan_over_disputed_invoices_only(case, client, today):
+    """A plan covers what is demanded; with the only invoice disputed there is nothing to
+    split (before, the plan split the disputed amount and its pause hid the dispute)."""
     invoice = Invoice.objects.get(customer=case.customer)
     client.post(url(case.customer), {"action": "dispute", "invoice": invoice.number,
                                      "reason": "wrong"})
     with override_dunning_settings(PORTAL_PLAN_AUTO_APPROVE=AUTO):
-        ask_for_plan(client, case, 2, today + ONE_DAY)
-    portal_services.check_payment_plans(today + 10 * ONE_DAY)
+        response = client.post(url(case.customer), {
+            "action": "plan", "instalments": "2", "first": (today + ONE_DAY).isoformat()})
+    assert response.status_code == 400
+    assert "Every overdue invoice is disputed" in page(response)
+    assert not case.payment_plans.exists()
     case.refresh_from_db()
-    assert case.paused_until == PAUSED_INDEFINITELY
+    assert case.paused_until is None
 
 
 # -- pay now, language ------------------------------------------------------------------------
@@ -487,13 +492,14 @@ def test_asking_for_a_new_link_needs_the_csrf_token(case, fresh_cache, mailoutbo
     assert strict.post(f"/dunning/portal/{token}/", {"action": "resend"}).status_code == 403
 
 
-def test_a_replayed_form_changes_nothing_more(case, client, today):
+def test_a_replayed_form_changes_nothing_more(case, client, today, make_invoice):
     """The same POST sent again (a replay, a double click, the back button) with the same
     link: one dispute, one plan request, the same promise."""
-    invoice = Invoice.objects.filter(customer=case.customer).first().number
+    # A second invoice to dispute: the plan and the promise are about the undisputed one.
+    invoice = make_invoice(case.customer, amount_due="10.00", due_date=today - ONE_DAY).number
     dispute = {"action": "dispute", "invoice": invoice, "reason": "Never delivered."}
     plan = {"action": "plan", "instalments": "4", "first": (today + ONE_DAY).isoformat()}
-    promise = {"action": "promise", "date": (today + 3 * ONE_DAY).isoformat(), "amount": "10"}
+    promise = {"action": "promise", "date": (today + 3 * ONE_DAY).isoformat(), "amount": "40"}
     for data in (dispute, plan, promise):
         first = client.post(url(case.customer), data)
         assert first.status_code == 302

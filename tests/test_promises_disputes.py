@@ -117,30 +117,39 @@ def test_a_promise_in_the_past_or_without_an_amount_is_refused(admin_client, cas
 
 
 # -- disputes -------------------------------------------------------------------------------
-def test_a_dispute_pauses_dunning_until_it_is_resolved(admin_client, boss, case, run, mailoutbox):
+def test_a_dispute_of_the_only_invoice_holds_the_case_until_it_is_resolved(
+    admin_client, boss, case, run, mailoutbox, settings
+):
+    settings.DUNNING = {"DISPUTE_ESCALATE_AFTER_DAYS": 365}  # not the subject here
+    number = Invoice.objects.get(customer=case.customer).number
     response = act(admin_client, "open_dispute", [case])
     assert "Open a dispute" in page(response)
 
-    Invoice.objects.filter(customer=case.customer).update(number="INV-7")  # its invoice
-    response = act(admin_client, "open_dispute", [case], invoice_number="INV-7",
+    response = act(admin_client, "open_dispute", [case], invoice_number=number,
                    reason="Goods never arrived")
     case.refresh_from_db()
-    assert case.paused_until == datetime.date(9999, 12, 31)
+    # The invoice is held, not the case: no pause until 9999 any more.
+    assert case.paused_until is None
     [dispute] = Dispute.objects.filter(case=case)
     assert (dispute.invoice_number, dispute.reason, dispute.opened_by) == (
-        "INV-7", "Goods never arrived", boss)
+        number, "Goods never arrived", boss)
     assert dispute.resolved_at is None
     [event] = events(case, "dispute")
     assert (event.message, event.actor, event.data["invoice_number"]) == (
-        "Goods never arrived", boss, "INV-7")
-    assert f"Dispute about INV-7 opened on {case}; dunning is paused." in page(response)
+        "Goods never arrived", boss, number)
+    assert (f"Dispute about {number} opened on {case}; that invoice is not demanded until "
+            "the dispute is resolved.") in page(response)
 
     # The dispute shows on the case page.
     change = admin_client.get(f"/admin/dunning/case/{case.pk}/change/")
-    assert "INV-7" in page(change) and "Goods never arrived" in page(change)
+    assert number in page(change) and "Goods never arrived" in page(change)
 
+    # Its only invoice is disputed: nothing is left to demand, and the case is not
+    # resolved either.
     for n in range(2, 40):
         run(n)
+    case.refresh_from_db()
+    assert case.status == Case.Status.OPEN
     assert step_keys(case) == ["initial-notice"] and len(mailoutbox) == 1
 
     act(admin_client, "resolve_disputes", [case], resolution="Credit note issued")

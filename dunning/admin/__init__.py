@@ -60,6 +60,7 @@ class CaseAdmin(workbench.WorkbenchMixin, admin.ModelAdmin):
     list_filter = ["status", "needs_person", "suspended", "policy", "last_step_key",
                    "assigned_to", caselist.DaysOverdueFilter, caselist.AmountFilter,
                    caselist.CurrencyFilter, workbench.BrokenPromiseFilter,
+                   caselist.DisputeFilter,
                    caselist.CallQueueFilter, "agency", "agency_status"]
     list_select_related = ["customer", "policy", "assigned_to"]
     # Searched by search_cases (customer name and email through the field mapping,

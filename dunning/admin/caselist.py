@@ -15,11 +15,13 @@ from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAd
     AMOUNT,
     AMOUNT_BANDS,
     DAYS_BANDS,
+    DISPUTE_BANDS,
     OLDEST_DUE,
     _locale,
     annotate_owing,
     currencies_owed,
     days_overdue,
+    disputed,
     filter_amount_band,
     filter_currency,
     filter_days_band,
@@ -93,3 +95,17 @@ class CurrencyFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return filter_currency(queryset, self.value())
+
+
+class DisputeFilter(admin.SimpleListFilter):
+    """Cases with an open dispute, or with one that went to staff after waiting
+    DUNNING["DISPUTE_ESCALATE_AFTER_DAYS"] (dunning.engine.holds)."""
+
+    title = gettext_lazy("dispute")
+    parameter_name = "dispute"
+
+    def lookups(self, request, model_admin):
+        return DISPUTE_BANDS
+
+    def queryset(self, request, queryset):
+        return disputed(queryset, self.value())

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import services
+from ..conf import dunning_settings
 from ..inputs import MAX_NOTE_LENGTH
 from ..models import CaseStep
 from ..queries import broken_promises, call_block, queue_call_blocks
@@ -322,10 +323,14 @@ def record_promise(modeladmin, request, queryset):
 
 @admin.action(description=gettext_lazy("Open a dispute"), permissions=["change"])
 def open_dispute(modeladmin, request, queryset):
-    texts = {"action": "open_dispute", "title": _("Open a dispute"),
-             "submit": _("Open dispute"),
-             "intro": _("A disputed case gets no dunning step until its disputes are "
-                        "resolved. Name one of the case's open invoices.")}
+    texts = {
+        "action": "open_dispute", "title": _("Open a dispute"), "submit": _("Open dispute"),
+        "intro": _("A disputed invoice is not demanded, listed or charged until the dispute "
+                   "is resolved; the rest of the case is dunned as before. An open dispute "
+                   "goes to staff (needs a person) after %(days)s days. Name one of the "
+                   "case's open invoices.")
+        % {"days": dunning_settings.DISPUTE_ESCALATE_AFTER_DAYS},
+    }
     form, page = ask(modeladmin, request, queryset, DisputeForm, **texts)
     if page is not None:
         return page
@@ -342,7 +347,8 @@ def open_dispute(modeladmin, request, queryset):
         if apply(modeladmin, request, services.open_dispute, case, number, reason) is None:
             continue
         modeladmin.message_user(
-            request, _("Dispute about %(invoice)s opened on %(case)s; dunning is paused.")
+            request, _("Dispute about %(invoice)s opened on %(case)s; that invoice is not "
+                       "demanded until the dispute is resolved.")
             % {"case": case, "invoice": number}, messages.SUCCESS,
         )
 

@@ -304,8 +304,9 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         return self._apply(services.record_promise, data["date"], data["amount"])
 
     @case_action(s.DisputeInput, "Open a dispute about one of the case's open invoices "
-                 "(another number is a 400); dunning pauses until every dispute is "
-                 "resolved.")
+                 "(another number is a 400): that invoice is not demanded, listed or charged "
+                 "until the dispute is resolved; the rest of the case is dunned as before. An open dispute goes to staff after "
+                 "DUNNING['DISPUTE_ESCALATE_AFTER_DAYS'].")
     @action(detail=True, methods=["post"])
     def dispute(self, request, pk=None):
         data = self._input(s.DisputeInput)

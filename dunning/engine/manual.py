@@ -10,7 +10,8 @@ the signals (a suspension step suspends), the timeline.
 
 Refused, with the reason shown to staff: a case with no step left, a case that already
 had a step today (one step per case per day, as for a scheduled run), a case owing less
-than the policy's minimum balance, a paused case (a dispute, a promise or a pause by hand:
+than the policy's minimum balance, a case whose every open invoice is disputed (nothing is
+left to demand: resolve the disputes first), a paused case (a promise or a pause by hand:
 resume it first), and a step the policy's compliance guards hold today (quiet hours until
 tomorrow, a holiday, a frequency cap). A step allowed later today is queued until then.
 """
@@ -22,7 +23,15 @@ from django.db import DEFAULT_DB_ALIAS
 from .. import actors
 from ..models import CaseEvent, Run
 from .run import DunningRun, case_key, is_day
-from .schedule import BELOW_MINIMUM, CaseFacts, Decision, Kind, next_step_index, step_due_on
+from .schedule import (
+    ALL_DISPUTED,
+    BELOW_MINIMUM,
+    CaseFacts,
+    Decision,
+    Kind,
+    next_step_index,
+    step_due_on,
+)
 
 #: The ``Run.host`` of a run by hand (the simulator does not take its day for a run day).
 SEND_NOW_RUN_HOST = "send-now"
@@ -32,6 +41,8 @@ REFUSED_DONE = "done"
 REFUSED_TODAY = "today"
 REFUSED_PAUSED = "paused"
 REFUSED_MINIMUM = "minimum"
+#: Every open invoice of the case is disputed: nothing is left to demand.
+REFUSED_DISPUTED = "disputed"
 #: The policy's compliance guards do not allow the step today (quiet hours until
 #: tomorrow, a holiday or weekend, a frequency cap): it goes out when they do.
 REFUSED_COMPLIANCE = "compliance"
@@ -86,6 +97,9 @@ class SendNowRun(DunningRun):
         spec = self.policies[case.policy_id].spec
         if decision.reason == BELOW_MINIMUM:
             self.refused[case.pk] = REFUSED_MINIMUM
+            return decision
+        if decision.reason == ALL_DISPUTED:
+            self.refused[case.pk] = REFUSED_DISPUTED
             return decision
         if case.paused_until is not None and case.paused_until > self.as_of:
             self.refused[case.pk] = REFUSED_PAUSED

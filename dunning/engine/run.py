@@ -75,6 +75,7 @@ from .compliance import (
     compliance_spec,
     filter_batch,
 )
+from .holds import check_holds, disputed_numbers
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
 from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
@@ -291,6 +292,7 @@ class DunningRun:
         self.as_of = as_of or timezone.localdate()
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
+        self.disputed = {}  # customer pk -> its invoices held by a dispute (per batch)
         self.history = {}  # customer pk -> dunning.history figures (when templates use them)
         self._reached = {}
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
@@ -415,6 +417,8 @@ class DunningRun:
                     # Payment plans from the self-service page: a missed instalment
                     # breaks the plan and ends its pause, so this run dunns again.
                     check_payment_plans(self.as_of)
+                    # Broken promises counted, disputes that waited too long to staff.
+                    check_holds(self.as_of, now=self.clock(), run=self.run, using=self.using)
                 self.advance(paid="paid" in stages, due="due" in stages)
                 # One more pass: transient send failures whose retry fell due meanwhile.
                 self.drain_stale_outbox()
@@ -712,6 +716,19 @@ class DunningRun:
         invoices = defaultdict(list)
         for row in self.adapter.invoice_rows(self.overdue().filter(**{f"{p}__in": customer_ids})):
             invoices[row.customer_id].append(row)
+        # A disputed invoice is held: not demanded, listed or charged until its dispute is
+        # resolved; the rest of the debt keeps its schedule (dunning.engine.holds).
+        held = disputed_numbers([c.pk for c in cases], using=self.using)
+        self.disputed = {}  # customer pk -> the invoice rows held by a dispute
+        for case in cases:
+            numbers = held.get(case.pk)
+            rows = invoices.get(case.customer_id)
+            if numbers and rows:
+                kept = [row for row in rows if str(row.number) not in numbers]
+                if len(kept) < len(rows):
+                    self.disputed[case.customer_id] = [
+                        row for row in rows if str(row.number) in numbers]
+                    invoices[case.customer_id] = kept
         customers = self.adapter.customer_rows(customer_ids)
         self.opted_out = opted_out_channels(customer_ids, using=self.using)
         self._reached = {}  # reach() per batch: the guards and the step row ask the same
@@ -738,6 +755,7 @@ class DunningRun:
             done_keys=frozenset(done),
             last_step_on=case.last_step_on,
             paused_until=case.paused_until,
+            disputed=case.customer_id in self.disputed,
         )
         decision = decide(loaded.spec, facts, self.as_of)
         if (case.agency and decision.kind is Kind.EXECUTE
@@ -1039,7 +1057,9 @@ class DunningRun:
             case.next_due_on = None
             self.result.terminated += 1
             events.append(self.event(case, CaseEvent.Kind.TERMINATED, step_key=step.key))
-            links.extend(CaseInvoice(case=case, invoice_id=i.pk) for i in invoices)
+            # The disputed invoices too: no later case dunns them without their dispute.
+            links.extend(CaseInvoice(case=case, invoice_id=i.pk)
+                         for i in [*invoices, *self.disputed.get(case.customer_id, ())])
             batch.signals.append((signals.account_terminated, case))
         elif step.action == "agency":
             case.agency, case.handed_over_on = agency, self.as_of

@@ -12,14 +12,22 @@ The rules:
 * a step is due once the oldest open invoice is ``offset_days + grace_days`` overdue and
   ``min_gap_days`` have passed since the previous step;
 * nobody is dunned while every currency's balance is below the policy's minimum, nor while
-  the case is paused.
+  the case is paused;
+* a disputed invoice is held, not the case: the shell leaves it out of the facts (its
+  amount is not demanded, its date does not count), the rest of the debt keeps its
+  schedule, and a case whose every open invoice is disputed waits (nothing is left to
+  demand) instead of being resolved;
+* a promise to pay lapses (is broken) once its date plus the grace days has passed with
+  the case still open; after a number of broken promises a case goes to staff, and a
+  promise must cover a share of what is demanded (:func:`promise_broken`,
+  :func:`minimum_promise`, :func:`dispute_escalates_on`).
 """
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from enum import Enum
 
 ONE_DAY = datetime.timedelta(days=1)
@@ -58,6 +66,8 @@ class PolicySpec:
 
 #: The reason of a WAIT decision for a case owing less than the policy's minimum.
 BELOW_MINIMUM = "below minimum balance"
+#: The reason of a WAIT decision for a case whose every open invoice is disputed.
+ALL_DISPUTED = "every open invoice is disputed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,9 @@ class CaseFacts:
     done_keys: frozenset[str] = frozenset()
     last_step_on: datetime.date | None = None
     paused_until: datetime.date | None = None
+    #: Open overdue invoices held by an open dispute (left out of ``oldest_due`` and
+    #: ``balances``): with none left to demand, the case waits instead of resolving.
+    disputed: bool = False
 
 
 class Kind(Enum):
@@ -118,6 +131,8 @@ def below_minimum(policy: PolicySpec, balances) -> bool:
 
 def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decision:
     if facts.oldest_due is None:
+        if facts.disputed:
+            return Decision(Kind.WAIT, next_check=as_of + ONE_DAY, reason=ALL_DISPUTED)
         return Decision(Kind.RESOLVE)
     index = next_step_index(policy, facts.done_keys)
     if index >= len(policy.steps):
@@ -138,9 +153,43 @@ def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decisi
             done_keys=facts.done_keys | {step.key},
             last_step_on=as_of,
             paused_until=facts.paused_until,
+            disputed=facts.disputed,
         )
         following = step_due_on(policy, policy.steps[index + 1], after)
     return Decision(Kind.EXECUTE, step=step, next_check=following)
+
+
+# -- promises and disputes -------------------------------------------------------------------
+CENT = Decimal("0.01")
+
+
+def promise_broken(promised_on: datetime.date | None, as_of: datetime.date,
+                   grace_days: int) -> bool:
+    """True when a promise for ``promised_on`` has lapsed on ``as_of``: its date plus the
+    grace days has passed (the caller knows the case is still open, i.e. still owing)."""
+    if promised_on is None:
+        return False
+    return promised_on + datetime.timedelta(days=grace_days) < as_of
+
+
+def may_promise(broken: int, max_broken: int) -> bool:
+    """Whether a customer with ``broken`` broken promises on the case may promise again
+    by themselves (the self-service page); staff decide for themselves."""
+    return broken < max_broken
+
+
+def minimum_promise(balance: Decimal, share: Decimal) -> Decimal:
+    """The least amount a promise must cover: ``share`` of ``balance``, rounded up to
+    the cent (a share of 0 asks for nothing; a positive share never asks for less than a
+    cent, and never for more than the balance)."""
+    if share <= 0 or balance <= 0:
+        return Decimal(0)
+    return min(balance, max(CENT, (balance * share).quantize(CENT, rounding=ROUND_UP)))
+
+
+def dispute_escalates_on(opened_on: datetime.date, after_days: int) -> datetime.date:
+    """The day an open dispute opened on ``opened_on`` goes to staff."""
+    return opened_on + datetime.timedelta(days=after_days)
 
 
 def policy_spec(policy) -> PolicySpec:

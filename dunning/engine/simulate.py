@@ -259,7 +259,7 @@ def pause_timeline(events, run_days):
         if kind == CaseEvent.Kind.PAUSED:
             until = data.get("until")
             paused = _date(until) or PAUSED_INDEFINITELY
-        elif kind in (CaseEvent.Kind.RESUMED, CaseEvent.Kind.DISPUTE_RESOLVED):
+        elif kind == CaseEvent.Kind.RESUMED:
             paused = None
         elif kind == CaseEvent.Kind.PROMISE:
             promised = _date(data.get("date"))
@@ -267,9 +267,26 @@ def pause_timeline(events, run_days):
                 continue
             until = promised + datetime.timedelta(days=PROMISE_GRACE_DAYS)
             paused = max(until, paused) if paused else until
-        elif kind == CaseEvent.Kind.DISPUTE:
-            paused = PAUSED_INDEFINITELY
+        elif kind in (CaseEvent.Kind.DISPUTE, CaseEvent.Kind.DISPUTE_RESOLVED):
+            continue  # a dispute holds its invoice, not the case (dispute_timeline)
         changes.append((run_days.effective(created_at), paused))
+    changes.sort(key=lambda c: c[0])
+    return changes
+
+
+def dispute_timeline(events, run_days):
+    """(effective day, {disputed invoice numbers}) changes of one case: a dispute holds its
+    invoice from the first run after it was opened until its case's disputes are resolved
+    (dunning.engine.holds)."""
+    changes, held = [], frozenset()
+    for kind, created_at, data in sorted(events, key=lambda e: e[1]):
+        if kind == CaseEvent.Kind.DISPUTE:
+            held = held | {str((data or {}).get("invoice_number", ""))}
+        elif kind == CaseEvent.Kind.DISPUTE_RESOLVED:
+            held = frozenset()
+        else:
+            continue
+        changes.append((run_days.effective(created_at), held))
     changes.sort(key=lambda c: c[0])
     return changes
 
@@ -329,8 +346,10 @@ class Tally:
 
 
 # -- the replay of one case ----------------------------------------------------------------
-def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally):
-    """Replay one case with the draft's rules from ``start_day`` to ``last_day``."""
+def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally,
+           disputes=None):
+    """Replay one case with the draft's rules from ``start_day`` to ``last_day``
+    (``disputes``: :func:`dispute_timeline` of the case)."""
     excluded = set()  # invoices the draft terminated: never dunned again
     is_open, done, last_step_on = False, frozenset(), None
     day = run_days.on_or_after(start_day)
@@ -338,8 +357,12 @@ def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally
         invoices = timeline.open_on(day)
         if excluded:
             invoices = {n: i for n, i in invoices.items() if n not in excluded}
+        held = (_paused_on(disputes, day) or frozenset()) if disputes else frozenset()
+        demanded = {n: i for n, i in invoices.items() if str(n) not in held}
         following = FAR
-        if not invoices:
+        if invoices and not demanded:
+            pass  # every open invoice disputed: the case waits (schedule.ALL_DISPUTED)
+        elif not invoices:
             if is_open:
                 if done:
                     tally.add(case_id, day, PAYMENT_RECEIVED)
@@ -347,6 +370,7 @@ def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally
         else:
             if not is_open:
                 is_open, done, last_step_on = True, frozenset(), None
+            invoices = demanded
             balances = {}
             for inv in invoices.values():
                 if inv.amount is not None:
@@ -375,6 +399,8 @@ def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally
         following = min(following, timeline.next_change(day))
         if pauses:
             following = min(following, _next_pause_change(pauses, day))
+        if disputes:
+            following = min(following, _next_pause_change(disputes, day))
         if following >= FAR:
             return
         day = run_days.on_or_after(max(following, day + ONE_DAY))
@@ -530,8 +556,9 @@ def simulate(policy, days=DEFAULT_DAYS, today=None, *, using=DEFAULT_DB_ALIAS):
         timeline = Timeline([*seen, final], opening, opened_on, hidden.get(customer_id, ()),
                             min(last_day, today))
         pauses = pause_timeline(events[case_id], run_days) if case_id in events else None
+        disputes = dispute_timeline(events[case_id], run_days) if case_id in events else None
         replay(spec, case_id, timeline, opened_on, min(last_day, today), run_days, pauses,
-               draft_tally)
+               draft_tally, disputes)
 
     return _report(draft, live, spec, start, today, days, len(case_rows), draft_tally,
                    live_tally, time.perf_counter() - started)

@@ -98,6 +98,13 @@ class Case(models.Model):
     promised_amount = models.DecimalField(
         _("promised amount"), max_digits=14, decimal_places=2, null=True, blank=True
     )
+    # Promises of this case whose date plus the grace passed unpaid (counted by the run,
+    # or by the next promise when it comes first); ``promise_broken``: the latest promise
+    # (promised_on) is one of them. See dunning.engine.holds.
+    broken_promises = models.PositiveSmallIntegerField(
+        _("broken promises"), default=0, db_default=0, editable=False)
+    promise_broken = models.BooleanField(
+        _("latest promise broken"), default=False, db_default=False, editable=False)
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -268,7 +275,9 @@ class CaseInvoice(models.Model):
 
 
 class Dispute(models.Model):
-    """A customer disputes an invoice of a case; dunning pauses until it is resolved."""
+    """A customer disputes an invoice of a case: that invoice is held (not demanded, not
+    charged) until the dispute is resolved; the rest of the case is dunned as before. An
+    open dispute goes to staff after DUNNING["DISPUTE_ESCALATE_AFTER_DAYS"]."""
 
     case = models.ForeignKey(
         Case, on_delete=models.CASCADE, related_name="disputes", verbose_name=_("case")
@@ -286,6 +295,9 @@ class Dispute(models.Model):
     )
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
     resolution = models.TextField(_("resolution"), blank=True, default="")
+    # When the run handed the dispute to staff for waiting too long (NULL: not yet).
+    escalated_at = models.DateTimeField(_("escalated at"), null=True, blank=True,
+                                        editable=False)
 
     class Meta:
         verbose_name = _("dispute")
@@ -327,6 +339,7 @@ class CaseEvent(models.Model):
         ESCALATED = "escalated", _("Escalated")
         WRITTEN_OFF = "written-off", _("Written off")
         PROMISE = "promise", _("Promise to pay")
+        PROMISE_BROKEN = "promise-broken", _("Promise to pay broken")
         DISPUTE = "dispute", _("Dispute opened")
         DISPUTE_RESOLVED = "dispute-resolved", _("Dispute resolved")
         SENT_BY_HAND = "sent-by-hand", _("Step sent by hand")

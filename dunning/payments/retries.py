@@ -57,11 +57,18 @@ def normalize(code):
     return declines.from_stripe(code)
 
 
-def open_balance(customer_pk, numbers, using=DEFAULT_DB_ALIAS):
+def open_balance(customer_pk, numbers, using=DEFAULT_DB_ALIAS, *, held_too=False):
     """(amount, currency, numbers) still open of the invoices ``numbers`` of the customer;
-    invoices in another currency than the first open one are left for another cycle."""
+    invoices in another currency than the first open one are left for another cycle, and
+    an invoice held by an open dispute of the customer's case is never charged until the
+    dispute is resolved (dunning.engine.holds; ``held_too``: those count as well)."""
+    from ..engine.holds import held_numbers_of_customer
+
     adapter = get_adapter()
     p = ANNOTATION_PREFIX
+    held = () if held_too else held_numbers_of_customer(customer_pk, using)
+    if held:
+        numbers = [n for n in numbers if str(n) not in held]
     rows = list(
         adapter.annotated_invoices().using(using)
         .filter(**{p + "number__in": list(numbers), adapter.customer_annotation: customer_pk,
@@ -296,6 +303,13 @@ def retry(backend, previous, now, summary, using=DEFAULT_DB_ALIAS, as_of=None):
                   amount=amount, currency=currency or previous.currency,
                   method_id=previous.next_method_id, step_key=previous.next_step_key,
                   attempted_at=now)
+    if not numbers and open_balance(customer_pk, previous.invoices, using, held_too=True)[2]:
+        # Every invoice left is held by an open dispute: not charged, but not given up
+        # either; looked at again tomorrow (the dispute goes to staff meanwhile).
+        PaymentAttempt.objects.using(using).filter(pk=previous.pk).update(
+            next_attempt_at=now + datetime.timedelta(days=1))
+        summary["waiting"] += 1
+        return
     if not numbers:  # paid meanwhile
         PaymentAttempt.objects.using(using).create(
             **{**fields, "invoices": previous.invoices, "amount": Decimal(0)},

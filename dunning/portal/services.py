@@ -16,15 +16,17 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .. import actors, services
-from ..conf import dunning_settings
+from ..conf import dunning_settings, share_setting
+from ..engine import holds, schedule
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
+from ..rendering import babel_locale, format_day, format_money
 from .tokens import PortalAccess
 
 logger = logging.getLogger("dunning.portal")
@@ -42,10 +44,17 @@ class Portfolio:
     customer: object  # a dunning.hosts.CustomerRow
     invoices: list  # dunning.hosts.InvoiceRow, oldest first
     case: Case | None
+    #: Numbers (as text) of the invoices held by an open dispute of the case.
+    disputed: frozenset = frozenset()
+
+    def demanded(self):
+        """The overdue invoices that are demanded: all but the disputed ones."""
+        return [i for i in self.invoices if str(i.number) not in self.disputed]
 
     def totals(self):
+        """What is demanded, per currency (a disputed invoice is not)."""
         sums: dict[str, Decimal] = {}
-        for invoice in self.invoices:
+        for invoice in self.demanded():
             sums[invoice.currency] = sums.get(invoice.currency, Decimal(0)) + invoice.amount_due
         return dict(sorted(sums.items()))
 
@@ -69,7 +78,8 @@ def load_portfolio(access: PortalAccess, today=None):
     )
     invoices.sort(key=lambda i: (i.due_date, i.number))
     case = Case.objects.filter(customer_id=customer.pk, status=Case.Status.OPEN).first()
-    return Portfolio(customer, invoices, case)
+    disputed = frozenset(holds.disputed_numbers([case.pk]).get(case.pk, ())) if case else frozenset()
+    return Portfolio(customer, invoices, case, disputed)
 
 
 # -- links of the host: pay now, update the payment method ---------------------------------
@@ -81,9 +91,9 @@ def host_url(setting, company_key, portfolio, token):
     if value is None:
         return str((dunning_settings.COMPANY or {}).get(company_key) or "")
     if callable(value):
-        return value(portfolio.customer, portfolio.invoices, token) or ""
+        return value(portfolio.customer, portfolio.demanded(), token) or ""
     if "{" not in value and "." in value and "/" not in value:
-        return import_string(value)(portfolio.customer, portfolio.invoices, token) or ""
+        return import_string(value)(portfolio.customer, portfolio.demanded(), token) or ""
     return value.format(customer=portfolio.customer.pk, token=token)
 
 
@@ -120,9 +130,66 @@ def page_locale():
 
 
 # -- the actions ---------------------------------------------------------------------------
-def promise(case, date, amount):
+def promise_refused(case, today=None, new_date=None):
+    """Why the customer may not promise on the page ("" when they may): the case has
+    PORTAL_PROMISE_MAX_BROKEN broken promises (it went to staff), or would have with a
+    promise for ``new_date`` that puts the standing one off."""
+    if case is None:
+        return ""
+    most = int(dunning_settings.PORTAL_PROMISE_MAX_BROKEN)
+    if not schedule.may_promise(holds.broken_count(case, today), most):
+        return _("We cannot accept another promise to pay here, because earlier promises "
+                 "were not kept. Our team will contact you. You can still pay now, ask for "
+                 "a payment plan or dispute an invoice.")
+    if new_date is not None and not schedule.may_promise(
+            holds.broken_count(case, today, new_date), most):
+        return _("You promised to pay by %(date)s; that date cannot be moved later here. "
+                 "Please contact us if you need more time.") % {
+            "date": format_day(case.promised_on, babel_locale(translation.get_language()))}
+    return ""
+
+
+def least_promise(portfolio):
+    """(amount, currency) a promise on the page must cover at least: PORTAL_PROMISE_MIN_SHARE
+    of what is demanded in the currency of the oldest demanded invoice ((0, "") when
+    nothing is demanded)."""
+    demanded = portfolio.demanded()
+    if not demanded:
+        return Decimal(0), ""
+    currency = demanded[0].currency
+    balance = portfolio.totals()[currency]
+    return schedule.minimum_promise(balance, share_setting("PORTAL_PROMISE_MIN_SHARE")), currency
+
+
+def check_promise_share(portfolio, amount):
+    """A promise must cover PORTAL_PROMISE_MIN_SHARE of what is demanded; the error is on
+    the amount, the least amount formatted in the page's language."""
+    least, currency = least_promise(portfolio)
+    if amount < least:
+        raise ValidationError({"amount": _(
+            "Please promise at least %(amount)s: a promise must cover at least %(share)s%% "
+            "of what is overdue.") % {
+            "amount": format_money(least, currency, babel_locale(translation.get_language())),
+            "share": format_percent(share_setting("PORTAL_PROMISE_MIN_SHARE"))}})
+    return amount
+
+
+def format_percent(share):
+    """``share`` (a Decimal fraction) as a percentage without trailing zeros ("25")."""
+    value = (share * 100).normalize()
+    return f"{value:f}"
+
+
+def promise(case, date, amount, *, portfolio=None):
+    """A promise from the page: refused once the case has PORTAL_PROMISE_MAX_BROKEN broken
+    promises, and for less than PORTAL_PROMISE_MIN_SHARE of what is demanded."""
     check_portal_date(date)
+    refused = promise_refused(case, new_date=date)
+    if refused:
+        raise ValidationError(refused)
     services.check_promise_amount(amount)
+    if portfolio is not None:
+        check_promise_share(portfolio, amount)
     return services.record_promise(case, date, amount, actors.CUSTOMER)
 
 
@@ -187,13 +254,16 @@ def request_plan(portfolio, count, first):
     check_instalments(count)
     check_portal_date(first)
     totals = portfolio.totals()
+    if not totals:
+        raise ValidationError(_("Every overdue invoice is disputed: nothing is left to pay "
+                                "in instalments until the disputes are resolved."))
     instalments = split(totals, count, first, dunning_settings.PORTAL_PLAN_INTERVAL_DAYS)
     auto = auto_approvable(totals, count)
     with transaction.atomic():
         plan = PaymentPlan.objects.create(
             case=case, instalments=instalments,
             totals={c: str(t) for c, t in totals.items()},
-            invoices=[i.pk for i in portfolio.invoices],
+            invoices=[i.pk for i in portfolio.demanded()],
             status=PaymentPlan.Status.REQUESTED,
         )
         services.record(case, CaseEvent.Kind.PLAN_REQUESTED, actors.CUSTOMER,
@@ -208,7 +278,7 @@ def request_plan(portfolio, count, first):
 
 def _pause_for_instalment(case, plan, instalment):
     """Pause the case until an instalment's date plus the grace days (never shortening a
-    longer pause, e.g. an open dispute's)."""
+    longer pause, e.g. one by hand)."""
     due = datetime.date.fromisoformat(instalment["due"])
     until = due + datetime.timedelta(days=dunning_settings.PORTAL_PLAN_GRACE_DAYS)
     if case.paused_until is not None and case.paused_until >= until:
@@ -296,8 +366,8 @@ def check_payment_plans(as_of=None):
                 services.record(case, CaseEvent.Kind.PLAN_BROKEN, None,
                                 _("Instalment due on %(date)s was not paid.")
                                 % {"date": pending["due"]}, plan=plan.pk)
-                if (case.is_open and case.paused_until is not None
-                        and not case.disputes.filter(resolved_at__isnull=True).exists()):
+                if case.is_open and case.paused_until is not None:
+                    # A dispute holds its invoice, not the case: nothing else to wait for.
                     services.resume(case, None)
             counts["broken"] += 1
         elif case.is_open:
@@ -376,7 +446,7 @@ def stored_methods(portfolio):
     from ..payments import get_backend
 
     backend = get_backend()
-    if backend is None or not portfolio.invoices:
+    if backend is None or not portfolio.demanded():
         return []
     try:
         return list(backend.stored_methods(host_customer(portfolio)))
@@ -390,13 +460,13 @@ def payable(portfolio):
     currency of the oldest one (another currency is paid separately)."""
     from ..payments.retries import open_balance
 
-    return open_balance(portfolio.customer.pk, [i.number for i in portfolio.invoices])
+    return open_balance(portfolio.customer.pk, [i.number for i in portfolio.demanded()])
 
 
 def pay_amount(portfolio, locale):
     from ..rendering import format_money
 
-    if not portfolio.invoices:
+    if not portfolio.demanded():
         return ""
     amount, currency, _numbers = payable(portfolio)
     return format_money(amount, currency, locale) if currency else ""

@@ -177,7 +177,7 @@ def handle(request, token, portfolio, language):
 def perform(action, data, portfolio):
     case = portfolio.case
     if action == "promise":
-        services.promise(case, data["date"], data["amount"])
+        services.promise(case, data["date"], data["amount"], portfolio=portfolio)
     elif action == "plan":
         services.request_plan(portfolio, data["instalments"], data["first"])
     elif action == "dispute":
@@ -232,6 +232,8 @@ def page_context(request, token, portfolio, language, bound, error):
         "promise_form": bound.get("promise") or forms.PromiseForm(
             initial={"amount": initial_amount}
         ),
+        # Too many broken promises: the form gives way to an explanation.
+        "promise_refused": services.promise_refused(case, today),
         "plan_form": bound.get("plan") or forms.PlanForm(),
         "dispute_form": bound.get("dispute") or forms.DisputeForm(),
         "feedback_form": bound.get("feedback") or forms.FeedbackForm(),
