@@ -31,7 +31,7 @@ from dunning.models import Case, CaseEvent, CaseStep, Dispute, PaymentAttempt
 from dunning.payments.retries import open_balance
 from dunning.portal import services as portal_services
 from dunning.portal.tokens import make_token
-from dunning.testing import override_dunning_settings
+from dunning.testing import PortalClient, override_dunning_settings
 
 from .conftest import DAY0, day
 
@@ -39,6 +39,11 @@ ONE_DAY = datetime.timedelta(days=1)
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 STANDARD_DAYS = 45  # the shipped policy terminates on day 45
 GRACE = holds.PROMISE_GRACE_DAYS
+
+
+@pytest.fixture
+def client():
+    return PortalClient()  # sends each form from the page loaded just before, as a browser
 
 
 def page(response):
