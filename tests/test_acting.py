@@ -148,7 +148,7 @@ def test_an_old_tabs_promise_does_not_replace_a_newer_one(case, today):
     client.post(portal(case.customer), {"action": "promise", "date": newer.isoformat(),
                                         "amount": "100"})
     response = client.post(portal(case.customer), {
-        "action": "promise", "date": (today + 20 * ONE_DAY).isoformat(), "amount": "5",
+        "action": "promise", "date": (today + 20 * ONE_DAY).isoformat(), "amount": "30",
         "stamp": old_tab})
     assert response.status_code == 400
     assert "A newer promise to pay was made since you opened this page" in page(response)
@@ -156,7 +156,7 @@ def test_an_old_tabs_promise_does_not_replace_a_newer_one(case, today):
     assert case.promised_on == newer and promise_events(case) == 1
     # The page it answers with carries the current stamp: sending it again works.
     again = client.post(portal(case.customer), {
-        "action": "promise", "date": (today + 20 * ONE_DAY).isoformat(), "amount": "5"})
+        "action": "promise", "date": (today + 20 * ONE_DAY).isoformat(), "amount": "30"})
     assert again.status_code == 302 and promise_events(case) == 2
 
 
@@ -167,7 +167,7 @@ def test_a_promise_recorded_by_staff_makes_the_customers_open_form_stale(case, t
     old_tab = portal_stamp(client, portal(case.customer), "promise")
     services.record_promise(case, today + 2 * ONE_DAY, "80", boss)
     response = client.post(portal(case.customer), {
-        "action": "promise", "date": (today + 9 * ONE_DAY).isoformat(), "amount": "10",
+        "action": "promise", "date": (today + 9 * ONE_DAY).isoformat(), "amount": "40",
         "stamp": old_tab})
     assert response.status_code == 400
     case.refresh_from_db()
@@ -243,7 +243,7 @@ def test_a_refused_form_can_be_sent_again_once_corrected(case, today):
     client = PortalClient()
     value = portal_stamp(client, portal(case.customer), "promise")
     too_late = {"action": "promise", "date": (today + 400 * ONE_DAY).isoformat(),
-                "amount": "10", "stamp": value}
+                "amount": "40", "stamp": value}
     assert client.post(portal(case.customer), too_late).status_code == 400
     fixed = {**too_late, "date": (today + 4 * ONE_DAY).isoformat()}
     assert client.post(portal(case.customer), fixed).status_code == 302
@@ -260,7 +260,7 @@ def test_the_timeline_says_who_did_what_through_each_door(case, today, admin_cli
 
     # The customer, on their page.
     PortalClient().post(portal(case.customer), {
-        "action": "promise", "date": (today + 3 * ONE_DAY).isoformat(), "amount": "10"})
+        "action": "promise", "date": (today + 3 * ONE_DAY).isoformat(), "amount": "40"})
     PortalClient().post(portal(case.customer), {"action": "feedback", "reason": "forgot"})
     # A staff user in the admin, and through the API.
     services.add_note(case, "In the admin", boss)
