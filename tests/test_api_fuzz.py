@@ -93,7 +93,7 @@ def wsgi_probe_kwargs(monkeypatch):
 
 
 def make_user(django_user_model, name, *, perms=(), groups=()):
-    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.models import Group
 
     user = django_user_model.objects.create_user(name, f"{name}@example.com", "pw", is_staff=True)
     if perms:

@@ -63,10 +63,7 @@ def customer_pk_schema():
     field = get_customer_model()._meta.pk
     field = getattr(field, "target_field", field)  # a pk that is a one-to-one link
     if isinstance(field, models.IntegerField):  # AutoField and BigAutoField too
-        from django.db.models.fields import AutoFieldMixin
-
-        return {"type": "integer", "minimum": 0 if isinstance(field, AutoFieldMixin)
-                else -(2**63), "maximum": 2**63 - 1}
+        return {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
     if isinstance(field, models.UUIDField):
         return {"type": "string", "format": "uuid"}
     schema = {"type": "string", "minLength": 1}

@@ -120,10 +120,10 @@ def authentication_classes():
 
 
 class Pagination(PageNumberPagination):
-    """``?page=`` and ``?page_size=`` (1 to ``API_MAX_PAGE_SIZE``). A page size that is no
-    whole number in that range is a 400 naming it (DRF's paginator silently falls back to
-    the default page size, or cuts it to the maximum, so the client never learns that it
-    got another page size than it asked for)."""
+    """``?page=`` and ``?page_size=`` (a whole number from 1; more than
+    ``API_MAX_PAGE_SIZE`` gets that many, as documented). A page size that is no whole
+    number of at least 1 is a 400 naming it: DRF's paginator silently fell back to the
+    default page size for ``?page_size=true``."""
 
     page_size_query_param = "page_size"
 
@@ -134,17 +134,21 @@ class Pagination(PageNumberPagination):
         if raw is None:
             return self.page_size
         value = parse_id(raw)
-        if value is None or not 1 <= value <= self.max_page_size:
+        if value is None or value < 1:
             raise ValidationError({self.page_size_query_param: [
-                _("Enter a whole number between 1 and %(max)s.") % {"max": self.max_page_size}]})
-        return value
+                _("Enter a whole number of at least 1 (at most %(max)s are served).")
+                % {"max": self.max_page_size}]})
+        return min(value, self.max_page_size)
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["minimum"] = 1
             if parameter["name"] == self.page_size_query_param:
-                parameter["schema"]["maximum"] = dunning_settings.API_MAX_PAGE_SIZE
+                parameter["schema"]["maximum"] = 2**63 - 1
+                parameter["description"] = (
+                    "Results per page (default DUNNING['API_PAGE_SIZE']; a bigger number "
+                    "than DUNNING['API_MAX_PAGE_SIZE'] gets that many).")
         return parameters
 
 
@@ -620,8 +624,8 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
 def _day_param(request, name):
     """The query parameter ``name`` as a date (None when absent); a 400 naming it when it
     is no date or lies outside the years the reports can count in (dunning.inputs)."""
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
+    raw = request.query_params.get(name)
+    if raw is None:
         return None
     try:
         return parse_day(raw)
