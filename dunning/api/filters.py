@@ -29,6 +29,9 @@ ORDERINGS = {
     "days_overdue": "-" + queries.OLDEST_DUE,
 }
 DEFAULT_ORDERING = ["-opened_at", "-pk"]
+_NAME = " *-?(" + "|".join(ORDERINGS) + ") *"
+#: What ?ordering= takes, for the schema: nothing, or names (each maybe with "-") and commas.
+ORDERING_PATTERN = f"^$|^{_NAME}(,{_NAME})*$"
 
 
 def _param(name, description, schema, enum=None):
@@ -130,11 +133,11 @@ class CaseFilterBackend(BaseFilterBackend):
     @staticmethod
     def ordering(request):
         raw = request.query_params.get("ordering", "")
-        if not raw.strip():
+        if not raw:
             return DEFAULT_ORDERING
         result = []
         for part in raw.split(","):
-            part = part.strip()
+            part = part.strip(" ")  # as ORDERING_PATTERN: spaces around a name, no other blank
             name = part.lstrip("-")
             if name not in ORDERINGS:
                 raise ValidationError({"ordering": [
@@ -168,7 +171,7 @@ class CaseFilterBackend(BaseFilterBackend):
                    string),
             _param("ordering", "Comma-separated: " + ", ".join(
                 f"{name} / -{name}" for name in ORDERINGS) + ". Default: newest first.",
-                   string),
+                   {"type": "string", "pattern": ORDERING_PATTERN}),
         ]
 
 
