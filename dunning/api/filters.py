@@ -29,6 +29,9 @@ ORDERINGS = {
     "days_overdue": "-" + queries.OLDEST_DUE,
 }
 DEFAULT_ORDERING = ["-opened_at", "-pk"]
+_NAME = " *-?(" + "|".join(ORDERINGS) + ") *"
+#: What ?ordering= takes, for the schema: nothing, or names (each maybe with "-") and commas.
+ORDERING_PATTERN = f"^$|^{_NAME}(,{_NAME})*$"
 
 
 def _param(name, description, schema, enum=None):
@@ -47,9 +50,19 @@ def _text(request, name):
     return raw
 
 
-def _boolean(request, name):
+def _given(request, name):
+    """The query parameter ``name`` (None when absent); a 400 when it is given without a
+    value (``?status=``): the schema types each parameter, and "" is none of its values, so
+    it is refused rather than read as "no filter"."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw == "":
+        raise ValidationError({name: [_("Give a value or leave the parameter out.")]})
+    return raw
+
+
+def _boolean(request, name):
+    raw = _given(request, name)
+    if raw is None:
         return None
     try:
         return BOOLEANS[raw.strip().lower()]
@@ -58,8 +71,8 @@ def _boolean(request, name):
 
 
 def _choice(request, name, choices):
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    raw = _given(request, name)
+    if raw is None:
         return None
     if raw not in choices:
         raise ValidationError({name: [
@@ -89,8 +102,8 @@ class CaseFilterBackend(BaseFilterBackend):
             queryset = queryset.filter(policy__key=policy)
         if last_step:
             queryset = queryset.filter(last_step_key=last_step)
-        assigned = params.get("assigned_to")
-        if assigned:
+        assigned = _given(request, "assigned_to")
+        if assigned is not None:
             if assigned == "me":
                 queryset = queryset.filter(assigned_to=request.user)
             elif assigned == "none":
@@ -120,11 +133,11 @@ class CaseFilterBackend(BaseFilterBackend):
     @staticmethod
     def ordering(request):
         raw = request.query_params.get("ordering", "")
-        if not raw.strip():
+        if not raw:
             return DEFAULT_ORDERING
         result = []
         for part in raw.split(","):
-            part = part.strip()
+            part = part.strip(" ")  # as ORDERING_PATTERN: spaces around a name, no other blank
             name = part.lstrip("-")
             if name not in ORDERINGS:
                 raise ValidationError({"ordering": [
@@ -158,7 +171,7 @@ class CaseFilterBackend(BaseFilterBackend):
                    string),
             _param("ordering", "Comma-separated: " + ", ".join(
                 f"{name} / -{name}" for name in ORDERINGS) + ". Default: newest first.",
-                   string),
+                   {"type": "string", "pattern": ORDERING_PATTERN}),
         ]
 
 
@@ -170,6 +183,8 @@ class FieldFilterBackend(BaseFilterBackend):
             return queryset
         for param, (lookup, _description) in view.filter_fields.items():
             value = _text(request, param)
+            if lookup.endswith("_id"):
+                _given(request, param)
             if value:
                 if lookup.endswith("_id"):
                     value = parse_id(value)
@@ -181,6 +196,7 @@ class FieldFilterBackend(BaseFilterBackend):
     def get_schema_operation_parameters(self, view):
         return [
             _param(param, description,
-                   {"type": "integer"} if lookup.endswith("_id") else {"type": "string"})
+                   {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+                   if lookup.endswith("_id") else {"type": "string"})
             for param, (lookup, description) in view.filter_fields.items()
         ]

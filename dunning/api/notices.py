@@ -52,9 +52,24 @@ class NoticeSerializer(serializers.ModelSerializer):
         return notice.is_active()
 
 
-def customer_param():
-    return OpenApiParameter("customer", str, required=True,
-                            description="The customer's pk (required).")
+def customer_pk_schema():
+    """The JSON schema of the site's customer pk: an integer for integer keys, a UUID for
+    UUID keys, else a non-empty string (read when the schema is built, never at import:
+    the customer model is the host's)."""
+    from django.db import models
+
+    from ..hosts import get_customer_model
+
+    field = get_customer_model()._meta.pk
+    field = getattr(field, "target_field", field)  # a pk that is a one-to-one link
+    if isinstance(field, models.IntegerField):  # AutoField and BigAutoField too
+        return {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+    if isinstance(field, models.UUIDField):
+        return {"type": "string", "format": "uuid"}
+    schema = {"type": "string", "minLength": 1}
+    if field.max_length:
+        schema["maxLength"] = field.max_length
+    return schema
 
 
 class NoticeViewSet(DunningAPIMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -68,6 +83,14 @@ class NoticeViewSet(DunningAPIMixin, mixins.ListModelMixin, viewsets.GenericView
         "seen": [CHANGE_NOTICE],
         "dismiss": [CHANGE_NOTICE],
     }
+
+    def schema_parameters(self):
+        """The list's required ``customer``, typed as the site's customer pk (read when
+        the schema is built: the customer model is the host's)."""
+        if self.action != "list":
+            return []
+        return [OpenApiParameter("customer", customer_pk_schema(), required=True,
+                                 description="The customer's pk (required).")]
 
     def get_queryset(self):
         queryset = Notice.objects.all()
@@ -90,8 +113,7 @@ class NoticeViewSet(DunningAPIMixin, mixins.ListModelMixin, viewsets.GenericView
             raise ValidationError({"customer": [
                 _("'%(value)s' is not a customer id.") % {"value": raw[:100]}]}) from None
 
-    @extend_schema(parameters=[customer_param()],
-                   responses=responses({200: NoticeSerializer(many=True)}, 400))
+    @extend_schema(responses=responses({200: NoticeSerializer(many=True)}, 400))
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 

@@ -51,7 +51,60 @@ def run_check(check, value):
         raise serializers.ValidationError(exc.messages) from exc
 
 
-class ErrorSerializer(serializers.Serializer):
+
+def _json_types(field):
+    """The JSON types the schema gives ``field``'s input (None: anything it parses)."""
+    if isinstance(field, serializers.BooleanField):
+        return (bool,)
+    if isinstance(field, (serializers.IntegerField, serializers.PrimaryKeyRelatedField)):
+        return (int,)
+    if isinstance(field, (serializers.CharField, serializers.DateField,
+                          serializers.DateTimeField, serializers.DecimalField,
+                          serializers.ChoiceField)):
+        # Decimals are strings in the schema (drf-spectacular's default, and never a float
+        # for money); choices here are all strings.
+        return (str,)
+    return None
+
+
+class StrictTypes:
+    """JSON values of the type the schema documents. DRF coerces: 0 passed for a text
+    ("0"), for a boolean (false) and for an amount, so a client's mistake (a number where
+    the schema says string, a string where it says boolean) was stored as something it did
+    not mean. A value of another JSON type is a 400 naming the field."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            errors = {}
+            for field in self._writable_fields:
+                if field.field_name not in data:
+                    continue
+                value = data[field.field_name]
+                types = _json_types(field)
+                if value is None or types is None:
+                    continue
+                if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+                    errors[field.field_name] = [self.type_message(types[0])]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+    @staticmethod
+    def type_message(json_type):
+        return {bool: _("Enter true or false (a JSON boolean)."),
+                int: _("Enter a whole number (a JSON number)."),
+                str: _("Enter a JSON string.")}[json_type]
+
+
+class Serializer(StrictTypes, serializers.Serializer):
+    pass
+
+
+class ModelSerializer(StrictTypes, serializers.ModelSerializer):
+    pass
+
+
+class ErrorSerializer(Serializer):
     """DRF's standard error: ``{"detail": "..."}``."""
 
     detail = serializers.CharField()
@@ -64,7 +117,7 @@ class RefusedSerializer(ErrorSerializer):
 
 
 # -- cases ----------------------------------------------------------------------------------
-class CustomerSerializer(serializers.Serializer):
+class CustomerSerializer(Serializer):
     """The customer in canonical names (dunning.hosts.CustomerRow)."""
 
     id = serializers.CharField(source="pk", help_text=_("The customer's pk, as a string."))
@@ -75,7 +128,7 @@ class CustomerSerializer(serializers.Serializer):
     timezone = serializers.CharField()
 
 
-class UserSerializer(serializers.Serializer):
+class UserSerializer(Serializer):
     id = serializers.IntegerField(source="pk")
     username = serializers.CharField(source="get_username")
 
@@ -89,7 +142,7 @@ class CaseListSerializer(serializers.ListSerializer):
         return [self.child.to_representation(item) for item in items]
 
 
-class CaseSerializer(serializers.ModelSerializer):
+class CaseSerializer(ModelSerializer):
     customer = serializers.SerializerMethodField()
     policy = serializers.SlugRelatedField(slug_field="key", read_only=True)
     amount_overdue = serializers.SerializerMethodField(
@@ -166,7 +219,7 @@ class CaseSerializer(serializers.ModelSerializer):
         return queries.days_overdue(case)
 
 
-class InvoiceSerializer(serializers.Serializer):
+class InvoiceSerializer(Serializer):
     number = serializers.CharField()
     amount_due = amount_field()
     currency = serializers.CharField()
@@ -174,14 +227,14 @@ class InvoiceSerializer(serializers.Serializer):
     days_overdue = serializers.IntegerField(help_text=_("0 when not yet due."))
 
 
-class TotalSerializer(serializers.Serializer):
+class TotalSerializer(Serializer):
     currency = serializers.CharField()
     amount = amount_field()
     invoices = serializers.IntegerField()
     display = serializers.CharField(help_text=_("Formatted for the request's language."))
 
 
-class DisputeSerializer(serializers.ModelSerializer):
+class DisputeSerializer(ModelSerializer):
     opened_by = serializers.SerializerMethodField()
 
     class Meta:
@@ -194,7 +247,7 @@ class DisputeSerializer(serializers.ModelSerializer):
         return dispute.opened_by.get_username() if dispute.opened_by else None
 
 
-class ChargeSerializer(serializers.ModelSerializer):
+class ChargeSerializer(ModelSerializer):
     """A reminder fee, interest or fixed compensation charged with a reminder
     (dunning.charging)."""
 
@@ -211,13 +264,13 @@ class ChargeSerializer(serializers.ModelSerializer):
         return charge.as_dict()["amount"]
 
 
-class DeliverySerializer(serializers.Serializer):
+class DeliverySerializer(Serializer):
     at = serializers.DateTimeField()
     event = serializers.CharField()
     description = serializers.CharField()
 
 
-class TimelineEntrySerializer(serializers.Serializer):
+class TimelineEntrySerializer(Serializer):
     at = serializers.DateTimeField()
     kind = serializers.CharField(help_text=_("'message' for an executed step, else the "
                                              "event kind (note, call, paused, ...)."))
@@ -275,7 +328,7 @@ class CaseDetailSerializer(CaseSerializer):
 
 
 # -- case actions: the input ------------------------------------------------------------------
-class AssignInput(serializers.Serializer):
+class AssignInput(Serializer):
     collector = serializers.PrimaryKeyRelatedField(
         queryset=get_user_model()._default_manager.none(),
         help_text=_("The id of an active staff user."),
@@ -288,11 +341,11 @@ class AssignInput(serializers.Serializer):
         )
 
 
-class NoteInput(serializers.Serializer):
+class NoteInput(Serializer):
     text = note_field()
 
 
-class CallInput(serializers.Serializer):
+class CallInput(Serializer):
     outcome = serializers.ChoiceField(choices=services.CALL_OUTCOMES)
     text = note_field(required=False, allow_blank=True, default="")
     inbound = serializers.BooleanField(
@@ -300,7 +353,7 @@ class CallInput(serializers.Serializer):
         help_text=_("The customer called us: not a call attempt under Regulation F."))
 
 
-class PauseInput(serializers.Serializer):
+class PauseInput(Serializer):
     reason = note_field()
     until = serializers.DateField(
         required=False, allow_null=True, default=None,
@@ -311,7 +364,7 @@ class PauseInput(serializers.Serializer):
         return run_check(services.check_pause_until, value)
 
 
-class PromiseInput(serializers.Serializer):
+class PromiseInput(Serializer):
     date = serializers.DateField()
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)
 
@@ -322,27 +375,27 @@ class PromiseInput(serializers.Serializer):
         return run_check(services.check_promise_amount, value)
 
 
-class DisputeInput(serializers.Serializer):
+class DisputeInput(Serializer):
     invoice_number = serializers.CharField(
         max_length=255, help_text=_("The number of one of the case's open invoices."))
     reason = note_field()
 
 
-class ResolveDisputesInput(serializers.Serializer):
+class ResolveDisputesInput(Serializer):
     resolution = note_field()
 
 
-class WriteOffInput(serializers.Serializer):
+class WriteOffInput(Serializer):
     reason = note_field()
 
 
-class SentStepSerializer(serializers.Serializer):
+class SentStepSerializer(Serializer):
     step_key = serializers.CharField()
     status = serializers.CharField()
     failure = serializers.CharField(help_text=_("Why it could not be sent; empty if it was."))
 
 
-class SendNowSerializer(serializers.Serializer):
+class SendNowSerializer(Serializer):
     sent = SentStepSerializer(many=True)
     resolved = serializers.BooleanField(help_text=_("The case was paid already and is now "
                                                     "resolved."))
@@ -368,7 +421,7 @@ class ModelCleanMixin:
         return instance
 
 
-class StepSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class StepSerializer(ModelCleanMixin, ModelSerializer):
     class Meta:
         model = Step
         fields = ["id", "policy", "key", "offset_days", "channel", "action", "free_of_charge",
@@ -402,7 +455,7 @@ def check_sequence(policy, *, replace=None, remove=None):
         raise drf_errors(exc) from exc
 
 
-class PolicySerializer(ModelCleanMixin, serializers.ModelSerializer):
+class PolicySerializer(ModelCleanMixin, ModelSerializer):
     steps = serializers.SerializerMethodField()
 
     class Meta:
@@ -428,7 +481,7 @@ class PolicySerializer(ModelCleanMixin, serializers.ModelSerializer):
         return attrs
 
 
-class MessageTemplateSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class MessageTemplateSerializer(ModelCleanMixin, ModelSerializer):
     class Meta:
         model = MessageTemplate
         fields = ["id", "policy", "step_key", "channel", "language", "variant", "weight",
@@ -442,7 +495,7 @@ class MessageTemplateSerializer(ModelCleanMixin, serializers.ModelSerializer):
 
 
 # -- invoices in ------------------------------------------------------------------------------
-class BulkCustomerSerializer(serializers.Serializer):
+class BulkCustomerSerializer(Serializer):
     email = serializers.EmailField(
         max_length=254, help_text=_("The customer is found by this address, or created."))
     name = serializers.CharField(max_length=200, required=False,
@@ -455,7 +508,7 @@ class BulkCustomerSerializer(serializers.Serializer):
         help_text=_("When they became a customer (the templates' history)."))
 
 
-class BulkInvoiceSerializer(serializers.Serializer):
+class BulkInvoiceSerializer(Serializer):
     number = serializers.CharField(max_length=64)
     customer = BulkCustomerSerializer()
     amount_due = serializers.DecimalField(
@@ -480,18 +533,18 @@ class BulkInvoiceSerializer(serializers.Serializer):
         return value
 
 
-class BulkInvoicesInput(serializers.Serializer):
+class BulkInvoicesInput(Serializer):
     invoices = BulkInvoiceSerializer(many=True)
 
 
-class BulkRowResultSerializer(serializers.Serializer):
+class BulkRowResultSerializer(Serializer):
     index = serializers.IntegerField()
     number = serializers.CharField()
     id = serializers.IntegerField()
     result = serializers.ChoiceField(choices=["created", "updated", "unchanged"])
 
 
-class BulkInvoicesResultSerializer(serializers.Serializer):
+class BulkInvoicesResultSerializer(Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
@@ -499,7 +552,7 @@ class BulkInvoicesResultSerializer(serializers.Serializer):
     rows = BulkRowResultSerializer(many=True)
 
 
-class BulkRowErrorSerializer(serializers.Serializer):
+class BulkRowErrorSerializer(Serializer):
     index = serializers.IntegerField()
     errors = serializers.DictField()
 
@@ -508,13 +561,13 @@ class BulkConflictRowSerializer(BulkRowErrorSerializer):
     number = serializers.CharField(help_text=_("The invoice number."))
 
 
-class BulkInvoicesConflictSerializer(serializers.Serializer):
+class BulkInvoicesConflictSerializer(Serializer):
     detail = serializers.CharField()
     rows = BulkConflictRowSerializer(many=True, required=False, help_text=_(
         "Each row whose invoice belongs to another customer, and why."))
 
 
-class BulkInvoicesErrorSerializer(serializers.Serializer):
+class BulkInvoicesErrorSerializer(Serializer):
     rows = BulkRowErrorSerializer(many=True, required=False)
     invoices = serializers.ListField(child=serializers.CharField(), required=False)
     detail = serializers.CharField(required=False)
@@ -527,7 +580,7 @@ PAYMENT_EVENT_TYPES = [
 ]
 
 
-class PaymentEventInput(serializers.Serializer):
+class PaymentEventInput(Serializer):
     type = serializers.ChoiceField(choices=PAYMENT_EVENT_TYPES)
     invoice = serializers.CharField(max_length=255, help_text=_("The invoice number."))
     id = serializers.CharField(
@@ -551,7 +604,7 @@ class PaymentEventInput(serializers.Serializer):
     )
 
 
-class RunSummarySerializer(serializers.Serializer):
+class RunSummarySerializer(Serializer):
     opened = serializers.IntegerField()
     executed = serializers.DictField(child=serializers.IntegerField())
     resolved = serializers.IntegerField()
@@ -560,13 +613,13 @@ class RunSummarySerializer(serializers.Serializer):
     failed = serializers.IntegerField()
 
 
-class EventCaseSerializer(serializers.Serializer):
+class EventCaseSerializer(Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()
     last_step_key = serializers.CharField()
 
 
-class PaymentEventResultSerializer(serializers.Serializer):
+class PaymentEventResultSerializer(Serializer):
     id = serializers.CharField(allow_null=True)
     type = serializers.CharField()
     invoice = serializers.CharField()
@@ -578,7 +631,7 @@ class PaymentEventResultSerializer(serializers.Serializer):
 
 
 # -- reports ----------------------------------------------------------------------------------
-class CurrencyAmountSerializer(serializers.Serializer):
+class CurrencyAmountSerializer(Serializer):
     currency = serializers.CharField()
     amount = amount_field()
 
@@ -587,7 +640,7 @@ class OpenAmountSerializer(CurrencyAmountSerializer):
     invoices = serializers.IntegerField()
 
 
-class OpenSerializer(serializers.Serializer):
+class OpenSerializer(Serializer):
     count = serializers.IntegerField()
     amounts = OpenAmountSerializer(many=True)
 
@@ -597,7 +650,7 @@ def rate_field():
                                                      "null when there is nothing to divide."))
 
 
-class RecoverySerializer(serializers.Serializer):
+class RecoverySerializer(Serializer):
     days = serializers.IntegerField()
     closed = serializers.IntegerField()
     resolved = serializers.IntegerField()
@@ -605,12 +658,12 @@ class RecoverySerializer(serializers.Serializer):
     recovered = CurrencyAmountSerializer(many=True)
 
 
-class DaysToCollectSerializer(serializers.Serializer):
+class DaysToCollectSerializer(Serializer):
     cases = serializers.IntegerField()
     days = amount_field(allow_null=True)
 
 
-class PromisesSerializer(serializers.Serializer):
+class PromisesSerializer(Serializer):
     days = serializers.IntegerField()
     grace_days = serializers.IntegerField()
     promises = serializers.IntegerField()
@@ -624,20 +677,20 @@ class AgingCurrencySerializer(CurrencyAmountSerializer):
     count = serializers.IntegerField()
 
 
-class AgingBucketSerializer(serializers.Serializer):
+class AgingBucketSerializer(Serializer):
     bucket = serializers.CharField()
     count = serializers.IntegerField()
     currencies = AgingCurrencySerializer(many=True)
 
 
-class StepEffectivenessSerializer(serializers.Serializer):
+class StepEffectivenessSerializer(Serializer):
     step_key = serializers.CharField()
     sent = serializers.IntegerField()
     paid = serializers.IntegerField()
     rate = rate_field()
 
 
-class VariantReportSerializer(serializers.Serializer):
+class VariantReportSerializer(Serializer):
     """One A/B variant of a step (dunning.variants.variant_report)."""
 
     policy = serializers.CharField()
@@ -653,7 +706,7 @@ class VariantReportSerializer(serializers.Serializer):
         allow_null=True, help_text=_("Two-proportion z-test against the control."))
 
 
-class ReportsSerializer(serializers.Serializer):
+class ReportsSerializer(Serializer):
     today = serializers.DateField()
     open = OpenSerializer()
     recovery = RecoverySerializer(many=True)

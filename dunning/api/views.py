@@ -11,6 +11,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from drf_spectacular.utils import extend_schema as spectacular_extend_schema
@@ -20,7 +21,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -29,7 +30,7 @@ from .. import actors, queries, reports, services
 from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
-from ..inputs import MAX_DAY, MIN_DAY, parse_day
+from ..inputs import MAX_DAY, MIN_DAY, parse_day, parse_id
 from ..models import Case, MessageTemplate, Policy, Run, Step
 from ..variants import variant_report
 from . import serializers as s
@@ -56,6 +57,12 @@ class DunningAutoSchema(AutoSchema):
             return False
         return super()._is_list_view(serializer)
 
+    def get_override_parameters(self):
+        """And the parameters the view builds when the schema is built
+        (``schema_parameters()``: what depends on the host's models)."""
+        extra = getattr(self.view, "schema_parameters", None)
+        return [*super().get_override_parameters(), *(extra() if extra else [])]
+
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         error = self._get_response_for_code(s.ErrorSerializer, "403", direction=direction)
@@ -68,6 +75,7 @@ class DunningAutoSchema(AutoSchema):
                                   ("404", "Not found (or not yours to see).")):
             responses.setdefault(code, {**error, "description": description})
         if self.method not in SAFE_METHODS:
+            responses.setdefault("415", {**error, "description": "The body is not JSON."})
             responses.setdefault("429", {**error, "description": "Throttled."})
         return responses
 
@@ -113,16 +121,44 @@ def authentication_classes():
 
 
 class Pagination(PageNumberPagination):
+    """``?page=`` and ``?page_size=`` (a whole number from 1; more than
+    ``API_MAX_PAGE_SIZE`` gets that many, as documented). A page size that is no whole
+    number of at least 1 is a 400 naming it: DRF's paginator silently fell back to the
+    default page size for ``?page_size=true``."""
+
     page_size_query_param = "page_size"
 
     def get_page_size(self, request):
         self.page_size = dunning_settings.API_PAGE_SIZE
         self.max_page_size = dunning_settings.API_MAX_PAGE_SIZE
-        return super().get_page_size(request)
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        value = parse_id(raw)
+        if value is None or value < 1:
+            raise ValidationError({self.page_size_query_param: [
+                _("Enter a whole number of at least 1 (at most %(max)s are served).")
+                % {"max": self.max_page_size}]})
+        return min(value, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = 2**63 - 1
+                parameter["description"] = (
+                    "Results per page (default DUNNING['API_PAGE_SIZE']; a bigger number "
+                    "than DUNNING['API_MAX_PAGE_SIZE'] gets that many).")
+        return parameters
 
 
+@csrf_exempt
 def not_found(request, *args, **kwargs):
-    """A path under the API that no route matches: a JSON 404, as the API's own 404s."""
+    """A path under the API that no route matches: a JSON 404, as the API's own 404s.
+    CSRF-exempt as every view of the API (they authenticate each request; DRF's views are
+    exempt): otherwise a POST to a path like ``cases/0.5/note/`` got Django's HTML 403
+    page from the CSRF middleware instead of this 404."""
     return JsonResponse({"detail": str(NotFound.default_detail)}, status=404)
 
 
@@ -150,7 +186,10 @@ class DunningAPIMixin:
     schema = DunningAutoSchema()
     pagination_class = Pagination
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    # JSON only, as documented: form and multipart bodies carry every value as text, so a
+    # form's "0" passed for a boolean and "" for a number, which the schema (and a JSON
+    # client) would call wrong. Another content type is a 415 ({"detail": ...}).
+    parser_classes = [JSONParser]
     throttle_classes = [DunningScopedRateThrottle]
     throttle_scope = "dunning_write"
 
@@ -163,8 +202,19 @@ class DunningAPIMixin:
         return super().get_throttles()
 
 
+#: The years dunning.inputs.parse_day accepts (1900 to 9000), as a pattern on top of
+#: ``format: date``: what the schema promises is what the view takes.
+DAY_PATTERN = r"^(19[0-9]{2}|[2-8][0-9]{3}|9000)-[0-9]{2}-[0-9]{2}$"
+assert (MIN_DAY.year, MAX_DAY.year, MAX_DAY.month, MAX_DAY.day) == (1900, 9000, 12, 31)
+
+
+def day_param(name, description):
+    return OpenApiParameter(name, {"type": "string", "format": "date", "pattern": DAY_PATTERN},
+                            description=description)
+
+
 def today_param():
-    return OpenApiParameter("as_of", str, description=(
+    return day_param("as_of", (
         f"YYYY-MM-DD, {MIN_DAY.isoformat()} to {MAX_DAY.isoformat()} (default: today)."))
 
 
@@ -589,8 +639,8 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
 def _day_param(request, name):
     """The query parameter ``name`` as a date (None when absent); a 400 naming it when it
     is no date or lies outside the years the reports can count in (dunning.inputs)."""
-    raw = request.query_params.get(name, "").strip()
-    if not raw:
+    raw = request.query_params.get(name)
+    if raw is None:
         return None
     try:
         return parse_day(raw)
@@ -652,8 +702,8 @@ class ReportViewSet(DunningAPIMixin, viewsets.GenericViewSet):
         return Response(s.StepEffectivenessSerializer(reports.step_effectiveness(),
                                                       many=True).data)
 
-    @extend_schema(parameters=[OpenApiParameter(
-                       "since", str, description="YYYY-MM-DD: only messages sent on this day "
+    @extend_schema(parameters=[day_param(
+                       "since", "YYYY-MM-DD: only messages sent on this day "
                        f"or later (default: all); {MIN_DAY.isoformat()} to "
                        f"{MAX_DAY.isoformat()}.")],
                    responses=responses({200: s.VariantReportSerializer(many=True)}, 400))
