@@ -6,6 +6,8 @@ from django.db import models
 
 from .conf import (
     CUSTOMER_MODEL_SETTING,
+    DEFAULT_CUSTOMER_MODEL,
+    DEFAULT_INVOICE_MODEL,
     DEFAULTS,
     INVOICE_MODEL_SETTING,
     customer_model_label,
@@ -19,6 +21,7 @@ from .hosts import (
     CUSTOMER_OPTIONAL,
     INVOICE_CANONICAL,
     INVOICE_HISTORY,
+    resolve_lookup,
     resolve_path,
 )
 
@@ -31,6 +34,23 @@ INVOICE_TYPES = {
     "currency": (TEXT_FIELDS, "a CharField holding an ISO 4217 code"),
     "due_date": ((models.DateField,), "a DateField"),
 }
+#: What a required canonical field must hold (dunning.W090 names it when a swapped host
+#: model supplies the field only because it has the canonical name).
+INVOICE_MEANING = {
+    "customer": "the ForeignKey to the customer who owes the invoice",
+    "number": "the invoice number quoted in messages",
+    "amount_due": "the open balance: what is still owed after payments and credit notes "
+                  "(0 once paid), not the invoice total",
+    "currency": "the ISO 4217 code of the invoice's amounts",
+    "due_date": "the date by which the invoice was to be paid",
+}
+CUSTOMER_MEANING = {
+    "name": "the customer's name as messages address them",
+    "email": "the address reminders are sent to",
+}
+#: Canonical invoice fields that may be read from a key of a JSONField (text values).
+INVOICE_JSON_OK = frozenset({"number", "currency"})
+
 CUSTOMER_TYPES = {
     "name": TEXT_FIELDS,
     "email": TEXT_FIELDS,
@@ -97,12 +117,24 @@ def check_host_models(app_configs=None, **kwargs):
                     hint="Canonical names: " + ", ".join(canonical),
                     id="dunning.E008",
                 ))
+    errors.extend(_check_currency(user))
+    fixed = _fixed_currency(user)
     if invoice is not None:
         computed = _computed_fields()
-        names = [n for n in INVOICE_CANONICAL if n not in computed]
+        names = [n for n in INVOICE_CANONICAL if n not in computed
+                 and not (n == "currency" and fixed)]
         errors.extend(_check_invoice_fields(invoice, customer, user.get("INVOICE_FIELDS", {}), names))
+        if invoice_model_label() != DEFAULT_INVOICE_MODEL:
+            errors.extend(_check_implicit(invoice, user.get("INVOICE_FIELDS", {}), names,
+                                          "INVOICE_FIELDS", "invoice", INVOICE_MEANING))
     if customer is not None:
-        errors.extend(_check_customer_fields(customer, user.get("CUSTOMER_FIELDS", {})))
+        computed = _computed_fields("computed_customer_fields")
+        errors.extend(_check_customer_fields(customer, user.get("CUSTOMER_FIELDS", {}), computed))
+        if customer_model_label() != DEFAULT_CUSTOMER_MODEL:
+            names = [n for n in CUSTOMER_CANONICAL
+                     if n not in CUSTOMER_OPTIONAL and n not in computed]
+            errors.extend(_check_implicit(customer, user.get("CUSTOMER_FIELDS", {}), names,
+                                          "CUSTOMER_FIELDS", "customer", CUSTOMER_MEANING))
     # The optional history fields (dunning.history): checked when mapped or present.
     if invoice is not None:
         errors.extend(_check_history_fields(
@@ -155,13 +187,88 @@ def _check_history_fields(model, mapping, names, key, kind, ids):
     return errors
 
 
-def _computed_fields():
-    """Invoice fields a custom adapter computes itself (no host field to check)."""
+def _computed_fields(attribute="computed_invoice_fields"):
+    """Invoice (or customer) fields a custom adapter computes itself (no host field to
+    check)."""
     try:
         adapter = dunning_settings.ADAPTER
     except DunningConfigurationError:
         return frozenset()
-    return frozenset(getattr(adapter, "computed_invoice_fields", ()))
+    return frozenset(getattr(adapter, attribute, ()))
+
+
+def _fixed_currency(user):
+    """The currency of DUNNING["INVOICE_CURRENCY"] when it stands in for the invoices'
+    currency column (set, and INVOICE_FIELDS maps no "currency")."""
+    mapping = user.get("INVOICE_FIELDS", {})
+    value = user.get("INVOICE_CURRENCY")
+    if value is None or (isinstance(mapping, dict) and "currency" in mapping):
+        return None
+    return value
+
+
+def is_iso_currency(code):
+    """Is ``code`` an ISO 4217 currency code that Babel (CLDR) knows, in capitals?"""
+    from babel.numbers import list_currencies
+
+    return isinstance(code, str) and len(code) == 3 and code in list_currencies()
+
+
+def _check_currency(user):
+    """dunning.E090: DUNNING["INVOICE_CURRENCY"] is not an ISO 4217 code, or is set
+    beside a mapped currency column (which of the two is meant?)."""
+    value = user.get("INVOICE_CURRENCY")
+    if value is None:
+        return []
+    mapping = user.get("INVOICE_FIELDS", {})
+    if isinstance(mapping, dict) and "currency" in mapping:
+        return [Error(
+            f"DUNNING['INVOICE_CURRENCY'] = {value!r} is set, but DUNNING['INVOICE_FIELDS'] "
+            f"also maps 'currency' to {mapping['currency']!r}: which one is the invoices' "
+            "currency?",
+            hint="Keep INVOICE_CURRENCY for a host whose invoices have no currency column; "
+            "otherwise remove it and keep the mapping.",
+            id="dunning.E090",
+        )]
+    if not is_iso_currency(value.strip() if isinstance(value, str) else value):
+        return [Error(
+            f"DUNNING['INVOICE_CURRENCY'] = {value!r} is not an ISO 4217 currency code.",
+            hint="Three capital letters such as 'EUR', 'USD' or 'CHF', or None when "
+            "INVOICE_FIELDS maps the invoices' currency column.",
+            id="dunning.E090",
+        )]
+    return []
+
+
+def _check_implicit(model, mapping, names, key, kind, meanings):
+    """dunning.W090: on a swapped host, a required canonical field that no mapping names
+    is read from the host's field of the same name. Its name may mean something else
+    there (django-ledger's ``amount_due`` is the invoice total): say what it must hold."""
+    if not isinstance(mapping, dict):
+        return []  # reported by dunning.E008
+    warnings = []
+    label = model._meta.label
+    for name in names:
+        if name in mapping or name not in meanings or not _has_field(model, name):
+            continue
+        warnings.append(Warning(
+            f"{label}.{name} is read as the {kind}'s {name!r} only because of its name: it "
+            f"must hold {meanings[name]}.",
+            hint=f"If it does, map it explicitly to silence this warning: "
+            f"DUNNING[{key!r}][{name!r}] = {name!r}. If it does not, map the field that "
+            f"does, or compute the value in an adapter (DUNNING['ADAPTER'], "
+            f"computed_{kind}_fields).",
+            id="dunning.W090",
+        ))
+    return warnings
+
+
+def _has_field(model, path):
+    try:
+        resolve_path(model, path)
+    except LookupError:
+        return False
+    return True
 
 
 def _mapped(mapping, name):
@@ -181,7 +288,7 @@ def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
             ))
             continue
         try:
-            field = resolve_path(invoice, path)
+            field, keys = resolve_lookup(invoice, path)
         except LookupError as exc:
             errors.append(Error(
                 f"The invoice model {label} has no field {path!r} (for {name!r}; "
@@ -202,8 +309,10 @@ def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
                     id="dunning.E004",
                 ))
             continue
+        if keys and name in INVOICE_JSON_OK:
+            continue  # a key of a JSONField: its text
         classes, description = INVOICE_TYPES[name]
-        if not isinstance(field, classes) or (
+        if keys or not isinstance(field, classes) or (
             name == "due_date" and isinstance(field, models.DateTimeField)
         ):
             errors.append(Error(
@@ -215,26 +324,31 @@ def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
     return errors
 
 
-def _check_customer_fields(customer, mapping):
+def _check_customer_fields(customer, mapping, computed=frozenset()):
     errors = []
     label = customer._meta.label
     for name in CUSTOMER_CANONICAL:
+        if name in computed:
+            continue  # the adapter's customer_expression computes it
         explicit = isinstance(mapping, dict) and name in mapping
         path = _mapped(mapping, name)
         if path is None and name in CUSTOMER_OPTIONAL:
             continue
         try:
-            field = resolve_path(customer, path)
+            field, keys = resolve_lookup(customer, path)
         except (LookupError, AttributeError):
             if name in CUSTOMER_OPTIONAL and not explicit:
                 continue  # an optional field the host does not have
             errors.append(Error(
                 f"The customer model {label} has no field {path!r} (for {name!r}).",
                 hint=f"Set DUNNING['CUSTOMER_FIELDS'][{name!r}] to the field of {label} that "
-                "holds it (a '__' path through a relation is allowed).",
+                "holds it (a '__' path through a relation, or into the keys of a JSONField, "
+                "is allowed).",
                 id="dunning.E005",
             ))
             continue
+        if keys:
+            continue  # a key of a JSONField (additional_info__language): read as text
         if not isinstance(field, CUSTOMER_TYPES[name]):
             errors.append(Error(
                 f"{label}.{path} ({type(field).__name__}) cannot hold the customer's {name}: "

@@ -20,6 +20,9 @@ DEFAULTS = {
     # Canonical name -> host field name or ``__`` lookup path.
     "INVOICE_FIELDS": {},
     "CUSTOMER_FIELDS": {},
+    # The one ISO 4217 currency (e.g. "EUR") of every invoice, for a host whose invoice
+    # model has no currency column; used when INVOICE_FIELDS maps no "currency".
+    "INVOICE_CURRENCY": None,
     # The class that reads the host's models; see dunning.hosts.HostAdapter.
     "ADAPTER": "dunning.hosts.FieldMapAdapter",
     # The class that sends email; see dunning.channels.base.Channel.

@@ -90,7 +90,7 @@ def test_form_hint_gives_an_example():
 def test_invoice_foreign_key_must_point_at_the_customer_model():
     # A customer model that the invoice model's ForeignKey does not point at.
     with override_settings(DUNNING_CUSTOMER_MODEL="auth.User"), override_dunning_settings(
-        CUSTOMER_FIELDS={"name": "username"}
+        CUSTOMER_FIELDS={"name": "username", "email": "email"}
     ):
         error = only("dunning.E004")
     assert "dunning.Invoice.customer" in error.msg
@@ -210,7 +210,7 @@ def test_customer_field_of_the_wrong_type(mapping):
 def test_customer_model_without_optional_fields_passes():
     # auth.User has no phone, language or timezone: the optional fields are left out.
     with override_settings(DUNNING_CUSTOMER_MODEL="auth.User"), override_dunning_settings(
-        CUSTOMER_FIELDS={"name": "username"}
+        CUSTOMER_FIELDS={"name": "username", "email": "email"}
     ):
         assert [m.id for m in check_host_models() if m.id in {"dunning.E005", "dunning.E006"}] == []
 
@@ -324,3 +324,98 @@ def test_the_admin_without_import_export_is_an_error(settings):
     with override_settings(INSTALLED_APPS=apps_without):
         (error,) = check_admin_dependencies()
     assert error.id == "dunning.E012" and "import_export" in error.hint
+
+
+# -- issue 14: the host contract --------------------------------------------------------
+
+
+def _install_adapter(name, cls):
+    import sys
+    import types
+
+    module = types.ModuleType(f"tests._{name}")
+    setattr(module, cls.__name__, cls)
+    sys.modules[module.__name__] = module
+    return f"{module.__name__}.{cls.__name__}"
+
+
+@pytest.mark.parametrize("code", ["EUR", "CHF", "JPY"])
+def test_a_fixed_invoice_currency_passes(code):
+    with override_dunning_settings(INVOICE_CURRENCY=code):
+        assert dunning_messages() == []
+
+
+@pytest.mark.parametrize("code", ["EURO", "€", "ZZZ", "eur", "", 978, ["EUR"]])
+def test_a_fixed_invoice_currency_must_be_an_iso_4217_code(code):
+    with override_dunning_settings(INVOICE_CURRENCY=code):
+        error = only("dunning.E090")
+    assert "DUNNING['INVOICE_CURRENCY']" in error.msg
+    assert repr(code) in error.msg
+    assert "ISO 4217" in error.msg
+    assert "'EUR'" in error.hint
+
+
+def test_a_fixed_invoice_currency_beside_a_mapped_one_is_ambiguous():
+    with override_dunning_settings(INVOICE_CURRENCY="EUR", INVOICE_FIELDS={"currency": "currency"}):
+        error = only("dunning.E090")
+    assert "also maps 'currency'" in error.msg
+
+
+def test_a_fixed_invoice_currency_stands_in_for_the_column(make_customer, make_invoice):
+    from decimal import Decimal
+
+    from dunning.hosts import get_adapter
+    from tests.conftest import day
+
+    customer = make_customer()
+    make_invoice(customer, amount_due="10.00", currency="USD", due_date=day(-3))
+    # The check does not look for a currency field (there might be none) ...
+    with override_dunning_settings(INVOICE_CURRENCY="CHF",
+                                   INVOICE_FIELDS={"currency": "no_such_field"}):
+        assert ids(dunning_messages()) == ["dunning.E003", "dunning.E090"]
+    with override_dunning_settings(INVOICE_CURRENCY="CHF"):
+        assert dunning_messages() == []
+        adapter = get_adapter()
+        rows = adapter.invoice_rows(adapter.overdue_invoices(day(1)))
+    assert [(r.amount_due, r.currency) for r in rows] == [(Decimal("10.00"), "CHF")]
+
+
+def test_a_computed_customer_field_is_not_looked_for():
+    from django.db.models import Value
+
+    from dunning.hosts import FieldMapAdapter
+
+    class ComputedCustomer(FieldMapAdapter):
+        computed_customer_fields = frozenset({"email"})
+
+        def customer_expression(self, name):
+            if name == "email":
+                return Value("fixed@example.com")
+            return super().customer_expression(name)
+
+    path = _install_adapter("computed_customer", ComputedCustomer)
+    with override_dunning_settings(CUSTOMER_FIELDS={"email": "no_such_field"}):
+        assert ids(dunning_messages()) == ["dunning.E005"]
+        with override_dunning_settings(ADAPTER=path):
+            assert dunning_messages() == []
+
+
+def test_shipped_models_take_canonical_fields_by_name_without_a_warning():
+    # dunning.W090 is for swapped host models only: the shipped ones are canonical.
+    assert dunning_messages() == []
+
+
+def test_a_swapped_model_field_taken_by_its_name_is_named_with_what_it_must_hold():
+    with override_settings(DUNNING_CUSTOMER_MODEL="auth.User"), override_dunning_settings(
+        CUSTOMER_FIELDS={"name": "username"}
+    ):
+        messages = dunning_messages()
+        assert ids(messages) == ["dunning.E004", "dunning.W090"]  # E004: auth.User is no FK
+        (warning,) = [m for m in messages if m.id == "dunning.W090"]
+        assert isinstance(warning, Warning)
+        assert "auth.User.email" in warning.msg
+        assert "the address reminders are sent to" in warning.msg
+        assert "DUNNING['CUSTOMER_FIELDS']['email'] = 'email'" in warning.hint
+        # Mapped explicitly: the host said so, no warning.
+        with override_dunning_settings(CUSTOMER_FIELDS={"name": "username", "email": "email"}):
+            assert ids(dunning_messages()) == ["dunning.E004"]
