@@ -765,3 +765,80 @@ def check_render_limits(app_configs=None, **kwargs):
                 id="dunning.E071",
             ))
     return errors
+
+
+def _swappable_foreign_keys():
+    """``{setting: [(table, column), ...]}``: the columns of dunning's tables that are
+    foreign keys to a swappable model (DUNNING_CUSTOMER_MODEL, DUNNING_INVOICE_MODEL,
+    AUTH_USER_MODEL)."""
+    from django.apps import apps
+
+    columns = {}
+    for model in apps.get_app_config("dunning").get_models():
+        meta = model._meta
+        if meta.proxy or not meta.managed or meta.swapped:
+            continue
+        for field in meta.local_concrete_fields:
+            setting = getattr(field, "swappable_setting", None) if field.is_relation else None
+            if setting and field.db_constraint:
+                pair = (meta.db_table, field.column)
+                if pair not in columns.setdefault(setting, []):
+                    columns[setting].append(pair)
+    return columns
+
+
+@register(Tags.database, "dunning")
+def check_foreign_key_targets(app_configs=None, databases=None, **kwargs):
+    """dunning.E091: a foreign key of dunning's tables references another table than the
+    model its setting names now (DUNNING_CUSTOMER_MODEL / DUNNING_INVOICE_MODEL changed
+    after the first ``migrate``): every run would fail with ``IntegrityError: FOREIGN KEY
+    constraint failed``. Runs under ``migrate`` and ``check --database default``; the
+    migration state cannot tell (the migrations follow the setting), the database can."""
+    from django.apps import apps
+    from django.db import DatabaseError, connections
+
+    if not databases:
+        return []
+    errors = []
+    for alias in databases:
+        connection = connections[alias]
+        try:
+            with connection.cursor() as cursor:
+                tables = set(connection.introspection.table_names(cursor))
+                found = {}
+                for setting, columns in _swappable_foreign_keys().items():
+                    for table, column in columns:
+                        if table not in tables:
+                            continue  # not migrated yet: the first migrate creates it right
+                        relations = connection.introspection.get_relations(cursor, table)
+                        if column in relations:
+                            found.setdefault(setting, []).append(
+                                (table, column, relations[column][1]))
+        except DatabaseError:
+            continue  # the database cannot be reached: Django's own checks say so
+        for setting, references in found.items():
+            label = getattr(settings, setting, None) or {
+                CUSTOMER_MODEL_SETTING: DEFAULT_CUSTOMER_MODEL,
+                INVOICE_MODEL_SETTING: DEFAULT_INVOICE_MODEL,
+            }.get(setting)
+            try:
+                expected = apps.get_model(label)._meta.db_table
+            except (LookupError, ValueError, TypeError):
+                continue  # reported by dunning.E001 / E002 (or Django's auth checks)
+            wrong = [(t, c, target) for t, c, target in references
+                     if target.lower() != expected.lower()]
+            if not wrong:
+                continue
+            targets = sorted({target for _t, _c, target in wrong})
+            columns = ", ".join(f"{t}.{c} -> {target}" for t, c, target in wrong)
+            errors.append(Error(
+                f"{setting} = {label!r} (table {expected}), but dunning's tables in the "
+                f"database {alias!r} were created for another model: {columns}. Every run "
+                "would fail with 'FOREIGN KEY constraint failed'.",
+                hint=f"{setting} was changed after the first migrate. Set it back to the model "
+                f"whose table is {' / '.join(targets)}. To move dunning to {label}: with the "
+                "old setting run 'manage.py migrate dunning zero' (this drops dunning's tables "
+                f"and their data), then set {setting} again and run 'manage.py migrate'.",
+                id="dunning.E091",
+            ))
+    return errors

@@ -419,3 +419,26 @@ def test_a_swapped_model_field_taken_by_its_name_is_named_with_what_it_must_hold
         # Mapped explicitly: the host said so, no warning.
         with override_dunning_settings(CUSTOMER_FIELDS={"name": "username", "email": "email"}):
             assert ids(dunning_messages()) == ["dunning.E004"]
+
+
+@pytest.mark.django_db
+def test_a_model_setting_changed_after_the_first_migrate_is_found_in_the_database():
+    """Changing DUNNING_CUSTOMER_MODEL after migrate passed check and migrate, and the first
+    run failed with IntegrityError: FOREIGN KEY constraint failed (issue 14)."""
+    from dunning.checks import check_foreign_key_targets
+
+    assert check_foreign_key_targets(databases=["default"]) == []
+    assert check_foreign_key_targets() == []  # without --database: not looked at
+    with override_settings(DUNNING_CUSTOMER_MODEL="auth.User"):
+        (error,) = check_foreign_key_targets(databases=["default"])
+        assert error.id == "dunning.E091"
+        assert "DUNNING_CUSTOMER_MODEL = 'auth.User' (table auth_user)" in error.msg
+        assert "dunning_case.customer_id -> dunning_customer" in error.msg
+        assert "FOREIGN KEY constraint failed" in error.msg
+        assert "migrate dunning zero" in error.hint
+        assert "dunning_customer" in error.hint
+        # migrate runs the database checks: it stops instead of passing.
+        with pytest.raises(SystemCheckError, match="dunning.E091"):
+            call_command("migrate", verbosity=0, skip_checks=False)  # as from the shell
+        with pytest.raises(SystemCheckError, match="dunning.E091"):
+            call_command("check", databases=["default"])

@@ -111,3 +111,16 @@ def test_without_the_adapter_the_total_would_be_dunned_and_check_says_so():
     assert "ledger_app.LedgerInvoice.amount_due" in warning.msg
     assert "open balance" in warning.msg and "after payments" in warning.msg
     assert "DUNNING['INVOICE_FIELDS']['amount_due'] = 'amount_due'" in warning.hint
+
+
+def test_switching_back_to_the_shipped_invoice_model_after_migrate_is_refused(db):
+    from django.test import override_settings
+
+    from dunning.checks import check_foreign_key_targets
+
+    assert check_foreign_key_targets(databases=["default"]) == []
+    with override_settings(DUNNING_INVOICE_MODEL="dunning.Invoice"):
+        (error,) = check_foreign_key_targets(databases=["default"])
+    assert error.id == "dunning.E091"
+    assert "DUNNING_INVOICE_MODEL = 'dunning.Invoice'" in error.msg
+    assert "dunning_caseinvoice.invoice_id -> ledger_app_ledgerinvoice" in error.msg
