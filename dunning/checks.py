@@ -1,5 +1,7 @@
 """System checks (tag ``dunning``). Ids are stable and never reused; see the README."""
 
+import functools
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import models
@@ -767,10 +769,13 @@ def check_render_limits(app_configs=None, **kwargs):
     return errors
 
 
-def _swappable_foreign_keys():
+@functools.cache
+def swappable_foreign_keys():
     """``{setting: [(table, column), ...]}``: the columns of dunning's tables that are
     foreign keys to a swappable model (DUNNING_CUSTOMER_MODEL, DUNNING_INVOICE_MODEL,
-    AUTH_USER_MODEL)."""
+    AUTH_USER_MODEL). Worked out once, by DunningConfig.ready(), under the settings the
+    models were bound with (a swapped-in host model is recognised through the setting
+    that names it then)."""
     from django.apps import apps
 
     columns = {}
@@ -806,7 +811,7 @@ def check_foreign_key_targets(app_configs=None, databases=None, **kwargs):
             with connection.cursor() as cursor:
                 tables = set(connection.introspection.table_names(cursor))
                 found = {}
-                for setting, columns in _swappable_foreign_keys().items():
+                for setting, columns in swappable_foreign_keys().items():
                     for table, column in columns:
                         if table not in tables:
                             continue  # not migrated yet: the first migrate creates it right

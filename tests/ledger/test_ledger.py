@@ -39,7 +39,7 @@ def test_the_docs_show_the_settings_and_the_adapter_this_site_runs():
     assert any(adapter_class.strip() in b for b in blocks)
 
 
-def test_the_models_are_the_ledger_ones_and_the_checks_pass():
+def test_the_models_are_the_ledger_ones_and_the_checks_pass(db):
     assert get_customer_model() is LedgerCustomer
     assert get_invoice_model() is LedgerInvoice
     assert run_checks(tags=["dunning"]) == []
