@@ -1,6 +1,7 @@
 """System checks (tag ``dunning``). Ids are stable and never reused; see the README."""
 
 import functools
+from email.utils import parseaddr
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
@@ -28,6 +29,8 @@ from .hosts import (
 )
 
 TEXT_FIELDS = (models.CharField, models.TextField)
+#: Django's default DEFAULT_FROM_EMAIL, a placeholder (dunning.W091).
+DJANGO_DEFAULT_FROM_EMAIL = "webmaster@localhost"
 
 # canonical invoice field -> (accepted field classes, description)
 INVOICE_TYPES = {
@@ -493,10 +496,24 @@ def check_settings(app_configs=None, **kwargs):
         errors.extend(_check_sms())
     except DunningConfigurationError:
         pass  # reported by dunning.E009
-    if not (getattr(settings, "DEFAULT_FROM_EMAIL", None) or dunning_settings.user_settings.get("FROM_EMAIL")):
+    try:
+        own = dunning_settings.user_settings.get("FROM_EMAIL")
+    except DunningConfigurationError:
+        own = None  # reported by dunning.E009
+    sender = own or getattr(settings, "DEFAULT_FROM_EMAIL", None)
+    if not sender:
         errors.append(Warning(
             "Dunning email has no sender address.",
             hint="Set DUNNING['FROM_EMAIL'] or DEFAULT_FROM_EMAIL.", id="dunning.W002",
+        ))
+    elif isinstance(sender, str) and parseaddr(sender)[1].lower() == DJANGO_DEFAULT_FROM_EMAIL:
+        where = "DUNNING['FROM_EMAIL']" if own else "DEFAULT_FROM_EMAIL"
+        errors.append(Warning(
+            f"Dunning email would be sent from {sender!r} ({where}, Django's placeholder): "
+            "customers cannot reply to it and most mail providers refuse or bin it.",
+            hint="Set DUNNING['FROM_EMAIL'] (or DEFAULT_FROM_EMAIL) to the address reminders "
+            "come from, e.g. 'Billing <billing@example.com>'.",
+            id="dunning.W091",
         ))
     return errors
 

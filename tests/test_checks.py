@@ -442,3 +442,15 @@ def test_a_model_setting_changed_after_the_first_migrate_is_found_in_the_databas
             call_command("migrate", verbosity=0, skip_checks=False)  # as from the shell
         with pytest.raises(SystemCheckError, match="dunning.E091"):
             call_command("check", databases=["default"])
+
+
+@pytest.mark.parametrize("sender", ["webmaster@localhost", "Billing <WEBMASTER@localhost>"])
+def test_django_s_placeholder_sender_is_warned_about(sender):
+    with override_settings(DEFAULT_FROM_EMAIL=sender):
+        warning = only("dunning.W091")
+        assert repr(sender) in warning.msg and "DEFAULT_FROM_EMAIL" in warning.msg
+        assert "DUNNING['FROM_EMAIL']" in warning.hint
+        with override_dunning_settings(FROM_EMAIL="billing@shop.example"):
+            assert dunning_messages() == []
+    with override_dunning_settings(FROM_EMAIL=sender):
+        assert "DUNNING['FROM_EMAIL']" in only("dunning.W091").msg
