@@ -8,6 +8,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import models
 
 from .conf import (
+    CODE_SETTINGS,
     CUSTOMER_MODEL_SETTING,
     DEFAULT_CUSTOMER_MODEL,
     DEFAULT_INVOICE_MODEL,
@@ -15,7 +16,10 @@ from .conf import (
     INVOICE_MODEL_SETTING,
     customer_model_label,
     dunning_settings,
+    import_setting,
     invoice_model_label,
+    is_dotted_path,
+    setting_name,
 )
 from .exceptions import DunningConfigurationError
 from .hosts import (
@@ -104,11 +108,8 @@ def check_host_models(app_configs=None, **kwargs):
     invoice, error = _model(invoice_model_label(), INVOICE_MODEL_SETTING, "dunning.E002")
     if error:
         errors.append(error)
-    for key in ("ADAPTER", "EMAIL_CHANNEL"):
-        try:
-            getattr(dunning_settings, key)
-        except DunningConfigurationError as exc:
-            errors.append(Error(str(exc), hint="Give a dotted path to a class.", id="dunning.E007"))
+    errors.extend(code_setting_errors("ADAPTER"))
+    errors.extend(code_setting_errors("EMAIL_CHANNEL"))
     for key, canonical in (("INVOICE_FIELDS", INVOICE_CANONICAL + INVOICE_HISTORY),
                            ("CUSTOMER_FIELDS", CUSTOMER_CANONICAL + CUSTOMER_HISTORY)):
         mapping = user.get(key, {})
@@ -423,23 +424,7 @@ def _check_outbox_numbers():
 
 def _check_sms():
     """The SMS channel's settings (dunning.channels.sms): dunning.E020-E022."""
-    from .channels.sms_backends.base import BaseSmsBackend
-
-    errors = []
-    try:
-        backend = dunning_settings.SMS_BACKEND
-    except DunningConfigurationError as exc:
-        backend = None
-        errors.append(Error(
-            str(exc), hint="Give the dotted path of an SMS backend class, e.g. "
-            "'dunning.channels.sms_backends.twilio.SmsBackend' (pip install "
-            "django-dunning[twilio]).", id="dunning.E020",
-        ))
-    if backend is not None and not (isinstance(backend, type) and issubclass(backend, BaseSmsBackend)):
-        errors.append(Error(
-            f"DUNNING['SMS_BACKEND'] = {backend!r} is not an SMS backend class.",
-            hint="Subclass dunning.channels.sms_backends.base.BaseSmsBackend.", id="dunning.E020",
-        ))
+    errors = code_setting_errors("SMS_BACKEND")
     options = dunning_settings.SMS_BACKEND_OPTIONS
     if options is not None and not isinstance(options, dict):
         errors.append(Error(
@@ -475,6 +460,105 @@ def _check_sms():
     return errors
 
 
+#: Dotted-path settings checked with their feature's settings, under that check's id;
+#: every other one of conf.CODE_SETTINGS is dunning.E092.
+CODE_SETTING_IDS = {
+    "ADAPTER": "dunning.E007",
+    "EMAIL_CHANNEL": "dunning.E007",
+    "SMS_BACKEND": "dunning.E020",
+    "CUSTOMER_ADDRESS": "dunning.E031",
+}
+#: What the code a setting names must be, by its base class (conf.CODE_SETTINGS).
+CODE_KINDS = {
+    None: "a class",
+    "dunning.channels.base.Channel": "a channel class",
+    "dunning.channels.sms_backends.base.BaseSmsBackend": "an SMS backend class",
+    "dunning.payments.base.PaymentBackend": "a payment backend class",
+    "rest_framework.authentication.BaseAuthentication": "an authentication class",
+}
+CODE_HINTS = {
+    "ADAPTER": "The dotted path of a dunning.hosts.FieldMapAdapter subclass (docs/hosts.md).",
+    "SMS_BACKEND": "E.g. 'dunning.channels.sms_backends.twilio.SmsBackend' (pip install "
+                   "django-dunning[twilio]).",
+    "PAYMENT_BACKEND": "E.g. 'dunning.payments.stripe_backend.StripeBackend' (pip install "
+                       "django-dunning[stripe]), or None.",
+    "RISK_SCORE": "The dotted path of a function f(customer_row, balances) -> a number or "
+                  "None, or None.",
+    "BALANCE_HISTORY": "The dotted path of a function f(invoice_pks) -> {pk: [(date, "
+                       "balance), ...]}, or None (docs/fees.md).",
+    "INAPP_CUSTOMER_FOR_REQUEST": "The dotted path of a function f(request) -> a customer, "
+                                  "its pk or None, or None (docs/inapp.md).",
+    "CUSTOMER_ADDRESS": "The dotted path of a function f(customer) -> str.",
+    "PORTAL_PAY_URL": "An absolute URL format ('https://pay.example/{customer}?t={token}') "
+                      "or the dotted path of a function (customer, invoices, token) -> URL.",
+    "API_AUTHENTICATION_CLASSES": "A list of dotted paths of DRF authentication classes, "
+                                  "or None for token and session authentication.",
+}
+CODE_HINTS["PORTAL_UPDATE_PAYMENT_URL"] = CODE_HINTS["PORTAL_PAY_URL"]
+
+
+def code_setting_errors(key):
+    """The errors of one dotted-path setting of conf.CODE_SETTINGS: each path is imported
+    now (``manage.py check``), not at the first run, request or charge that needs it, and
+    must name what the setting needs (a subclass of its base class, or a callable)."""
+    from django.utils.module_loading import import_string
+
+    kind, base, container = CODE_SETTINGS[key]
+    error_id = CODE_SETTING_IDS.get(key, "dunning.E092")
+    user = dunning_settings.user_settings
+    value = user.get(key, DEFAULTS[key])
+    if kind == "class":
+        what = CODE_KINDS.get(base, "a class") + (f" (a subclass of {base})" if base else "")
+    else:
+        what = "callable"
+    hint = CODE_HINTS.get(key) or f"Give the dotted path of {what}."
+
+    def error(message):
+        return Error(message, hint=hint, id=error_id)
+
+    if value is None or value == "":
+        return []
+    if container == "dict":
+        if not isinstance(value, dict):
+            return [error(f"DUNNING['{key}'] must be a dict of dotted paths by key, not "
+                          f"{value!r}.")]
+        entries = list(value.items())
+    elif container == "list":
+        if not isinstance(value, list | tuple):
+            return [error(f"DUNNING['{key}'] must be a list of dotted paths, not {value!r}.")]
+        entries = list(enumerate(value))
+    elif container == "url":
+        if isinstance(value, str) and not is_dotted_path(value):
+            return []  # a URL format: checked where the portal is
+        if not isinstance(value, str) and not callable(value):
+            return [error(f"DUNNING['{key}'] must be a URL format or a dotted path, not "
+                          f"{value!r}.")]
+        entries = [(None, value)]
+    else:
+        entries = [(None, value)]
+    errors = []
+    for entry, path in entries:
+        name = setting_name(key, entry)
+        if not isinstance(path, str) and not callable(path) or path == "":
+            errors.append(error(f"{name} must be a dotted path, not {path!r}."))
+            continue
+        try:
+            target = import_setting(key, path, entry)
+        except DunningConfigurationError as exc:
+            message = str(exc)
+            if container == "url":
+                message += " (a URL must start with its scheme, https://...)"
+            errors.append(error(message))
+            continue
+        if kind == "callable":
+            good = callable(target)
+        else:
+            good = isinstance(target, type) and (base is None or issubclass(target, import_string(base)))
+        if not good:
+            errors.append(error(f"{name} = {path!r} is not {what}."))
+    return errors
+
+
 @register("dunning")
 def check_settings(app_configs=None, **kwargs):
     errors = []
@@ -494,6 +578,12 @@ def check_settings(app_configs=None, **kwargs):
         pass  # reported by dunning.E009
     try:
         errors.extend(_check_sms())
+    except DunningConfigurationError:
+        pass  # reported by dunning.E009
+    try:
+        for key in CODE_SETTINGS:
+            if key not in CODE_SETTING_IDS:
+                errors.extend(code_setting_errors(key))
     except DunningConfigurationError:
         pass  # reported by dunning.E009
     try:
@@ -586,7 +676,6 @@ def check_letter_settings(app_configs=None, **kwargs):
     """The letter channel's settings (dunning.channels.letter, docs/letters.md):
     dunning.E030 (page size), E031 (the customer's address), E032 (storage alias)."""
     from django.apps import apps
-    from django.utils.module_loading import import_string
 
     from .channels.letter import PAGE_GEOMETRY, page_size
 
@@ -602,22 +691,8 @@ def check_letter_settings(app_configs=None, **kwargs):
             hint="One of: " + ", ".join(repr(k) for k in PAGE_GEOMETRY) + " (the default is 'A4').",
             id="dunning.E030",
         ))
-    func = user.get("CUSTOMER_ADDRESS")
-    if func:
-        try:
-            func = import_string(func) if isinstance(func, str) else func
-        except ImportError as exc:
-            func = None
-            errors.append(Error(
-                f"DUNNING['CUSTOMER_ADDRESS'] = {user['CUSTOMER_ADDRESS']!r} cannot be "
-                f"imported: {exc}", hint="The dotted path of a function f(customer) -> str.",
-                id="dunning.E031",
-            ))
-        if func is not None and not callable(func):
-            errors.append(Error(
-                f"DUNNING['CUSTOMER_ADDRESS'] = {func!r} is not callable.",
-                hint="The dotted path of a function f(customer) -> str.", id="dunning.E031",
-            ))
+    if user.get("CUSTOMER_ADDRESS"):
+        errors.extend(code_setting_errors("CUSTOMER_ADDRESS"))
     elif "CUSTOMER_ADDRESS_FIELD" in user:
         path = user["CUSTOMER_ADDRESS_FIELD"]
         try:

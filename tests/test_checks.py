@@ -454,3 +454,70 @@ def test_django_s_placeholder_sender_is_warned_about(sender):
             assert dunning_messages() == []
     with override_dunning_settings(FROM_EMAIL=sender):
         assert "DUNNING['FROM_EMAIL']" in only("dunning.W091").msg
+
+
+# -- every dotted-path setting is imported by check (dunning.E092) ----------------------
+
+
+def not_callable():
+    pass
+
+
+NOT_CALLABLE = 42
+
+
+@pytest.mark.parametrize(("settings_", "where", "text"), [
+    ({"CHANNELS": {"sms": "dunning.channels.sms.NoSuchChannel"}}, "DUNNING['CHANNELS']['sms']",
+     "cannot be imported"),
+    ({"CHANNELS": {"sms": "dunning.channels.sms.SmsMessage"}}, "DUNNING['CHANNELS']['sms']",
+     "is not a channel class"),
+    ({"CHANNELS": ["dunning.channels.sms.SmsChannel"]}, "DUNNING['CHANNELS']", "must be a dict"),
+    ({"PAYMENT_BACKEND": "dunning.payments.nothing.Backend"}, "DUNNING['PAYMENT_BACKEND']",
+     "No module named 'dunning.payments.nothing'"),
+    ({"PAYMENT_BACKEND": "dunning.payments.base.ChargeResult"}, "DUNNING['PAYMENT_BACKEND']",
+     "is not a payment backend class"),
+    ({"RISK_SCORE": "tests.test_checks.no_such_function"}, "DUNNING['RISK_SCORE']",
+     "cannot be imported"),
+    ({"RISK_SCORE": "tests.test_checks.NOT_CALLABLE"}, "DUNNING['RISK_SCORE']",
+     "is not callable"),
+    ({"BALANCE_HISTORY": "nodots"}, "DUNNING['BALANCE_HISTORY']", "cannot be imported"),
+    ({"INAPP_CUSTOMER_FOR_REQUEST": "tests.nothing.finder"},
+     "DUNNING['INAPP_CUSTOMER_FOR_REQUEST']", "cannot be imported"),
+    ({"API_AUTHENTICATION_CLASSES": ["rest_framework.authentication.Nope"]},
+     "DUNNING['API_AUTHENTICATION_CLASSES'][0]", "cannot be imported"),
+    ({"API_AUTHENTICATION_CLASSES": ["dunning.hosts.FieldMapAdapter"]},
+     "DUNNING['API_AUTHENTICATION_CLASSES'][0]", "is not an authentication class"),
+    ({"API_AUTHENTICATION_CLASSES": "rest_framework.authentication.SessionAuthentication"},
+     "DUNNING['API_AUTHENTICATION_CLASSES']", "must be a list"),
+    ({"PORTAL_PAY_URL": "pay.example.com"}, "DUNNING['PORTAL_PAY_URL']",
+     "a URL must start with its scheme"),
+    ({"PORTAL_UPDATE_PAYMENT_URL": 12}, "DUNNING['PORTAL_UPDATE_PAYMENT_URL']",
+     "must be a URL format or a dotted path"),
+])
+def test_a_dotted_path_setting_is_imported_by_check(settings_, where, text):
+    with override_dunning_settings(**settings_):
+        error = only("dunning.E092")
+    assert where in error.msg
+    assert text in error.msg
+    assert error.hint
+
+
+def test_a_module_that_fails_on_import_is_reported_not_raised(tmp_path, monkeypatch):
+    (tmp_path / "broken_hook.py").write_text("raise RuntimeError('no licence key')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with override_dunning_settings(RISK_SCORE="broken_hook.score"):
+        error = only("dunning.E092")
+    assert "RuntimeError: no licence key" in error.msg
+
+
+@pytest.mark.parametrize("settings_", [
+    {"RISK_SCORE": "tests.test_checks.not_callable", "BALANCE_HISTORY": not_callable},
+    {"PAYMENT_BACKEND": "dunning.payments.simulated.SimulatedBackend"},
+    {"API_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"]},
+    {"PORTAL_PAY_URL": "https://pay.example/{customer}?t={token}",
+     "PORTAL_UPDATE_PAYMENT_URL": "tests.test_checks.not_callable"},
+    {"CHANNELS": {}},
+])
+def test_good_dotted_path_settings_pass(settings_):
+    with override_dunning_settings(**settings_):
+        assert dunning_messages() == []
