@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import CharField, Expression, F, JSONField, QuerySet, Value
+from django.db.models import CharField, Expression, F, JSONField, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
 
 from .conf import (
@@ -303,6 +303,26 @@ def path_expression(model, path):
     for key in keys:
         expression = KeyTextTransform(key, expression)
     return expression
+
+
+def customer_contains(adapter, name, term, relation="customer"):
+    """A ``Q`` on a model with a ForeignKey ``relation`` to the customer: the customer's
+    canonical text field ``name`` contains ``term`` (case-insensitive); None when the host
+    has no such field. A field the adapter computes (``computed_customer_fields``) is
+    matched through its ``customer_expression`` in a subquery (one query, not a lookup
+    path that does not exist)."""
+    if name in getattr(adapter, "computed_customer_fields", ()):
+        expression = getattr(adapter, "customer_expression", None)
+        queryset = getattr(adapter, "customer_queryset", None)
+        if expression is None or queryset is None:
+            return None
+        matching = (queryset().annotate(**{ANNOTATION_PREFIX + "match": expression(name)})
+                    .filter(**{ANNOTATION_PREFIX + "match__icontains": term})
+                    .order_by().values("pk"))
+        return Q(**{f"{relation}_id__in": matching})
+    customer_field = getattr(adapter, "customer_field", None)
+    path = customer_field(name) if customer_field else None
+    return Q(**{f"{relation}__{path}__icontains": term}) if path else None
 
 
 def fixed_currency():
