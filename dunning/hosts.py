@@ -293,6 +293,8 @@ def resolve_path(model, path):
 def path_expression(model, path):
     """``F(path)``, or for a path into a JSONField's keys the keys' text (the same on
     SQLite and PostgreSQL: ``"de"``, not ``'"de"'``)."""
+    if not isinstance(path, str):
+        return F(path)  # not a path: the checks report it (dunning.E003 / E005)
     try:
         _field, keys = resolve_lookup(model, path)
     except LookupError:
