@@ -192,3 +192,19 @@ def test_a_computed_customer_name_is_read_checked_and_searched(make_ledger_custo
         # The case search (admin, API) matches the computed name, not a missing field.
         found = search_cases(Case.objects.all(), "lovelace")
         assert [c.customer_id for c in found] == [customer.pk]
+
+
+def test_the_ledger_site_migrates_from_zero_and_needs_no_new_migrations(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    out = StringIO()
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=out, stderr=out)
+    except SystemExit as exc:  # pragma: no cover - the failure message
+        raise AssertionError(f"makemigrations --check found changes:\n{out.getvalue()}") from exc
+    with connection.cursor() as cursor:
+        case = connection.introspection.get_relations(cursor, "dunning_case")
+    assert case["customer_id"] == ("id", "ledger_app_ledgercustomer")
