@@ -11,3 +11,7 @@ class DunningConfig(AppConfig):
     def ready(self):
         # Registers the system checks and the signal receivers; touches no database.
         from . import checks, receivers  # noqa: F401
+
+        # Which foreign keys point at which swappable model, while the settings are the
+        # ones the models were bound with (dunning.E091 compares them with the database).
+        checks.swappable_foreign_keys()

@@ -26,11 +26,10 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db.models import Max, Sum
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import fees
-from .conf import dunning_settings
+from .conf import dunning_settings, import_setting
 from .models import BalanceObservation, CaseCharge
 from .models.policy import Action, Channel
 
@@ -80,7 +79,7 @@ class Charging:
         self.by_policy = {pk: PolicyCharges(loaded.policy) for pk, loaded in run.policies.items()}
         self.any = any(p.active for p in self.by_policy.values())
         path = dunning_settings.BALANCE_HISTORY
-        self.ledger = import_string(path) if path else None
+        self.ledger = import_setting("BALANCE_HISTORY", path) if path else None
         self.facts = {}  # case pk -> [fees.InvoiceFacts]
         self.before = {}  # case pk -> {invoice number: fees.AlreadyCharged}
 

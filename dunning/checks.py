@@ -1,16 +1,25 @@
 """System checks (tag ``dunning``). Ids are stable and never reused; see the README."""
 
+import functools
+from email.utils import parseaddr
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import models
 
 from .conf import (
+    CODE_SETTINGS,
     CUSTOMER_MODEL_SETTING,
+    DEFAULT_CUSTOMER_MODEL,
+    DEFAULT_INVOICE_MODEL,
     DEFAULTS,
     INVOICE_MODEL_SETTING,
     customer_model_label,
     dunning_settings,
+    import_setting,
     invoice_model_label,
+    is_dotted_path,
+    setting_name,
 )
 from .exceptions import DunningConfigurationError
 from .hosts import (
@@ -19,10 +28,13 @@ from .hosts import (
     CUSTOMER_OPTIONAL,
     INVOICE_CANONICAL,
     INVOICE_HISTORY,
+    resolve_lookup,
     resolve_path,
 )
 
 TEXT_FIELDS = (models.CharField, models.TextField)
+#: Django's default DEFAULT_FROM_EMAIL, a placeholder (dunning.W091).
+DJANGO_DEFAULT_FROM_EMAIL = "webmaster@localhost"
 
 # canonical invoice field -> (accepted field classes, description)
 INVOICE_TYPES = {
@@ -31,6 +43,23 @@ INVOICE_TYPES = {
     "currency": (TEXT_FIELDS, "a CharField holding an ISO 4217 code"),
     "due_date": ((models.DateField,), "a DateField"),
 }
+#: What a required canonical field must hold (dunning.W090 names it when a swapped host
+#: model supplies the field only because it has the canonical name).
+INVOICE_MEANING = {
+    "customer": "the ForeignKey to the customer who owes the invoice",
+    "number": "the invoice number quoted in messages",
+    "amount_due": "the open balance: what is still owed after payments and credit notes "
+                  "(0 once paid), not the invoice total",
+    "currency": "the ISO 4217 code of the invoice's amounts",
+    "due_date": "the date by which the invoice was to be paid",
+}
+CUSTOMER_MEANING = {
+    "name": "the customer's name as messages address them",
+    "email": "the address reminders are sent to",
+}
+#: Canonical invoice fields that may be read from a key of a JSONField (text values).
+INVOICE_JSON_OK = frozenset({"number", "currency"})
+
 CUSTOMER_TYPES = {
     "name": TEXT_FIELDS,
     "email": TEXT_FIELDS,
@@ -79,11 +108,8 @@ def check_host_models(app_configs=None, **kwargs):
     invoice, error = _model(invoice_model_label(), INVOICE_MODEL_SETTING, "dunning.E002")
     if error:
         errors.append(error)
-    for key in ("ADAPTER", "EMAIL_CHANNEL"):
-        try:
-            getattr(dunning_settings, key)
-        except DunningConfigurationError as exc:
-            errors.append(Error(str(exc), hint="Give a dotted path to a class.", id="dunning.E007"))
+    errors.extend(code_setting_errors("ADAPTER"))
+    errors.extend(code_setting_errors("EMAIL_CHANNEL"))
     for key, canonical in (("INVOICE_FIELDS", INVOICE_CANONICAL + INVOICE_HISTORY),
                            ("CUSTOMER_FIELDS", CUSTOMER_CANONICAL + CUSTOMER_HISTORY)):
         mapping = user.get(key, {})
@@ -97,12 +123,24 @@ def check_host_models(app_configs=None, **kwargs):
                     hint="Canonical names: " + ", ".join(canonical),
                     id="dunning.E008",
                 ))
+    errors.extend(_check_currency(user))
+    fixed = _fixed_currency(user)
     if invoice is not None:
         computed = _computed_fields()
-        names = [n for n in INVOICE_CANONICAL if n not in computed]
+        names = [n for n in INVOICE_CANONICAL if n not in computed
+                 and not (n == "currency" and fixed)]
         errors.extend(_check_invoice_fields(invoice, customer, user.get("INVOICE_FIELDS", {}), names))
+        if invoice_model_label() != DEFAULT_INVOICE_MODEL:
+            errors.extend(_check_implicit(invoice, user.get("INVOICE_FIELDS", {}), names,
+                                          "INVOICE_FIELDS", "invoice", INVOICE_MEANING))
     if customer is not None:
-        errors.extend(_check_customer_fields(customer, user.get("CUSTOMER_FIELDS", {})))
+        computed = _computed_fields("computed_customer_fields")
+        errors.extend(_check_customer_fields(customer, user.get("CUSTOMER_FIELDS", {}), computed))
+        if customer_model_label() != DEFAULT_CUSTOMER_MODEL:
+            names = [n for n in CUSTOMER_CANONICAL
+                     if n not in CUSTOMER_OPTIONAL and n not in computed]
+            errors.extend(_check_implicit(customer, user.get("CUSTOMER_FIELDS", {}), names,
+                                          "CUSTOMER_FIELDS", "customer", CUSTOMER_MEANING))
     # The optional history fields (dunning.history): checked when mapped or present.
     if invoice is not None:
         errors.extend(_check_history_fields(
@@ -155,13 +193,88 @@ def _check_history_fields(model, mapping, names, key, kind, ids):
     return errors
 
 
-def _computed_fields():
-    """Invoice fields a custom adapter computes itself (no host field to check)."""
+def _computed_fields(attribute="computed_invoice_fields"):
+    """Invoice (or customer) fields a custom adapter computes itself (no host field to
+    check)."""
     try:
         adapter = dunning_settings.ADAPTER
     except DunningConfigurationError:
         return frozenset()
-    return frozenset(getattr(adapter, "computed_invoice_fields", ()))
+    return frozenset(getattr(adapter, attribute, ()))
+
+
+def _fixed_currency(user):
+    """The currency of DUNNING["INVOICE_CURRENCY"] when it stands in for the invoices'
+    currency column (set, and INVOICE_FIELDS maps no "currency")."""
+    mapping = user.get("INVOICE_FIELDS", {})
+    value = user.get("INVOICE_CURRENCY")
+    if value is None or (isinstance(mapping, dict) and "currency" in mapping):
+        return None
+    return value
+
+
+def is_iso_currency(code):
+    """Is ``code`` an ISO 4217 currency code that Babel (CLDR) knows, in capitals?"""
+    from babel.numbers import list_currencies
+
+    return isinstance(code, str) and len(code) == 3 and code in list_currencies()
+
+
+def _check_currency(user):
+    """dunning.E090: DUNNING["INVOICE_CURRENCY"] is not an ISO 4217 code, or is set
+    beside a mapped currency column (which of the two is meant?)."""
+    value = user.get("INVOICE_CURRENCY")
+    if value is None:
+        return []
+    mapping = user.get("INVOICE_FIELDS", {})
+    if isinstance(mapping, dict) and "currency" in mapping:
+        return [Error(
+            f"DUNNING['INVOICE_CURRENCY'] = {value!r} is set, but DUNNING['INVOICE_FIELDS'] "
+            f"also maps 'currency' to {mapping['currency']!r}: which one is the invoices' "
+            "currency?",
+            hint="Keep INVOICE_CURRENCY for a host whose invoices have no currency column; "
+            "otherwise remove it and keep the mapping.",
+            id="dunning.E090",
+        )]
+    if not is_iso_currency(value.strip() if isinstance(value, str) else value):
+        return [Error(
+            f"DUNNING['INVOICE_CURRENCY'] = {value!r} is not an ISO 4217 currency code.",
+            hint="Three capital letters such as 'EUR', 'USD' or 'CHF', or None when "
+            "INVOICE_FIELDS maps the invoices' currency column.",
+            id="dunning.E090",
+        )]
+    return []
+
+
+def _check_implicit(model, mapping, names, key, kind, meanings):
+    """dunning.W090: on a swapped host, a required canonical field that no mapping names
+    is read from the host's field of the same name. Its name may mean something else
+    there (django-ledger's ``amount_due`` is the invoice total): say what it must hold."""
+    if not isinstance(mapping, dict):
+        return []  # reported by dunning.E008
+    warnings = []
+    label = model._meta.label
+    for name in names:
+        if name in mapping or name not in meanings or not _has_field(model, name):
+            continue
+        warnings.append(Warning(
+            f"{label}.{name} is read as the {kind}'s {name!r} only because of its name: it "
+            f"must hold {meanings[name]}.",
+            hint=f"If it does, map it explicitly to silence this warning: "
+            f"DUNNING[{key!r}][{name!r}] = {name!r}. If it does not, map the field that "
+            f"does, or compute the value in an adapter (DUNNING['ADAPTER'], "
+            f"computed_{kind}_fields).",
+            id="dunning.W090",
+        ))
+    return warnings
+
+
+def _has_field(model, path):
+    try:
+        resolve_path(model, path)
+    except LookupError:
+        return False
+    return True
 
 
 def _mapped(mapping, name):
@@ -181,7 +294,7 @@ def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
             ))
             continue
         try:
-            field = resolve_path(invoice, path)
+            field, keys = resolve_lookup(invoice, path)
         except LookupError as exc:
             errors.append(Error(
                 f"The invoice model {label} has no field {path!r} (for {name!r}; "
@@ -202,8 +315,10 @@ def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
                     id="dunning.E004",
                 ))
             continue
+        if keys and name in INVOICE_JSON_OK:
+            continue  # a key of a JSONField: its text
         classes, description = INVOICE_TYPES[name]
-        if not isinstance(field, classes) or (
+        if keys or not isinstance(field, classes) or (
             name == "due_date" and isinstance(field, models.DateTimeField)
         ):
             errors.append(Error(
@@ -215,26 +330,31 @@ def _check_invoice_fields(invoice, customer, mapping, only=INVOICE_CANONICAL):
     return errors
 
 
-def _check_customer_fields(customer, mapping):
+def _check_customer_fields(customer, mapping, computed=frozenset()):
     errors = []
     label = customer._meta.label
     for name in CUSTOMER_CANONICAL:
+        if name in computed:
+            continue  # the adapter's customer_expression computes it
         explicit = isinstance(mapping, dict) and name in mapping
         path = _mapped(mapping, name)
         if path is None and name in CUSTOMER_OPTIONAL:
             continue
         try:
-            field = resolve_path(customer, path)
+            field, keys = resolve_lookup(customer, path)
         except (LookupError, AttributeError):
             if name in CUSTOMER_OPTIONAL and not explicit:
                 continue  # an optional field the host does not have
             errors.append(Error(
                 f"The customer model {label} has no field {path!r} (for {name!r}).",
                 hint=f"Set DUNNING['CUSTOMER_FIELDS'][{name!r}] to the field of {label} that "
-                "holds it (a '__' path through a relation is allowed).",
+                "holds it (a '__' path through a relation, or into the keys of a JSONField, "
+                "is allowed).",
                 id="dunning.E005",
             ))
             continue
+        if keys:
+            continue  # a key of a JSONField (additional_info__language): read as text
         if not isinstance(field, CUSTOMER_TYPES[name]):
             errors.append(Error(
                 f"{label}.{path} ({type(field).__name__}) cannot hold the customer's {name}: "
@@ -304,23 +424,7 @@ def _check_outbox_numbers():
 
 def _check_sms():
     """The SMS channel's settings (dunning.channels.sms): dunning.E020-E022."""
-    from .channels.sms_backends.base import BaseSmsBackend
-
-    errors = []
-    try:
-        backend = dunning_settings.SMS_BACKEND
-    except DunningConfigurationError as exc:
-        backend = None
-        errors.append(Error(
-            str(exc), hint="Give the dotted path of an SMS backend class, e.g. "
-            "'dunning.channels.sms_backends.twilio.SmsBackend' (pip install "
-            "django-dunning[twilio]).", id="dunning.E020",
-        ))
-    if backend is not None and not (isinstance(backend, type) and issubclass(backend, BaseSmsBackend)):
-        errors.append(Error(
-            f"DUNNING['SMS_BACKEND'] = {backend!r} is not an SMS backend class.",
-            hint="Subclass dunning.channels.sms_backends.base.BaseSmsBackend.", id="dunning.E020",
-        ))
+    errors = code_setting_errors("SMS_BACKEND")
     options = dunning_settings.SMS_BACKEND_OPTIONS
     if options is not None and not isinstance(options, dict):
         errors.append(Error(
@@ -356,6 +460,105 @@ def _check_sms():
     return errors
 
 
+#: Dotted-path settings checked with their feature's settings, under that check's id;
+#: every other one of conf.CODE_SETTINGS is dunning.E092.
+CODE_SETTING_IDS = {
+    "ADAPTER": "dunning.E007",
+    "EMAIL_CHANNEL": "dunning.E007",
+    "SMS_BACKEND": "dunning.E020",
+    "CUSTOMER_ADDRESS": "dunning.E031",
+}
+#: What the code a setting names must be, by its base class (conf.CODE_SETTINGS).
+CODE_KINDS = {
+    None: "a class",
+    "dunning.channels.base.Channel": "a channel class",
+    "dunning.channels.sms_backends.base.BaseSmsBackend": "an SMS backend class",
+    "dunning.payments.base.PaymentBackend": "a payment backend class",
+    "rest_framework.authentication.BaseAuthentication": "an authentication class",
+}
+CODE_HINTS = {
+    "ADAPTER": "The dotted path of a dunning.hosts.FieldMapAdapter subclass (docs/hosts.md).",
+    "SMS_BACKEND": "E.g. 'dunning.channels.sms_backends.twilio.SmsBackend' (pip install "
+                   "django-dunning[twilio]).",
+    "PAYMENT_BACKEND": "E.g. 'dunning.payments.stripe_backend.StripeBackend' (pip install "
+                       "django-dunning[stripe]), or None.",
+    "RISK_SCORE": "The dotted path of a function f(customer_row, balances) -> a number or "
+                  "None, or None.",
+    "BALANCE_HISTORY": "The dotted path of a function f(invoice_pks) -> {pk: [(date, "
+                       "balance), ...]}, or None (docs/fees.md).",
+    "INAPP_CUSTOMER_FOR_REQUEST": "The dotted path of a function f(request) -> a customer, "
+                                  "its pk or None, or None (docs/inapp.md).",
+    "CUSTOMER_ADDRESS": "The dotted path of a function f(customer) -> str.",
+    "PORTAL_PAY_URL": "An absolute URL format ('https://pay.example/{customer}?t={token}') "
+                      "or the dotted path of a function (customer, invoices, token) -> URL.",
+    "API_AUTHENTICATION_CLASSES": "A list of dotted paths of DRF authentication classes, "
+                                  "or None for token and session authentication.",
+}
+CODE_HINTS["PORTAL_UPDATE_PAYMENT_URL"] = CODE_HINTS["PORTAL_PAY_URL"]
+
+
+def code_setting_errors(key):
+    """The errors of one dotted-path setting of conf.CODE_SETTINGS: each path is imported
+    now (``manage.py check``), not at the first run, request or charge that needs it, and
+    must name what the setting needs (a subclass of its base class, or a callable)."""
+    from django.utils.module_loading import import_string
+
+    kind, base, container = CODE_SETTINGS[key]
+    error_id = CODE_SETTING_IDS.get(key, "dunning.E092")
+    user = dunning_settings.user_settings
+    value = user.get(key, DEFAULTS[key])
+    if kind == "class":
+        what = CODE_KINDS.get(base, "a class") + (f" (a subclass of {base})" if base else "")
+    else:
+        what = "callable"
+    hint = CODE_HINTS.get(key) or f"Give the dotted path of {what}."
+
+    def error(message):
+        return Error(message, hint=hint, id=error_id)
+
+    if value is None or value == "":
+        return []
+    if container == "dict":
+        if not isinstance(value, dict):
+            return [error(f"DUNNING['{key}'] must be a dict of dotted paths by key, not "
+                          f"{value!r}.")]
+        entries = list(value.items())
+    elif container == "list":
+        if not isinstance(value, list | tuple):
+            return [error(f"DUNNING['{key}'] must be a list of dotted paths, not {value!r}.")]
+        entries = list(enumerate(value))
+    elif container == "url":
+        if isinstance(value, str) and not is_dotted_path(value):
+            return []  # a URL format: checked where the portal is
+        if not isinstance(value, str) and not callable(value):
+            return [error(f"DUNNING['{key}'] must be a URL format or a dotted path, not "
+                          f"{value!r}.")]
+        entries = [(None, value)]
+    else:
+        entries = [(None, value)]
+    errors = []
+    for entry, path in entries:
+        name = setting_name(key, entry)
+        if not isinstance(path, str) and not callable(path) or path == "":
+            errors.append(error(f"{name} must be a dotted path, not {path!r}."))
+            continue
+        try:
+            target = import_setting(key, path, entry)
+        except DunningConfigurationError as exc:
+            message = str(exc)
+            if container == "url":
+                message += " (a URL must start with its scheme, https://...)"
+            errors.append(error(message))
+            continue
+        if kind == "callable":
+            good = callable(target)
+        else:
+            good = isinstance(target, type) and (base is None or issubclass(target, import_string(base)))
+        if not good:
+            errors.append(error(f"{name} = {path!r} is not {what}."))
+    return errors
+
+
 @register("dunning")
 def check_settings(app_configs=None, **kwargs):
     errors = []
@@ -377,10 +580,30 @@ def check_settings(app_configs=None, **kwargs):
         errors.extend(_check_sms())
     except DunningConfigurationError:
         pass  # reported by dunning.E009
-    if not (getattr(settings, "DEFAULT_FROM_EMAIL", None) or dunning_settings.user_settings.get("FROM_EMAIL")):
+    try:
+        for key in CODE_SETTINGS:
+            if key not in CODE_SETTING_IDS:
+                errors.extend(code_setting_errors(key))
+    except DunningConfigurationError:
+        pass  # reported by dunning.E009
+    try:
+        own = dunning_settings.user_settings.get("FROM_EMAIL")
+    except DunningConfigurationError:
+        own = None  # reported by dunning.E009
+    sender = own or getattr(settings, "DEFAULT_FROM_EMAIL", None)
+    if not sender:
         errors.append(Warning(
             "Dunning email has no sender address.",
             hint="Set DUNNING['FROM_EMAIL'] or DEFAULT_FROM_EMAIL.", id="dunning.W002",
+        ))
+    elif isinstance(sender, str) and parseaddr(sender)[1].lower() == DJANGO_DEFAULT_FROM_EMAIL:
+        where = "DUNNING['FROM_EMAIL']" if own else "DEFAULT_FROM_EMAIL"
+        errors.append(Warning(
+            f"Dunning email would be sent from {sender!r} ({where}, Django's placeholder): "
+            "customers cannot reply to it and most mail providers refuse or bin it.",
+            hint="Set DUNNING['FROM_EMAIL'] (or DEFAULT_FROM_EMAIL) to the address reminders "
+            "come from, e.g. 'Billing <billing@example.com>'.",
+            id="dunning.W091",
         ))
     return errors
 
@@ -453,7 +676,6 @@ def check_letter_settings(app_configs=None, **kwargs):
     """The letter channel's settings (dunning.channels.letter, docs/letters.md):
     dunning.E030 (page size), E031 (the customer's address), E032 (storage alias)."""
     from django.apps import apps
-    from django.utils.module_loading import import_string
 
     from .channels.letter import PAGE_GEOMETRY, page_size
 
@@ -469,22 +691,8 @@ def check_letter_settings(app_configs=None, **kwargs):
             hint="One of: " + ", ".join(repr(k) for k in PAGE_GEOMETRY) + " (the default is 'A4').",
             id="dunning.E030",
         ))
-    func = user.get("CUSTOMER_ADDRESS")
-    if func:
-        try:
-            func = import_string(func) if isinstance(func, str) else func
-        except ImportError as exc:
-            func = None
-            errors.append(Error(
-                f"DUNNING['CUSTOMER_ADDRESS'] = {user['CUSTOMER_ADDRESS']!r} cannot be "
-                f"imported: {exc}", hint="The dotted path of a function f(customer) -> str.",
-                id="dunning.E031",
-            ))
-        if func is not None and not callable(func):
-            errors.append(Error(
-                f"DUNNING['CUSTOMER_ADDRESS'] = {func!r} is not callable.",
-                hint="The dotted path of a function f(customer) -> str.", id="dunning.E031",
-            ))
+    if user.get("CUSTOMER_ADDRESS"):
+        errors.extend(code_setting_errors("CUSTOMER_ADDRESS"))
     elif "CUSTOMER_ADDRESS_FIELD" in user:
         path = user["CUSTOMER_ADDRESS_FIELD"]
         try:
@@ -687,4 +895,84 @@ def check_stalling_settings(app_configs=None, **kwargs):
             ))
     except DunningConfigurationError:
         return []  # settings.DUNNING is no dict: reported by dunning.E009
+    return errors
+
+
+@functools.cache
+def swappable_foreign_keys():
+    """``{setting: [(table, column), ...]}``: the columns of dunning's tables that are
+    foreign keys to a swappable model (DUNNING_CUSTOMER_MODEL, DUNNING_INVOICE_MODEL,
+    AUTH_USER_MODEL). Worked out once, by DunningConfig.ready(), under the settings the
+    models were bound with (a swapped-in host model is recognised through the setting
+    that names it then)."""
+    from django.apps import apps
+
+    columns = {}
+    for model in apps.get_app_config("dunning").get_models():
+        meta = model._meta
+        if meta.proxy or not meta.managed or meta.swapped:
+            continue
+        for field in meta.local_concrete_fields:
+            setting = getattr(field, "swappable_setting", None) if field.is_relation else None
+            if setting and field.db_constraint:
+                pair = (meta.db_table, field.column)
+                if pair not in columns.setdefault(setting, []):
+                    columns[setting].append(pair)
+    return columns
+
+
+@register(Tags.database, "dunning")
+def check_foreign_key_targets(app_configs=None, databases=None, **kwargs):
+    """dunning.E091: a foreign key of dunning's tables references another table than the
+    model its setting names now (DUNNING_CUSTOMER_MODEL / DUNNING_INVOICE_MODEL changed
+    after the first ``migrate``): every run would fail with ``IntegrityError: FOREIGN KEY
+    constraint failed``. Runs under ``migrate`` and ``check --database default``; the
+    migration state cannot tell (the migrations follow the setting), the database can."""
+    from django.apps import apps
+    from django.db import DatabaseError, connections
+
+    if not databases:
+        return []
+    errors = []
+    for alias in databases:
+        connection = connections[alias]
+        try:
+            with connection.cursor() as cursor:
+                tables = set(connection.introspection.table_names(cursor))
+                found = {}
+                for setting, columns in swappable_foreign_keys().items():
+                    for table, column in columns:
+                        if table not in tables:
+                            continue  # not migrated yet: the first migrate creates it right
+                        relations = connection.introspection.get_relations(cursor, table)
+                        if column in relations:
+                            found.setdefault(setting, []).append(
+                                (table, column, relations[column][1]))
+        except DatabaseError:
+            continue  # the database cannot be reached: Django's own checks say so
+        for setting, references in found.items():
+            label = getattr(settings, setting, None) or {
+                CUSTOMER_MODEL_SETTING: DEFAULT_CUSTOMER_MODEL,
+                INVOICE_MODEL_SETTING: DEFAULT_INVOICE_MODEL,
+            }.get(setting)
+            try:
+                expected = apps.get_model(label)._meta.db_table
+            except (LookupError, ValueError, TypeError):
+                continue  # reported by dunning.E001 / E002 (or Django's auth checks)
+            wrong = [(t, c, target) for t, c, target in references
+                     if target.lower() != expected.lower()]
+            if not wrong:
+                continue
+            targets = sorted({target for _t, _c, target in wrong})
+            columns = ", ".join(f"{t}.{c} -> {target}" for t, c, target in wrong)
+            errors.append(Error(
+                f"{setting} = {label!r} (table {expected}), but dunning's tables in the "
+                f"database {alias!r} were created for another model: {columns}. Every run "
+                "would fail with 'FOREIGN KEY constraint failed'.",
+                hint=f"{setting} was changed after the first migrate. Set it back to the model "
+                f"whose table is {' / '.join(targets)}. To move dunning to {label}: with the "
+                "old setting run 'manage.py migrate dunning zero' (this drops dunning's tables "
+                f"and their data), then set {setting} again and run 'manage.py migrate'.",
+                id="dunning.E091",
+            ))
     return errors

@@ -20,6 +20,9 @@ DEFAULTS = {
     # Canonical name -> host field name or ``__`` lookup path.
     "INVOICE_FIELDS": {},
     "CUSTOMER_FIELDS": {},
+    # The one ISO 4217 currency (e.g. "EUR") of every invoice, for a host whose invoice
+    # model has no currency column; used when INVOICE_FIELDS maps no "currency".
+    "INVOICE_CURRENCY": None,
     # The class that reads the host's models; see dunning.hosts.HostAdapter.
     "ADAPTER": "dunning.hosts.FieldMapAdapter",
     # The class that sends email; see dunning.channels.base.Channel.
@@ -246,6 +249,56 @@ DEFAULTS = {
 
 IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL", "SMS_BACKEND"}
 
+#: Every setting that names code by a dotted path: key -> (what it must be: "class" or
+#: "callable", the dotted path of the base class a class must subclass or None, the
+#: container: "one", "dict" (values by key) or "list"). `manage.py check` imports each
+#: one (dunning.checks.check_code_settings), so a typo stops the site at deploy, not at
+#: the first run that needs it; the code that uses them imports through import_setting().
+CODE_SETTINGS = {
+    "ADAPTER": ("class", None, "one"),
+    "EMAIL_CHANNEL": ("class", "dunning.channels.base.Channel", "one"),
+    "CHANNELS": ("class", "dunning.channels.base.Channel", "dict"),
+    "SMS_BACKEND": ("class", "dunning.channels.sms_backends.base.BaseSmsBackend", "one"),
+    "PAYMENT_BACKEND": ("class", "dunning.payments.base.PaymentBackend", "one"),
+    "API_AUTHENTICATION_CLASSES": (
+        "class", "rest_framework.authentication.BaseAuthentication", "list"),
+    "RISK_SCORE": ("callable", None, "one"),
+    "BALANCE_HISTORY": ("callable", None, "one"),
+    "INAPP_CUSTOMER_FOR_REQUEST": ("callable", None, "one"),
+    "CUSTOMER_ADDRESS": ("callable", None, "one"),
+    # A format string ("https://pay.example/{customer}?t={token}") or a dotted path.
+    "PORTAL_PAY_URL": ("callable", None, "url"),
+    "PORTAL_UPDATE_PAYMENT_URL": ("callable", None, "url"),
+}
+
+
+def is_dotted_path(value):
+    """Is a PORTAL_*_URL value the dotted path of a callable rather than a URL format?"""
+    return isinstance(value, str) and "{" not in value and "." in value and "/" not in value
+
+
+def setting_name(key, entry=None):
+    """How messages name a setting: ``DUNNING['CHANNELS']``, ``DUNNING['CHANNELS']['sms']``."""
+    return f"DUNNING[{key!r}]" + ("" if entry is None else f"[{entry!r}]")
+
+
+def import_setting(key, value, entry=None):
+    """``value`` of ``DUNNING[key]`` (or of its entry ``entry``, a key of a dict or an
+    index of a list): the object a dotted path names, or ``value`` itself when it is not
+    a string. Raises DunningConfigurationError naming the setting and the import error."""
+    if not isinstance(value, str):
+        return value
+    name = setting_name(key, entry)
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise DunningConfigurationError(f"{name} = {value!r} cannot be imported: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - the module itself fails on import
+        raise DunningConfigurationError(
+            f"{name} = {value!r} cannot be imported: its module raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
 # Settings whose change must drop every cached value.
 RELOAD_ON = {"DUNNING", CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING, "LANGUAGE_CODE", "TIME_ZONE"}
 
@@ -269,12 +322,7 @@ class DunningSettings:
             raise AttributeError(f"Invalid django-dunning setting: {name!r}")
         value = self.user_settings.get(name, self.defaults[name])
         if name in self.import_strings and isinstance(value, str):
-            try:
-                value = import_string(value)
-            except ImportError as exc:
-                raise DunningConfigurationError(
-                    f"DUNNING[{name!r}] = {value!r} cannot be imported: {exc}"
-                ) from exc
+            value = import_setting(name, value)
         self._cached.add(name)
         setattr(self, name, value)
         return value

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Expression, F, QuerySet, Value
+from django.db.models import CharField, Expression, F, JSONField, Q, QuerySet, Value
+from django.db.models.fields.json import KeyTextTransform
 
 from .conf import (
     CUSTOMER_MODEL_SETTING,
@@ -120,6 +121,8 @@ class FieldMapAdapter:
     #: Canonical invoice fields that a subclass computes in ``invoice_expression`` rather
     #: than reads from a mapped field; the system checks do not look for them.
     computed_invoice_fields: frozenset = frozenset()
+    #: The same for customer fields a subclass computes in ``customer_expression``.
+    computed_customer_fields: frozenset = frozenset()
 
     def __init__(self, invoice_fields=None, customer_fields=None):
         self.invoice_fields = dict(
@@ -141,9 +144,12 @@ class FieldMapAdapter:
     # -- mapping ----------------------------------------------------------------------
     def invoice_field(self, name):
         """The host's lookup path for a canonical invoice field, or None when the host
-        has no such (optional) field."""
+        has no such (optional) field, or (``currency``) when every invoice is in the one
+        currency of ``DUNNING["INVOICE_CURRENCY"]``."""
         if name in self.invoice_fields:
             return self.invoice_fields[name]
+        if name == "currency" and fixed_currency():
+            return None
         if name in INVOICE_OPTIONAL and not _has_path(self.invoice_model, name):
             return None
         return name
@@ -158,12 +164,21 @@ class FieldMapAdapter:
         return name
 
     def invoice_expression(self, name) -> Expression:
-        """The expression that yields canonical invoice field ``name``."""
-        return F(self.invoice_field(name))
+        """The expression that yields canonical invoice field ``name`` (a ``__`` path
+        into a JSONField yields the key's text)."""
+        path = self.invoice_field(name)
+        if path is None and name == "currency":
+            return Value(fixed_currency(), output_field=CharField())
+        return path_expression(self.invoice_model, path)
 
     def customer_expression(self, name) -> Expression:
+        """The expression that yields canonical customer field ``name``: the mapped field
+        or ``__`` path (into a JSONField: the key's text, e.g.
+        ``additional_info__language``), or "" when the host has no such optional field.
+        Override it for a value computed from several columns and name the field in
+        ``computed_customer_fields``."""
         path = self.customer_field(name)
-        return F(path) if path else Value("")
+        return path_expression(self.customer_model, path) if path else Value("")
 
     # -- querysets --------------------------------------------------------------------
     def invoices(self) -> QuerySet:
@@ -239,22 +254,84 @@ def _has_path(model, path):
     return True
 
 
-def resolve_path(model, path):
-    """Follow a ``__`` lookup path from ``model``; return the final field.
+def resolve_lookup(model, path):
+    """Follow a ``__`` lookup path from ``model``: ``(field, keys)``, the last model
+    field on the path and, when that is a JSONField, the keys looked up in it (a tuple,
+    empty when the path ends at a field), e.g. ``additional_info__language`` ->
+    ``(<JSONField additional_info>, ("language",))``.
 
-    Raises LookupError naming the part that does not exist.
+    Raises LookupError naming the part that does not exist (or an empty key).
     """
     field = None
     current = model
-    for part in path.split("__"):
+    parts = path.split("__")
+    for index, part in enumerate(parts):
         if current is None:
+            if isinstance(field, JSONField):
+                keys = tuple(parts[index:])
+                if not all(keys):
+                    raise LookupError("")  # "info__" or "info____lang": an empty key
+                return field, keys
             raise LookupError(part)
         try:
             field = current._meta.get_field(part)
         except Exception:
             raise LookupError(part) from None
         current = field.related_model if field.is_relation else None
-    return field
+    return field, ()
+
+
+def resolve_path(model, path):
+    """Follow a ``__`` lookup path from ``model``; return the final field (the JSONField
+    for a path that goes on into its keys).
+
+    Raises LookupError naming the part that does not exist.
+    """
+    return resolve_lookup(model, path)[0]
+
+
+def path_expression(model, path):
+    """``F(path)``, or for a path into a JSONField's keys the keys' text (the same on
+    SQLite and PostgreSQL: ``"de"``, not ``'"de"'``)."""
+    if not isinstance(path, str):
+        return F(path)  # not a path: the checks report it (dunning.E003 / E005)
+    try:
+        _field, keys = resolve_lookup(model, path)
+    except LookupError:
+        return F(path)  # the query names the missing part; the checks report it first
+    if not keys:
+        return F(path)
+    expression = F("__".join(path.split("__")[: -len(keys)]))
+    for key in keys:
+        expression = KeyTextTransform(key, expression)
+    return expression
+
+
+def customer_contains(adapter, name, term, relation="customer"):
+    """A ``Q`` on a model with a ForeignKey ``relation`` to the customer: the customer's
+    canonical text field ``name`` contains ``term`` (case-insensitive); None when the host
+    has no such field. A field the adapter computes (``computed_customer_fields``) is
+    matched through its ``customer_expression`` in a subquery (one query, not a lookup
+    path that does not exist)."""
+    if name in getattr(adapter, "computed_customer_fields", ()):
+        expression = getattr(adapter, "customer_expression", None)
+        queryset = getattr(adapter, "customer_queryset", None)
+        if expression is None or queryset is None:
+            return None
+        matching = (queryset().annotate(**{ANNOTATION_PREFIX + "match": expression(name)})
+                    .filter(**{ANNOTATION_PREFIX + "match__icontains": term})
+                    .order_by().values("pk"))
+        return Q(**{f"{relation}_id__in": matching})
+    customer_field = getattr(adapter, "customer_field", None)
+    path = customer_field(name) if customer_field else None
+    return Q(**{f"{relation}__{path}__icontains": term}) if path else None
+
+
+def fixed_currency():
+    """``DUNNING["INVOICE_CURRENCY"]`` in capitals (the one ISO 4217 currency of every
+    invoice of a host without a currency column), or ""."""
+    value = dunning_settings.INVOICE_CURRENCY
+    return value.strip().upper() if isinstance(value, str) else ""
 
 
 _adapter = None

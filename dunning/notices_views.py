@@ -7,13 +7,12 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from .channels.inapp import setting
-from .exceptions import DunningConfigurationError
+from .conf import import_setting
 from .models.notices import _customer_pk
 
 
@@ -24,13 +23,7 @@ def customer_for_request(request):
     finder = setting("INAPP_CUSTOMER_FOR_REQUEST")
     if not finder:
         return None
-    if isinstance(finder, str):
-        try:
-            finder = import_string(finder)
-        except ImportError as exc:
-            raise DunningConfigurationError(
-                f"DUNNING['INAPP_CUSTOMER_FOR_REQUEST'] = {finder!r} cannot be imported: {exc}"
-            ) from exc
+    finder = import_setting("INAPP_CUSTOMER_FOR_REQUEST", finder)
     return _customer_pk(finder(request))
 
 

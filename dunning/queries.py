@@ -22,7 +22,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
 from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
-from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
+from .hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
 from .inputs import parse_id, without_nul
 from .models import Case, CaseEvent, Dispute
 from .rendering import babel_locale, format_money
@@ -186,11 +186,10 @@ def search_cases(queryset, term):
         return queryset
     adapter = get_adapter()
     q = Q()
-    customer_field = getattr(adapter, "customer_field", None)
     for name in ("name", "email"):
-        path = customer_field(name) if customer_field else None
-        if path:
-            q |= Q(**{f"customer__{path}__icontains": term})
+        match = customer_contains(adapter, name, term)
+        if match is not None:
+            q |= match
     # Every invoice of the host when the adapter can say (a collector searches for the
     # number a customer quotes, overdue or not), else the overdue ones.
     everything = getattr(adapter, "annotated_invoices", None)

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Count, Sum
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from . import webhooks
-from .conf import dunning_settings
+from .conf import dunning_settings, import_setting
 from .hosts import ANNOTATION_PREFIX
 from .models import Case, CaseEvent, PolicyRule
 
@@ -80,7 +79,7 @@ def active_rules(using="default"):
 
 def risk_hook():
     path = dunning_settings.RISK_SCORE
-    return import_string(path) if isinstance(path, str) and path else path
+    return import_setting("RISK_SCORE", path) if path else None
 
 
 def gather_facts(run, customer_ids, case_pks):

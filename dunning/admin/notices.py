@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from ..hosts import get_adapter
+from ..hosts import customer_contains, get_adapter
 from ..models import Notice
 from ..models.notices import parse_customer_pk
 from .readonly import ReadOnlyAdminMixin
@@ -58,12 +58,11 @@ class NoticeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not term:
             return queryset, False
         adapter = get_adapter()
-        customer_field = getattr(adapter, "customer_field", None)
         q = Q()
         for name in ("name", "email"):
-            path = customer_field(name) if customer_field else None
-            if path:
-                q |= Q(**{f"customer__{path}__icontains": term})
+            match = customer_contains(adapter, name, term)
+            if match is not None:
+                q |= match
         try:
             q |= Q(customer_id=parse_customer_pk(term))
         except ValidationError:

@@ -9,7 +9,6 @@ from django.core.signals import got_request_exception
 from django.db import IntegrityError
 from django.http import JsonResponse
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
@@ -27,7 +26,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from .. import actors, queries, reports, services
-from ..conf import dunning_settings
+from ..conf import dunning_settings, import_setting
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
 from ..inputs import MAX_DAY, MIN_DAY, parse_day, parse_id
@@ -111,7 +110,8 @@ def authentication_classes():
     ``rest_framework.authtoken`` is installed) and session authentication."""
     configured = dunning_settings.API_AUTHENTICATION_CLASSES
     if configured is not None:
-        return [import_string(path) if isinstance(path, str) else path for path in configured]
+        return [import_setting("API_AUTHENTICATION_CLASSES", path, index)
+                for index, path in enumerate(configured)]
     classes = [SessionAuthentication]
     if apps.is_installed("rest_framework.authtoken"):
         from rest_framework.authentication import TokenAuthentication

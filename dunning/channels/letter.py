@@ -31,12 +31,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
-from django.utils.module_loading import import_string
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
-from ..conf import dunning_settings
+from ..conf import dunning_settings, import_setting
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model
 from ..rendering import HTML_LAYOUT, babel_locale, company_context, customer_timezone
@@ -204,12 +203,7 @@ def _address_callable():
         return None
     if callable(value):
         return value
-    try:
-        return import_string(value)
-    except ImportError as exc:
-        raise DunningConfigurationError(
-            f"DUNNING['CUSTOMER_ADDRESS'] = {value!r} cannot be imported: {exc}"
-        ) from exc
+    return import_setting("CUSTOMER_ADDRESS", value)
 
 
 def addressees(customer_ids, using=DEFAULT_DB_ALIAS):

@@ -20,10 +20,9 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from ..conf import dunning_settings
+from ..conf import dunning_settings, import_setting
 from ..exceptions import DunningConfigurationError
 from .base import Channel, Outcome, Outgoing
 from .sms_backends.base import BaseSmsBackend
@@ -243,8 +242,7 @@ def get_backend(**overrides) -> BaseSmsBackend:
     """A new backend of ``DUNNING["SMS_BACKEND"]``, built with
     ``DUNNING["SMS_BACKEND_OPTIONS"]`` (and ``overrides``)."""
     backend = dunning_settings.SMS_BACKEND
-    if isinstance(backend, str):
-        backend = import_string(backend)
+    backend = import_setting("SMS_BACKEND", backend)
     return backend(**{**(dunning_settings.SMS_BACKEND_OPTIONS or {}), **overrides})
 
 

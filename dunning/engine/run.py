@@ -36,13 +36,12 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .. import segments, signals, variants, webhooks
 from ..charging import Charging
 from ..charging import summary as charges_summary
-from ..conf import agency_settings, dunning_settings
+from ..conf import agency_settings, dunning_settings, import_setting
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
 from ..history import customer_history, mentions_history
@@ -914,7 +913,7 @@ class DunningRun:
                 raise DunningConfigurationError(
                     f"No channel {key!r}: add it to DUNNING['CHANNELS']."
                 )
-            cls = import_string(path)
+            cls = import_setting("CHANNELS", path, key)
             # Channels that write rows (letters, in-app notices) write to the run's database.
             takes_using = "using" in inspect.signature(cls).parameters
             channel = self._channels[key] = cls(using=self.using) if takes_using else cls()

@@ -6,10 +6,8 @@ arguments in ``DUNNING["PAYMENT_BACKEND_OPTIONS"]``), or None when none is confi
 then failed payments are not retried.
 """
 
-from django.utils.module_loading import import_string
 
-from ..conf import dunning_settings
-from ..exceptions import DunningConfigurationError
+from ..conf import dunning_settings, import_setting
 from .base import ChargeResult, PaymentBackend, StoredMethod
 
 __all__ = ["ChargeResult", "PaymentBackend", "StoredMethod", "get_backend"]
@@ -28,11 +26,6 @@ def get_backend():
     if not path:
         return None
     if "backend" not in _cache:
-        try:
-            cls = import_string(path) if isinstance(path, str) else path
-        except ImportError as exc:
-            raise DunningConfigurationError(
-                f"DUNNING['PAYMENT_BACKEND'] = {path!r} cannot be imported: {exc}"
-            ) from exc
+        cls = import_setting("PAYMENT_BACKEND", path)
         _cache["backend"] = cls(**(dunning_settings.PAYMENT_BACKEND_OPTIONS or {}))
     return _cache["backend"]

@@ -17,11 +17,10 @@ from decimal import ROUND_DOWN, Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone, translation
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .. import actors, services
-from ..conf import dunning_settings, share_setting
+from ..conf import dunning_settings, import_setting, is_dotted_path, share_setting
 from ..engine import holds, schedule
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
@@ -92,8 +91,9 @@ def host_url(setting, company_key, portfolio, token):
         return str((dunning_settings.COMPANY or {}).get(company_key) or "")
     if callable(value):
         return value(portfolio.customer, portfolio.demanded(), token) or ""
-    if "{" not in value and "." in value and "/" not in value:
-        return import_string(value)(portfolio.customer, portfolio.demanded(), token) or ""
+    if is_dotted_path(value):
+        hook = import_setting(setting, value)
+        return hook(portfolio.customer, portfolio.demanded(), token) or ""
     return value.format(customer=portfolio.customer.pk, token=token)
 
 
