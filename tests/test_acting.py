@@ -239,6 +239,25 @@ def test_two_requests_with_the_same_form_at_once_carry_it_out_once(case):
     assert response.status_code == 302 and not Feedback.objects.exists()
 
 
+def test_a_form_older_than_a_link_is_refused_and_its_key_not_kept(case, time_machine):
+    """Stamps expire with the self-service link (PORTAL_LINK_MAX_AGE), so the keys of older
+    forms need not be kept: the next carried-out form prunes them."""
+    client, path = PortalClient(), portal(case.customer)
+    old = portal_stamp(client, path, "feedback")
+    assert client.post(path, {"action": "feedback", "reason": "forgot", "stamp": old}
+                       ).status_code == 302
+    assert PortalSubmission.objects.count() == 1
+    time_machine.move_to(timezone.now() + datetime.timedelta(days=31))
+    path = portal(case.customer)  # a fresh link, the old tab's form
+    response = client.post(path, {"action": "feedback", "reason": "other", "stamp": old})
+    assert response.status_code == 400
+    assert Feedback.objects.filter(case=case).count() == 1
+    # A fresh form goes through, and the month-old key is gone.
+    assert client.post(path, {"action": "feedback", "reason": "other"}).status_code == 302
+    assert Feedback.objects.filter(case=case).count() == 2
+    assert PortalSubmission.objects.count() == 1
+
+
 def test_a_refused_form_can_be_sent_again_once_corrected(case, today):
     client = PortalClient()
     value = portal_stamp(client, portal(case.customer), "promise")

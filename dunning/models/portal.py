@@ -106,6 +106,7 @@ class PortalSubmission(models.Model):
             models.UniqueConstraint(fields=["customer_key", "key"],
                                     name="dunning_portal_submission_once"),
         ]
+        indexes = [models.Index(fields=["created_at"], name="dunning_portal_sub_created")]
 
     def __str__(self):
         return f"{self.customer_key}: {self.action} {self.created_at:%Y-%m-%d %H:%M}"

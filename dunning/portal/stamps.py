@@ -28,12 +28,16 @@ feedback   change nothing
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import uuid
 from dataclasses import dataclass
 
 from django.core import signing
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..conf import dunning_settings
 
 from ..models import CaseEvent, Consent, PortalSubmission
 from ..models.consent import ACCOUNT_UPDATER, channel_topic
@@ -91,12 +95,13 @@ def make(action, portfolio, state=None):
 
 
 def read(value, action, portfolio):
-    """The :class:`Stamp` of a posted form ``action``, or None when it does not verify or
-    belongs to another customer or another form."""
+    """The :class:`Stamp` of a posted form ``action``, or None when it does not verify,
+    belongs to another customer or another form, or is older than a self-service link
+    (PORTAL_LINK_MAX_AGE: the keys of older forms are not kept, see claim())."""
     if not value or len(value) > 1000:
         return None
     try:
-        payload = signing.loads(value, salt=SALT)
+        payload = signing.loads(value, salt=SALT, max_age=dunning_settings.PORTAL_LINK_MAX_AGE)
         stamp = Stamp(str(payload["a"]), str(payload["k"]), str(payload["s"]))
         customer = str(payload["c"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
@@ -114,7 +119,11 @@ def seen(portfolio, stamp):
 
 def claim(portfolio, stamp):
     """Note the form as carried out; False when it already was (two requests at once: the
-    unique constraint lets one through)."""
+    unique constraint lets one through). The keys of forms older than PORTAL_LINK_MAX_AGE
+    go (one indexed DELETE): read() refuses such stamps anyway, so the table holds at most
+    one link lifetime of forms."""
+    cutoff = timezone.now() - datetime.timedelta(seconds=dunning_settings.PORTAL_LINK_MAX_AGE)
+    PortalSubmission.objects.filter(created_at__lt=cutoff).delete()
     try:
         with transaction.atomic():
             PortalSubmission.objects.create(
