@@ -74,7 +74,7 @@ from .compliance import (
     compliance_spec,
     filter_batch,
 )
-from .holds import check_holds, disputed_numbers
+from .holds import check_holds, disputed_numbers, open_disputes
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
 from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
@@ -292,6 +292,7 @@ class DunningRun:
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
         self.disputed = {}  # customer pk -> its invoices held by a dispute (per batch)
+        self._any_disputes = None  # whether any dispute is open: asked once per run
         self.history = {}  # customer pk -> dunning.history figures (when templates use them)
         self._reached = {}
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
@@ -417,7 +418,9 @@ class DunningRun:
                     # breaks the plan and ends its pause, so this run dunns again.
                     check_payment_plans(self.as_of)
                     # Broken promises counted, disputes that waited too long to staff.
-                    check_holds(self.as_of, now=self.clock(), run=self.run, using=self.using)
+                    holds = check_holds(self.as_of, now=self.clock(), run=self.run,
+                                        using=self.using)
+                    self._any_disputes = holds["open_disputes"]
                 self.advance(paid="paid" in stages, due="due" in stages)
                 # One more pass: transient send failures whose retry fell due meanwhile.
                 self.drain_stale_outbox()
@@ -717,7 +720,12 @@ class DunningRun:
             invoices[row.customer_id].append(row)
         # A disputed invoice is held: not demanded, listed or charged until its dispute is
         # resolved; the rest of the debt keeps its schedule (dunning.engine.holds).
-        held = disputed_numbers([c.pk for c in cases], using=self.using)
+        # Most runs have no open dispute at all: one EXISTS per run instead of a query per
+        # batch (a dispute opened while the run goes counts from the next run on).
+        if self._any_disputes is None:
+            self._any_disputes = open_disputes(self.using).exists()
+        held = (disputed_numbers([c.pk for c in cases], using=self.using)
+                if self._any_disputes else {})
         self.disputed = {}  # customer pk -> the invoice rows held by a dispute
         for case in cases:
             numbers = held.get(case.pk)
