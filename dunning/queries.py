@@ -21,11 +21,11 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
-from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
 from .hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
 from .inputs import parse_id, without_nul
 from .models import Case, CaseEvent, Dispute
 from .rendering import babel_locale, format_money
+from .rules.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
 
 P = ANNOTATION_PREFIX
 AMOUNT = "dunning_amount"

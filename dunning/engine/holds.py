@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
 from ..models import Case, CaseEvent, Dispute
-from . import schedule
+from ..rules import schedule
 
 #: Days after a promised payment date before dunning goes on by itself (and the promise
 #: counts as broken).

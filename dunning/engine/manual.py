@@ -22,8 +22,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from .. import actors
 from ..models import CaseEvent, Run
-from .run import DunningRun, case_key, is_day
-from .schedule import (
+from ..rules.schedule import (
     ALL_DISPUTED,
     BELOW_MINIMUM,
     CaseFacts,
@@ -32,6 +31,7 @@ from .schedule import (
     next_step_index,
     step_due_on,
 )
+from .run import DunningRun, case_key, is_day
 
 #: The ``Run.host`` of a run by hand (the simulator does not take its day for a run day).
 SEND_NOW_RUN_HOST = "send-now"

@@ -66,18 +66,18 @@ from ..rendering import (
     company_context,
     customer_timezone,
 )
-from ..unsubscribe import message_link
-from .compliance import (
+from ..rules.compliance import (
     Candidate,
     Compliance,
     ComplianceConfigError,
     compliance_spec,
     filter_batch,
 )
+from ..rules.schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
+from ..unsubscribe import message_link
 from .holds import check_holds, disputed_numbers
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
-from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
 
 logger = logging.getLogger("dunning.run")
 
