@@ -701,6 +701,22 @@ def filter_batch(candidates, history_by_customer, cap=None, default_tz="UTC"):
     return plan
 
 
+def split_uncounted(candidates, history_by_customer):
+    """``(counted, free)``: the candidates :func:`filter_batch` must count, and those
+    within any frequency cap without counting: a customer with no earlier message in
+    ``history_by_customer`` (read over the caps' window) and a single candidate in the
+    batch (every cap allows at least one message). The run counts only the first; a big
+    batch of first reminders costs no cap arithmetic at all."""
+    per_customer = Counter(c.customer for c in candidates)
+    counted, free = [], []
+    for c in candidates:
+        if history_by_customer.get(c.customer) or per_customer[c.customer] > 1:
+            counted.append(c)
+        else:
+            free.append(c)
+    return counted, free
+
+
 # -- Regulation F -----------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ The rules:
 * a promise to pay lapses (is broken) once its date plus the grace days has passed with
   the case still open; after a number of broken promises a case goes to staff, and a
   promise must cover a share of what is demanded (:func:`promise_broken`,
-  :func:`minimum_promise`, :func:`dispute_escalates_on`).
+  :func:`minimum_promise`, :func:`dispute_escalates_on`);
+* a case handed over to a collections agency gets nothing more but a write-off step
+  (``CaseFacts.at_agency``): a payment, or the agency returning the case, moves it on;
+* "send the next step now" (:func:`decide_now`, staff's action) sends the next step today
+  whatever its offset and the minimum gap, but never a second step on one day, nor to a
+  paused case, one owing less than the minimum, or one whose every invoice is disputed.
+
+What a decision does to the case (the step recorded, the state changed) is
+:func:`dunning.rules.effects.effects`.
 """
 
 from __future__ import annotations
@@ -68,6 +76,21 @@ class PolicySpec:
 BELOW_MINIMUM = "below minimum balance"
 #: The reason of a WAIT decision for a case whose every open invoice is disputed.
 ALL_DISPUTED = "every open invoice is disputed"
+#: The reasons of a WAIT decision by :func:`decide_now`: the case is paused, or it had a
+#: step today already.
+PAUSED = "paused"
+STEP_TODAY = "a step went out today"
+
+#: "Paused without an end date": the rules compare dates, so a date far away will do.
+PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
+
+#: Days after a promised payment date before dunning goes on by itself (and the promise
+#: counts as broken).
+PROMISE_GRACE_DAYS = 3
+
+#: The step action that ends a case (terminate), and the one a case at an agency still runs.
+TERMINATE = "terminate"
+WRITE_OFF = "write_off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +103,8 @@ class CaseFacts:
     #: Open overdue invoices held by an open dispute (left out of ``oldest_due`` and
     #: ``balances``): with none left to demand, the case waits instead of resolving.
     disputed: bool = False
+    #: Handed over to a collections agency: no step but a write-off runs.
+    at_agency: bool = False
 
 
 class Kind(Enum):
@@ -145,8 +170,19 @@ def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decisi
         due = max(due, facts.last_step_on + ONE_DAY)
     if due > as_of:
         return Decision(Kind.WAIT, next_check=due)
+    return _execute(policy, index, facts, as_of)
+
+
+def _execute(policy: PolicySpec, index: int, facts: CaseFacts, as_of: datetime.date):
+    """The decision to run the step at ``index`` on ``as_of`` (with the date the next one
+    falls due), or DONE for a case at an agency (only a write-off runs there)."""
+    step = policy.steps[index]
+    if facts.at_agency and step.action != WRITE_OFF:
+        # At a collections agency: nothing more but a write-off step; a payment, or the
+        # agency returning the case (dunning.agency), moves it on.
+        return Decision(Kind.DONE)
     following = None
-    if index + 1 < len(policy.steps) and step.action != "terminate":
+    if index + 1 < len(policy.steps) and step.action != TERMINATE:
         after = CaseFacts(
             oldest_due=facts.oldest_due,
             balances=facts.balances,
@@ -157,6 +193,23 @@ def decide(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decisi
         )
         following = step_due_on(policy, policy.steps[index + 1], after)
     return Decision(Kind.EXECUTE, step=step, next_check=following)
+
+
+def decide_now(policy: PolicySpec, facts: CaseFacts, as_of: datetime.date) -> Decision:
+    """:func:`decide` for "send the next step now" (staff's action): the next step goes
+    out today whatever its offset and the minimum gap. It waits (with the reason) when
+    :func:`decide` waits for the minimum balance or disputes, when the case is paused
+    (:data:`PAUSED`) and when it had a step today (:data:`STEP_TODAY`); a case with no
+    step left, or at an agency, is DONE."""
+    decision = decide(policy, facts, as_of)
+    if decision.kind is not Kind.WAIT or decision.reason in (BELOW_MINIMUM, ALL_DISPUTED):
+        return decision
+    if facts.paused_until is not None and facts.paused_until > as_of:
+        return Decision(Kind.WAIT, next_check=decision.next_check, reason=PAUSED)
+    if facts.last_step_on is not None and facts.last_step_on >= as_of:
+        return Decision(Kind.WAIT, next_check=decision.next_check, reason=STEP_TODAY)
+    # The pause has ended by today: the step after this one counts from today alone.
+    return _execute(policy, next_step_index(policy, facts.done_keys), facts, as_of)
 
 
 # -- promises and disputes -------------------------------------------------------------------
