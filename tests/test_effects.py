@@ -17,7 +17,6 @@ from dunning.engine.plan import DunningPlan
 from dunning.models import Case, CaseStep, Invoice, MessageTemplate, Policy, Step
 from dunning.models.policy import PAYMENT_RECEIVED
 from dunning.rules.effects import (
-    NOTHING_MORE,
     RESOLVED,
     TERMINATED,
     CaseState,
@@ -55,7 +54,7 @@ NEXT = datetime.date(2026, 3, 23)
     (Decision(Kind.WAIT, next_check=NEXT), CaseState(TODAY, True, True),
      Effects(next_due_on=NEXT)),
     # Every step has run: nothing until a payment.
-    (Decision(Kind.DONE), CaseState(TODAY, True), NOTHING_MORE),
+    (Decision(Kind.DONE), CaseState(TODAY, True), Effects(next_due_on=None)),
     # Paid before any step: resolved and closed today, no thank-you.
     (Decision(Kind.RESOLVE), CaseState(TODAY),
      Effects(next_due_on=None, status=RESOLVED, closed_on=TODAY)),
