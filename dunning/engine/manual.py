@@ -99,7 +99,7 @@ class SendNowRun(DunningRun):
 
     #: Today whatever the offset, the minimum gap or a pause that has ended
     #: (schedule.decide_now).
-    rule = staticmethod(decide_now)
+    decide_rule = staticmethod(decide_now)
 
     def decide(self, case, invoices, done):
         decision = super().decide(case, invoices, done)

@@ -741,10 +741,10 @@ class DunningRun:
         return invoices, customers, done
 
     #: The rule that decides a case (send-now: ``decide_now``).
-    rule = staticmethod(decide)
+    decide_rule = staticmethod(decide)
 
     def decide(self, case, invoices, done):
-        return self.rule(self.policies[case.policy_id].spec,
+        return self.decide_rule(self.policies[case.policy_id].spec,
                          self.case_facts(case, invoices, done), self.as_of)
 
     def case_facts(self, case, invoices, done):
