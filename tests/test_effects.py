@@ -252,3 +252,38 @@ def test_send_now_sends_nothing_to_a_case_at_an_agency(db, run):
         sent = send_next_step_now([case.pk])
     assert sent.refused == {case.pk: REFUSED_DONE}
     assert not CaseStep.objects.filter(case=case, step_key="last-call").exists()
+
+
+# -- the payment-plan rule and the frequency-cap shortcut, moved into the rules ---------------
+INSTALMENTS = [{"due": "2026-04-01", "amounts": {"EUR": "50.00"}},
+               {"due": "2026-05-01", "amounts": {"EUR": "50.00"}}]
+
+
+@pytest.mark.parametrize(("paid", "pending"), [
+    ("0.00", 0), ("49.99", 0), ("50.00", 1), ("99.99", 1), ("100.00", None)])
+def test_the_pending_instalment(paid, pending):
+    from dunning.rules.plans import pending_instalment
+
+    found = pending_instalment(INSTALMENTS, {"EUR": "100.00"}, {"EUR": Decimal(paid)})
+    assert found is (None if pending is None else INSTALMENTS[pending])
+
+
+@pytest.mark.parametrize(("as_of", "missed"), [
+    (datetime.date(2026, 4, 4), False), (datetime.date(2026, 4, 5), True)])
+def test_an_instalment_is_missed_after_its_grace_days(as_of, missed):
+    from dunning.rules.plans import instalment_missed, pause_until
+
+    assert pause_until(INSTALMENTS[0], 3) == datetime.date(2026, 4, 4)
+    assert instalment_missed(INSTALMENTS[0], as_of, 3) is missed
+
+
+def test_only_customers_with_history_or_two_messages_are_counted_against_caps():
+    from dunning.rules.compliance import Candidate, split_uncounted
+
+    at = datetime.datetime(2026, 3, 2, 9, tzinfo=datetime.timezone.utc)
+    alone, twice_a, twice_b, known = (
+        Candidate(customer=c, case=k, channel="email", at=at, tz="UTC")
+        for c, k in (("1", 1), ("2", 2), ("2", 3), ("3", 4)))
+    counted, free = split_uncounted([alone, twice_a, twice_b, known],
+                                    {"3": [(at - datetime.timedelta(hours=30), "email")]})
+    assert (counted, free) == ([twice_a, twice_b, known], [alone])
