@@ -72,7 +72,8 @@ class Effects:
     hand_over: bool = False
     #: The case is written off (closed by the step).
     write_off: bool = False
-    #: The step's reminder fees and interest are added (when its message is queued).
+    #: The step's charges are added (dunning.charging: its reminder fee where the fee
+    #: settings charge for it, interest; only when its message is queued).
     charge: bool = False
 
 
