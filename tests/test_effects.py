@@ -287,3 +287,26 @@ def test_only_customers_with_history_or_two_messages_are_counted_against_caps():
     counted, free = split_uncounted([alone, twice_a, twice_b, known],
                                     {"3": [(at - datetime.timedelta(hours=30), "email")]})
     assert (counted, free) == ([twice_a, twice_b, known], [alone])
+
+
+def test_the_dry_run_reports_the_hand_over_a_missing_agency_fails(db, run):
+    """The run fails a hand-over step whose agency is not set up (the case goes to staff);
+    the dry run and tomorrow's plan said nothing of it, so the run disagreed with them."""
+    policy = Policy.objects.create(key="road-end", name="road-end", min_gap_days=3)
+    for key, offset, action in [("first", 1, ""), ("handover", 10, "agency")]:
+        Step.objects.create(policy=policy, key=key, offset_days=offset, action=action)
+    MessageTemplate.objects.create(policy=policy, step_key="first", language="en",
+                                   subject="first", text_body="You owe us.")
+    with override_dunning_settings(DEFAULT_POLICY="road-end", AGENCIES={}):
+        ada = create_customer(name="Ada")
+        create_invoice(ada, due_date=day(0))
+        run(1)
+        dry = run(10, dry_run=True)
+        plan = DunningPlan(day(10))
+        items = plan.build().items
+        real = run(10)
+    assert real.failed == 1
+    assert (dry.failed, [reason for _key, reason in dry.failures]) == (
+        real.failed, [reason for _key, reason in real.failures])
+    assert [(item.step_key, item.problem) for item in items] == [
+        ("handover", real.failures[0][1])]

@@ -74,7 +74,14 @@ from ..rules.compliance import (
     filter_batch,
     split_uncounted,
 )
-from ..rules.effects import RESOLVED, TERMINATED, CaseState, effects, is_day  # noqa: F401
+from ..rules.effects import (  # noqa: F401 (is_day: imported from here)
+    AGENCY,
+    RESOLVED,
+    TERMINATED,
+    CaseState,
+    effects,
+    is_day,
+)
 from ..rules.schedule import CaseFacts, Kind, PolicySpec, decide, policy_spec
 from ..unsubscribe import message_link
 from .holds import check_holds, disputed_numbers
@@ -1070,6 +1077,18 @@ class DunningRun:
         key, config = agency_settings(named)
         return key, config["name"]
 
+    def hand_over_failure(self, case, key, action):
+        """Why the run would fail the hand-over step ``key`` of the case (its agency is not
+        set up), as the run records it; "" when it would not, or for another step. The dry
+        run and the plan ask, as apply() fails the case before recording anything."""
+        if action != AGENCY:
+            return ""
+        try:
+            self.step_agency(case, self.step_spec(case, key))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:2000]
+        return ""
+
     def charge(self, case, step, done_keys, row, batch, events):
         """The reminder fees and interest of a queued step (dunning.charging): recorded
         with the batch, noted on the timeline, handed to the host by ``fees_charged``;
@@ -1296,6 +1315,9 @@ class DunningRun:
         not), by the same checks: reach() as step_row() does, then the rendering."""
         if customer is None:
             return f"LookupError: customer {case.customer_id} of case {case.pk} not found"
+        problem = self.hand_over_failure(case, key, action)
+        if problem:
+            return problem
         if action in ACTION_ONLY and self.template_for(
                 case.policy_id, key, channel, customer.language, case_pk=case.pk) is None:
             return ""  # an action without a message
