@@ -21,11 +21,12 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
-from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
 from .hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
 from .inputs import parse_id, without_nul
 from .models import Case, CaseEvent, Dispute
 from .rendering import babel_locale, format_money
+from .rules.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
+from .rules.schedule import PROMISE_GRACE_DAYS
 
 P = ANNOTATION_PREFIX
 AMOUNT = "dunning_amount"
@@ -151,8 +152,6 @@ def filter_currency(queryset, code, today=None):
 def broken_promises(queryset, today=None):
     """Open cases whose promised payment date plus the grace has passed (paid cases are
     resolved by the run, so an open case is still owing): the dashboard's "broken"."""
-    from .services import PROMISE_GRACE_DAYS
-
     grace = datetime.timedelta(days=PROMISE_GRACE_DAYS)
     return queryset.filter(status=Case.Status.OPEN, promised_on__lt=(today or _today()) - grace)
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from . import variants
 from .hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
 from .models import Case, CaseStep, Step
-from .services import PROMISE_GRACE_DAYS  # the grace the workbench and the API give
+from .rules.schedule import PROMISE_GRACE_DAYS  # the grace the workbench and the API give
 
 AGING_BUCKETS = ["1-30", "31-60", "61-90", "90+"]
 RECOVERY_WINDOWS = (30, 90)

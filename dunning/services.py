@@ -36,14 +36,14 @@ from .engine.run import DunningRun
 from .exceptions import DunningError
 from .hosts import get_adapter
 from .models import Case, CaseEvent, CaseInvoice, CaseStep, Dispute, Run
+from .rules import schedule
 
 logger = logging.getLogger(__name__)
 
-#: "Paused without an end date": the engine compares dates, so a date far away will do.
-PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
-
-#: Days after a promised payment date before dunning goes on by itself.
-PROMISE_GRACE_DAYS = holds.PROMISE_GRACE_DAYS
+# "Paused without an end date", and the days after a promised payment date before dunning
+# goes on by itself: rules (dunning.rules.schedule), importable from here as before.
+PAUSED_INDEFINITELY = schedule.PAUSED_INDEFINITELY
+PROMISE_GRACE_DAYS = schedule.PROMISE_GRACE_DAYS
 
 #: The outcomes of a logged call (value, label).
 CALL_OUTCOMES = [

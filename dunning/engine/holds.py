@@ -27,11 +27,11 @@ from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
 from ..models import Case, CaseEvent, Dispute
-from . import schedule
+from ..rules import schedule
 
 #: Days after a promised payment date before dunning goes on by itself (and the promise
-#: counts as broken).
-PROMISE_GRACE_DAYS = 3
+#: counts as broken): a rule (dunning.rules.schedule), importable from here as before.
+PROMISE_GRACE_DAYS = schedule.PROMISE_GRACE_DAYS
 
 #: ``data["reason"]`` of the ``escalated`` events this module records.
 ESCALATED_DISPUTE = "dispute"

@@ -66,18 +66,27 @@ from ..rendering import (
     company_context,
     customer_timezone,
 )
-from ..unsubscribe import message_link
-from .compliance import (
+from ..rules.compliance import (
     Candidate,
     Compliance,
     ComplianceConfigError,
     compliance_spec,
     filter_batch,
+    split_uncounted,
 )
+from ..rules.effects import (  # noqa: F401 (is_day: imported from here)
+    AGENCY,
+    RESOLVED,
+    TERMINATED,
+    CaseState,
+    effects,
+    is_day,
+)
+from ..rules.schedule import CaseFacts, Kind, PolicySpec, decide, policy_spec
+from ..unsubscribe import message_link
 from .holds import check_holds, disputed_numbers, open_disputes
 from .outbox import Outbox
 from .pool import RenderPool, default_processes
-from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
 
 logger = logging.getLogger("dunning.run")
 
@@ -182,11 +191,6 @@ def case_key(case):
     """A batch's key of a case: its pk, or for a case a dry run would open (no pk yet) a
     negative number of its own."""
     return case.pk if case.pk is not None else -id(case)
-
-
-def is_day(hold):
-    """A compliance hold that makes the step wait for another day (a date, not a time)."""
-    return isinstance(hold, datetime.date) and not isinstance(hold, datetime.datetime)
 
 
 def load_compliance(policy):
@@ -751,26 +755,27 @@ class DunningRun:
                 done[case_id].add(key)
         return invoices, customers, done
 
+    #: The rule that decides a case (send-now: ``decide_now``).
+    decide_rule = staticmethod(decide)
+
     def decide(self, case, invoices, done):
-        loaded = self.policies[case.policy_id]
+        return self.decide_rule(self.policies[case.policy_id].spec,
+                         self.case_facts(case, invoices, done), self.as_of)
+
+    def case_facts(self, case, invoices, done):
+        """The rules' view of a case (schedule.CaseFacts)."""
         balances = {}
         for inv in invoices:
             balances[inv.currency] = balances.get(inv.currency, Decimal(0)) + inv.amount_due
-        facts = CaseFacts(
+        return CaseFacts(
             oldest_due=min((i.due_date for i in invoices), default=None),
             balances=balances,
             done_keys=frozenset(done),
             last_step_on=case.last_step_on,
             paused_until=case.paused_until,
             disputed=case.customer_id in self.disputed,
+            at_agency=bool(case.agency),
         )
-        decision = decide(loaded.spec, facts, self.as_of)
-        if (case.agency and decision.kind is Kind.EXECUTE
-                and decision.step.action != "write_off"):
-            # At a collections agency: nothing more but a write-off step; a payment, or the
-            # agency returning the case (dunning.agency), moves it on.
-            return Decision(Kind.DONE)
-        return decision
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
@@ -866,12 +871,7 @@ class DunningRun:
         if not candidates:
             return {}
         history = self.sent_history(candidates, rules)
-        # A customer with no earlier message in the caps' window and one due step here is
-        # within any cap (caps allow at least one message): only the others are counted.
-        per_customer = Counter(c.customer for c in candidates)
-        counted, free = [], []
-        for c in candidates:
-            (counted if history.get(c.customer) or per_customer[c.customer] > 1 else free).append(c)
+        counted, free = split_uncounted(candidates, history)
         plan = filter_batch(counted, history, default_tz=settings.TIME_ZONE or "UTC")
         plan.allowed.extend(free)
         holds = {}
@@ -1005,77 +1005,72 @@ class DunningRun:
 
     def apply(self, case, decision, invoices, customer, done_keys, batch, steps, events, links):
         """Record a case's decision: its step row, events, signals, queued message and
-        new state. ``done_keys``: the keys of the steps the case executed before."""
-        if decision.kind is Kind.WAIT:
-            case.next_due_on = decision.next_check
-            return
-        if decision.kind is Kind.DONE:
-            case.next_due_on = None
-            return
+        new state, as ``effects()`` (dunning.rules.effects) says. ``done_keys``: the keys
+        of the steps the case executed before."""
+        effect = effects(decision, CaseState(self.as_of, bool(done_keys), case.suspended,
+                                             self.hold.get(case_key(case))))
+        case.next_due_on = effect.next_due_on
+        if effect.step is None and not effect.status and not effect.held:
+            return  # wait, or nothing more until something changes
         if customer is None:
             raise LookupError(f"customer {case.customer_id} of case {case.pk} not found")
-        if decision.kind is Kind.RESOLVE:
+        if effect.status == RESOLVED:
             case.status = Case.Status.RESOLVED
-            case.closed_on = self.as_of
-            case.next_due_on = None
+            case.closed_on = effect.closed_on
             self.result.resolved += 1
             events.append(self.event(case, CaseEvent.Kind.RESOLVED))
-            if done_keys:
+            if effect.thank_you:
                 row = self.step_row(case, PAYMENT_RECEIVED, "", "email", customer, [], events)
                 steps.append(row)
                 self.queue(batch, row, case, customer, {"key": PAYMENT_RECEIVED})
             batch.signals.append((signals.case_resolved, case))
-            if case.suspended:
+            if effect.restore:
                 case.suspended = False
                 events.append(self.event(case, CaseEvent.Kind.RESTORED))
                 batch.signals.append((signals.service_restored, case))
             return
-        step = decision.step
-        hold = self.hold.get(case_key(case))
-        if is_day(hold):
-            case.next_due_on = hold  # quiet hours, a holiday or a frequency cap: wait
+        if effect.held:  # quiet hours, a holiday or a frequency cap: wait for that day
             self.result.held += 1
             return
+        step = effect.step
         # Before anything is recorded: an agency that is not set up fails the case here.
-        agency, agency_name = self.step_agency(case, step) if step.action == "agency" else ("", "")
+        agency, agency_name = self.step_agency(case, step) if effect.hand_over else ("", "")
         silent = step.action in ACTION_ONLY and self.template_for(
             case.policy_id, step.key, step.channel, customer.language, case_pk=case.pk) is None
         row = self.step_row(case, step.key, step.action, step.channel, customer, invoices,
                             events, step.required, step.fallback, silent=silent)
-        if hold is not None and row["status"] == CaseStep.Status.QUEUED:
+        if effect.send_at is not None and row["status"] == CaseStep.Status.QUEUED:
             # Goes out later today: queued until then and sent by the outbox's drain.
-            row["next_attempt_at"] = hold
+            row["next_attempt_at"] = effect.send_at
         steps.append(row)
         self.result.executed[step.key] += 1
         case.last_step_key = step.key
         case.last_step_on = self.as_of
-        case.next_due_on = decision.next_check
         info = {"key": step.key, "offset_days": step.offset_days, "action": step.action,
                 "required": step.required}
-        charges = self.charge(case, step, done_keys, row, batch, events)
+        charges = self.charge(case, step, done_keys, row, batch, events) if effect.charge else []
         self.queue(batch, row, case, customer, info, charges)
-        if step.action == "suspend" and not case.suspended:
+        if effect.suspend:
             case.suspended = True
             events.append(self.event(case, CaseEvent.Kind.SUSPENDED, step_key=step.key))
             batch.signals.append((signals.service_suspended, case))
-        elif step.action == "terminate":
+        elif effect.status == TERMINATED:
             case.status = Case.Status.TERMINATED
-            case.closed_on = self.as_of
-            case.next_due_on = None
+            case.closed_on = effect.closed_on
             self.result.terminated += 1
             events.append(self.event(case, CaseEvent.Kind.TERMINATED, step_key=step.key))
             # The disputed invoices too: no later case dunns them without their dispute.
             links.extend(CaseInvoice(case=case, invoice_id=i.pk)
                          for i in [*invoices, *self.disputed.get(case.customer_id, ())])
             batch.signals.append((signals.account_terminated, case))
-        elif step.action == "agency":
+        elif effect.hand_over:
             case.agency, case.handed_over_on = agency, self.as_of
             events.append(self.event(
                 case, CaseEvent.Kind.HANDED_OVER,
                 _("Handed over to %(agency)s.") % {"agency": agency_name},
                 agency=agency, step_key=step.key))
             batch.signals.append((signals.case_handed_over, case))
-        elif step.action == "write_off":
+        elif effect.write_off:
             from ..services import close_written_off  # services imports this module
 
             close_written_off(case, _("Written off by the step %(step)s.") % {"step": step.key},
@@ -1089,6 +1084,18 @@ class DunningRun:
                       if s.key == step.key), "")
         key, config = agency_settings(named)
         return key, config["name"]
+
+    def hand_over_failure(self, case, key, action):
+        """Why the run would fail the hand-over step ``key`` of the case (its agency is not
+        set up), as the run records it; "" when it would not, or for another step. The dry
+        run and the plan ask, as apply() fails the case before recording anything."""
+        if action != AGENCY:
+            return ""
+        try:
+            self.step_agency(case, self.step_spec(case, key))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:2000]
+        return ""
 
     def charge(self, case, step, done_keys, row, batch, events):
         """The reminder fees and interest of a queued step (dunning.charging): recorded
@@ -1268,8 +1275,8 @@ class DunningRun:
             self.plan([c for c in cases if c.pk not in paid])
 
     def plan(self, cases):
-        invoices, customers, done = self.gather(cases)
-        decisions = self.decide_batch(cases, invoices, done)
+        invoices, customers, done_keys = self.gather(cases)
+        decisions = self.decide_batch(cases, invoices, done_keys)
         holds = self.compliance_holds(cases, decisions, customers)
         for case in cases:
             decision = decisions[case_key(case)]
@@ -1280,21 +1287,23 @@ class DunningRun:
                     f"{type(decision).__name__}: {decision}"[:2000],
                     customer.label if customer else "")
                 continue
-            if decision.kind is Kind.EXECUTE and is_day(holds.get(case_key(case))):
+            effect = effects(decision, CaseState(self.as_of, bool(done_keys.get(case.pk)),
+                                                 case.suspended, holds.get(case_key(case))))
+            if effect.held:
                 self.result.held += 1
                 continue
-            if decision.kind is Kind.EXECUTE:
-                step = decision.step
+            if effect.step is not None:
+                step = effect.step
                 self.result.executed[step.key] += 1
-                if step.action == "terminate":
+                if effect.status == TERMINATED:
                     self.result.terminated += 1
                 info = {"key": step.key, "offset_days": step.offset_days,
                         "action": step.action, "required": step.required}
                 self.planned(case, customer, step.key, step.action, step.channel,
                              invoices.get(case.customer_id, []), info)
-            elif decision.kind is Kind.RESOLVE:
+            elif effect.status == RESOLVED:
                 self.result.resolved += 1
-                if done.get(case.pk):
+                if effect.thank_you:
                     self.planned(case, customer, PAYMENT_RECEIVED, "", "email", [],
                                  {"key": PAYMENT_RECEIVED}, resolves=True)
 
@@ -1314,6 +1323,9 @@ class DunningRun:
         not), by the same checks: reach() as step_row() does, then the rendering."""
         if customer is None:
             return f"LookupError: customer {case.customer_id} of case {case.pk} not found"
+        problem = self.hand_over_failure(case, key, action)
+        if problem:
+            return problem
         if action in ACTION_ONLY and self.template_for(
                 case.policy_id, key, channel, customer.language, case_pk=case.pk) is None:
             return ""  # an action without a message
