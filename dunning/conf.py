@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .exceptions import DunningConfigurationError
+from .failures import describe
 
 CUSTOMER_MODEL_SETTING = "DUNNING_CUSTOMER_MODEL"
 INVOICE_MODEL_SETTING = "DUNNING_INVOICE_MODEL"
@@ -295,8 +296,7 @@ def import_setting(key, value, entry=None):
         raise DunningConfigurationError(f"{name} = {value!r} cannot be imported: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the module itself fails on import
         raise DunningConfigurationError(
-            f"{name} = {value!r} cannot be imported: its module raised "
-            f"{type(exc).__name__}: {exc}"
+            f"{name} = {value!r} cannot be imported: its module raised {describe(exc, None)}"
         ) from exc
 
 # Settings whose change must drop every cached value.

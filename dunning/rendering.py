@@ -30,6 +30,7 @@ from .exceptions import (  # noqa: F401 - UnknownVariable, UnsafeTemplate: part 
     UnknownVariable,
     UnsafeTemplate,
 )
+from .failures import describe
 from .history import history_context
 from .portal.tokens import portal_url as portal_link
 from .sandbox import (
@@ -369,7 +370,7 @@ class Renderer:
             if budget.error is not None:  # over a limit, then failed for that
                 self._over_limit[key] = (failures + 1, str(budget.error))
                 raise budget.error from exc
-            raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+            raise TemplateRenderError(describe(exc, None)) from exc
         finally:
             deactivate(token)
         if failures:

@@ -22,12 +22,30 @@ class Outgoing:
     #: The message's unsubscribe link (dunning.unsubscribe; "" for none).
     unsubscribe_url: str = ""
 
+    def metadata(self):
+        """The message's metadata, the same on every channel (a public contract: ESP
+        tracking and the SMS provider's callbacks match a message back by it):
+        ``dunning_case``, ``dunning_step`` and ``customer``, as text."""
+        return {"dunning_case": str(self.case_id), "dunning_step": self.step_key,
+                "customer": str(self.customer_id)}
+
     @property
     def idempotency_key(self):
         """A key the same for every try of this (case, step) and nothing else: an ESP
         that takes an idempotency key drops a second message with it (see
         :func:`idempotency_key`)."""
         return idempotency_key(self.case_id, self.step_key)
+
+
+def step_info(step, key=""):
+    """What a message knows of its step (the template's ``step``, the unsubscribe rule):
+    ``{"key", "offset_days", "action", "required"}`` of ``step`` (a policy's Step row or
+    a StepSpec), or just ``{"key": key}`` when there is no such step (the thank-you, a
+    step deleted since)."""
+    if step is None:
+        return {"key": key}
+    return {"key": step.key, "offset_days": step.offset_days, "action": step.action,
+            "required": step.required}
 
 
 def idempotency_key(case_id, step_key):

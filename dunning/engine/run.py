@@ -39,11 +39,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import segments, signals, variants, webhooks
+from ..channels.base import step_info
 from ..charging import Charging
 from ..charging import summary as charges_summary
 from ..conf import agency_settings, dunning_settings, import_setting
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
+from ..failures import describe
 from ..history import customer_history, mentions_history
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import (
@@ -690,7 +692,7 @@ class DunningRun:
         self.deliver(batch)
 
     def record_case_failure(self, pk, exc):
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        reason = describe(exc)
         self.result.failed += 1
         self.result.failures.append((pk, reason))
         try:
@@ -785,7 +787,7 @@ class DunningRun:
                            done.get(case.pk, set()), batch, steps, events, links)
             except Exception as exc:
                 logger.exception("Dunning case %s failed", case.pk)
-                reason = f"{type(exc).__name__}: {exc}"[:2000]
+                reason = describe(exc)
                 known = customers.get(case.customer_id)
                 self.result.note_failure(case.pk, reason, known.label if known else "")
                 case.next_due_on = self.as_of + ONE_DAY
@@ -1042,8 +1044,7 @@ class DunningRun:
         case.last_step_key = step.key
         case.last_step_on = self.as_of
         case.next_due_on = decision.next_check
-        info = {"key": step.key, "offset_days": step.offset_days, "action": step.action,
-                "required": step.required}
+        info = step_info(step)
         charges = self.charge(case, step, done_keys, row, batch, events)
         self.queue(batch, row, case, customer, info, charges)
         if step.action == "suspend" and not case.suspended:
@@ -1172,7 +1173,7 @@ class DunningRun:
         except RenderLimitError as exc:  # its message says which limit, for staff
             return str(exc)[:2000]
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:2000]
+            return describe(exc)
 
     def unsubscribe_url(self, customer_id, channel, step_info):
         """The unsubscribe link of a message ("" for a legally required notice), issued
@@ -1204,14 +1205,8 @@ class DunningRun:
             extra = dict(kwargs[0]) if kwargs else {}
             if signal is signals.case_handed_over:
                 extra["agency"] = case.agency
-            for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer,
-                                                         **extra):
-                if isinstance(response, Exception):
-                    logger.error("Receiver %r of a dunning signal failed: %s", receiver, response)
-                    errors.append(self.event(
-                        case, CaseEvent.Kind.SIGNAL_ERROR,
-                        f"{getattr(receiver, '__qualname__', receiver)}: {response}"[:2000],
-                    ))
+            errors.extend(self.event(case, CaseEvent.Kind.SIGNAL_ERROR, failure) for failure in
+                          signals.send_robust(signal, Case, case=case, customer=customer, **extra))
         if errors:
             with self.write_transaction():
                 CaseEvent.objects.using(self.using).bulk_create(errors)
@@ -1269,7 +1264,7 @@ class DunningRun:
             if isinstance(decision, Exception):
                 self.result.note_failure(
                     case.pk if case.pk is not None else case_key(case),
-                    f"{type(decision).__name__}: {decision}"[:2000],
+                    describe(decision),
                     customer.label if customer else "")
                 continue
             if decision.kind is Kind.EXECUTE and is_day(holds.get(case_key(case))):
@@ -1280,8 +1275,7 @@ class DunningRun:
                 self.result.executed[step.key] += 1
                 if step.action == "terminate":
                     self.result.terminated += 1
-                info = {"key": step.key, "offset_days": step.offset_days,
-                        "action": step.action, "required": step.required}
+                info = step_info(step)
                 self.planned(case, customer, step.key, step.action, step.channel,
                              invoices.get(case.customer_id, []), info)
             elif decision.kind is Kind.RESOLVE:
@@ -1314,7 +1308,7 @@ class DunningRun:
             channel, address, reason, skipped, _note = self.reach(
                 customer, channel, spec.fallback if spec else "", spec.required if spec else False)
         except Exception as exc:  # a channel that is not set up fails the case
-            return f"{type(exc).__name__}: {exc}"[:2000]
+            return describe(exc)
         if skipped:
             return ""  # opted out: skipped, not failed
         if reason:

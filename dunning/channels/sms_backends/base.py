@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ...failures import describe  # noqa: F401 - this module's describe() of old
+
 logger = logging.getLogger("dunning.sms")
 
 
@@ -86,7 +88,3 @@ class BaseSmsBackend:
         """Whether trying again later may work. By default: a connection that failed or
         timed out (``OSError``, which ``requests``' errors are); anything else is final."""
         return isinstance(exc, OSError)
-
-
-def describe(exc):
-    return f"{type(exc).__name__}: {exc}"[:2000]
