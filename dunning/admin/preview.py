@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from ..channels.base import Outgoing
 from ..channels.base import step_info as base_step_info
-from ..conf import dunning_settings
+from ..conf import dunning_settings, load_plugin
 from ..engine.run import invoice_snapshot
 from ..exceptions import RenderLimitError
 from ..failures import describe
@@ -160,7 +160,7 @@ def send_test(model_admin, request, template, customer_pk):
     if rendered["error"]:
         messages.error(request, rendered["error"])
         return
-    channel = dunning_settings.EMAIL_CHANNEL()
+    channel = load_plugin("EMAIL_CHANNEL")
     try:
         message = channel.build(Outgoing(
             case_id="test", customer_id=rendered["customer"].pk, step_key=template.step_key,

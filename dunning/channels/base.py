@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..plugins import Plugin, Result
+
 
 @dataclass(slots=True)
 class Outgoing:
@@ -60,7 +62,7 @@ def idempotency_key(case_id, step_key):
 
 
 @dataclass(slots=True)
-class Outcome:
+class Outcome(Result):
     """What became of one message. ``transient``: it failed for a reason that may pass
     (a timeout, an ESP outage, SMTP 4xx), so the outbox tries again later; a failure that
     is not transient (a rejected recipient) is final."""
@@ -81,18 +83,21 @@ class Outcome:
     reached: bool = True
 
 
-class Channel:
-    """Base class of a channel. Subclasses implement every method below."""
+class Channel(Plugin):
+    """Base class of a channel (``DUNNING["EMAIL_CHANNEL"]``, ``DUNNING["CHANNELS"]``).
+    Subclasses implement every method below. A channel that writes rows takes a
+    ``using`` keyword argument (the run's database)."""
 
     key = ""
+    required = ("recipient", "build", "send")
 
     def recipient(self, customer) -> tuple[str, str]:
         """Return ``(address, "")`` or ``("", reason)`` when the customer cannot be
         reached on this channel for a permanent reason."""
-        raise NotImplementedError(f"{type(self).__name__} must implement recipient()")
+        raise self.not_implemented("recipient")
 
     def build(self, outgoing: Outgoing):
-        raise NotImplementedError(f"{type(self).__name__} must implement build()")
+        raise self.not_implemented("build")
 
     def send(self, messages) -> list[Outcome]:
         """Send built messages; return one Outcome per message, in order.
@@ -100,4 +105,4 @@ class Channel:
         A message is sent at most once per call: a channel must not send a message again
         by itself (the outbox retries transient failures, and only those it was told
         about). Raise only when the channel cannot tell what became of the messages."""
-        raise NotImplementedError(f"{type(self).__name__} must implement send()")
+        raise self.not_implemented("send")

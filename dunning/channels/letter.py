@@ -35,7 +35,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
 from ..failures import describe
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model
@@ -199,12 +199,7 @@ class Addressee:
 
 
 def _address_callable():
-    value = dunning_settings.CUSTOMER_ADDRESS
-    if not value:
-        return None
-    if callable(value):
-        return value
-    return import_setting("CUSTOMER_ADDRESS", value)
+    return dunning_settings.CUSTOMER_ADDRESS or None  # imported by conf (IMPORT_STRINGS)
 
 
 def addressees(customer_ids, using=DEFAULT_DB_ALIAS):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
 
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings, load_plugin
 from ..exceptions import DunningConfigurationError
 from ..failures import describe
 from .base import Channel, Outcome, Outgoing
@@ -242,9 +242,7 @@ def default_region():
 def get_backend(**overrides) -> BaseSmsBackend:
     """A new backend of ``DUNNING["SMS_BACKEND"]``, built with
     ``DUNNING["SMS_BACKEND_OPTIONS"]`` (and ``overrides``)."""
-    backend = dunning_settings.SMS_BACKEND
-    backend = import_setting("SMS_BACKEND", backend)
-    return backend(**{**(dunning_settings.SMS_BACKEND_OPTIONS or {}), **overrides})
+    return load_plugin("SMS_BACKEND", **overrides)
 
 
 class SmsChannel(Channel):

@@ -20,7 +20,6 @@ Queries per batch are constant; nothing is fetched per customer.
 from __future__ import annotations
 
 import datetime
-import inspect
 import logging
 import math
 import os
@@ -42,7 +41,7 @@ from .. import segments, signals, variants, webhooks
 from ..channels.base import step_info
 from ..charging import Charging
 from ..charging import summary as charges_summary
-from ..conf import agency_settings, dunning_settings, import_setting
+from ..conf import agency_settings, dunning_settings, load_plugin
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
 from ..failures import describe
@@ -306,7 +305,7 @@ class DunningRun:
             raise DunningConfigurationError("DUNNING['BATCH_SIZE'] must be at least 1.")
         self.using = using
         self.adapter = get_adapter()
-        self.channel = dunning_settings.EMAIL_CHANNEL()
+        self.channel = load_plugin("EMAIL_CHANNEL")
         self._channels = {"email": self.channel}
         self.renderer = Renderer()
         self.company = company_context()
@@ -910,15 +909,13 @@ class DunningRun:
         built once per run."""
         channel = self._channels.get(key)
         if channel is None:
-            path = (dunning_settings.CHANNELS or {}).get(key)
-            if not path:
+            # Channels that write rows (letters, in-app notices) write to the run's database.
+            channel = load_plugin("CHANNELS", key, optional={"using": self.using})
+            if channel is None:
                 raise DunningConfigurationError(
                     f"No channel {key!r}: add it to DUNNING['CHANNELS']."
                 )
-            cls = import_setting("CHANNELS", path, key)
-            # Channels that write rows (letters, in-app notices) write to the run's database.
-            takes_using = "using" in inspect.signature(cls).parameters
-            channel = self._channels[key] = cls(using=self.using) if takes_using else cls()
+            self._channels[key] = channel
         return channel
 
     def reach(self, customer, channel, fallback="", required=False):
