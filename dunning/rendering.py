@@ -24,7 +24,13 @@ from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from .conf import dunning_settings
-from .exceptions import RenderLimitError, TemplateRenderError
+from .exceptions import (  # noqa: F401 - UnknownVariable, UnsafeTemplate: part of this API
+    RenderLimitError,
+    TemplateRenderError,
+    UnknownVariable,
+    UnsafeTemplate,
+)
+from .failures import describe
 from .history import history_context
 from .portal.tokens import portal_url as portal_link
 from .sandbox import (
@@ -364,7 +370,7 @@ class Renderer:
             if budget.error is not None:  # over a limit, then failed for that
                 self._over_limit[key] = (failures + 1, str(budget.error))
                 raise budget.error from exc
-            raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+            raise TemplateRenderError(describe(exc, None)) from exc
         finally:
             deactivate(token)
         if failures:
@@ -441,13 +447,6 @@ _LIST_KEEPING_FILTERS = {"dictsort", "dictsortreversed", "slice_filter", "defaul
 _ITEM_FILTERS = {"first", "last", "random"}
 
 
-class UnknownVariable(Exception):
-    def __init__(self, name, line):
-        super().__init__(name)
-        self.name = name
-        self.line = line
-
-
 def _resolve_shape(lookups, scope):
     """The shape of a dotted lookup in ``scope``, or None when it is not documented."""
     shape = scope.get(lookups[0])
@@ -469,16 +468,6 @@ def _filtered_shape(shape, filters):
         elif name not in _LIST_KEEPING_FILTERS:
             shape = LEAF
     return shape
-
-
-class UnsafeTemplate(Exception):
-    """A template that would go over the render limits whatever the customer (a width
-    far too large, loops nested too deep): refused when it is saved."""
-
-    def __init__(self, message, line):
-        super().__init__(message)
-        self.message = message
-        self.line = line
 
 
 class _VariableChecker:

@@ -226,16 +226,10 @@ def escalate(case, actor):
 
 
 def send_written_off(case, using=DEFAULT_DB_ALIAS):
-    for receiver, response in signals.case_written_off.send_robust(
-        sender=Case, case=case, customer=case.customer
-    ):
-        if isinstance(response, Exception):
-            logger.error("case_written_off receiver %r failed for case %s", receiver, case.pk,
-                         exc_info=response)
-            CaseEvent.objects.using(using).create(
-                case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
-                message=f"case_written_off: {type(response).__name__}: {response}"[:2000],
-            )
+    for failure in signals.send_robust(signals.case_written_off, Case, case=case,
+                                       customer=case.customer):
+        CaseEvent.objects.using(using).create(case=case, kind=CaseEvent.Kind.SIGNAL_ERROR,
+                                              created_at=timezone.now(), message=failure)
 
 
 def write_off(case, reason, actor):

@@ -20,7 +20,6 @@ Queries per batch are constant; nothing is fetched per customer.
 from __future__ import annotations
 
 import datetime
-import inspect
 import logging
 import math
 import os
@@ -39,11 +38,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import segments, signals, variants, webhooks
+from ..channels.base import step_info
 from ..charging import Charging
 from ..charging import summary as charges_summary
-from ..conf import agency_settings, dunning_settings, import_setting
+from ..conf import agency_settings, dunning_settings, load_plugin
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
+from ..failures import describe
 from ..history import customer_history, mentions_history
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..models import (
@@ -309,7 +310,7 @@ class DunningRun:
             raise DunningConfigurationError("DUNNING['BATCH_SIZE'] must be at least 1.")
         self.using = using
         self.adapter = get_adapter()
-        self.channel = dunning_settings.EMAIL_CHANNEL()
+        self.channel = load_plugin("EMAIL_CHANNEL")
         self._channels = {"email": self.channel}
         self.renderer = Renderer()
         self.company = company_context()
@@ -697,7 +698,7 @@ class DunningRun:
         self.deliver(batch)
 
     def record_case_failure(self, pk, exc):
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        reason = describe(exc)
         self.result.failed += 1
         self.result.failures.append((pk, reason))
         try:
@@ -798,7 +799,7 @@ class DunningRun:
                            done.get(case.pk, set()), batch, steps, events, links)
             except Exception as exc:
                 logger.exception("Dunning case %s failed", case.pk)
-                reason = f"{type(exc).__name__}: {exc}"[:2000]
+                reason = describe(exc)
                 known = customers.get(case.customer_id)
                 self.result.note_failure(case.pk, reason, known.label if known else "")
                 case.next_due_on = self.as_of + ONE_DAY
@@ -916,15 +917,13 @@ class DunningRun:
         built once per run."""
         channel = self._channels.get(key)
         if channel is None:
-            path = (dunning_settings.CHANNELS or {}).get(key)
-            if not path:
+            # Channels that write rows (letters, in-app notices) write to the run's database.
+            channel = load_plugin("CHANNELS", key, optional={"using": self.using})
+            if channel is None:
                 raise DunningConfigurationError(
                     f"No channel {key!r}: add it to DUNNING['CHANNELS']."
                 )
-            cls = import_setting("CHANNELS", path, key)
-            # Channels that write rows (letters, in-app notices) write to the run's database.
-            takes_using = "using" in inspect.signature(cls).parameters
-            channel = self._channels[key] = cls(using=self.using) if takes_using else cls()
+            self._channels[key] = channel
         return channel
 
     def reach(self, customer, channel, fallback="", required=False):
@@ -1046,8 +1045,7 @@ class DunningRun:
         self.result.executed[step.key] += 1
         case.last_step_key = step.key
         case.last_step_on = self.as_of
-        info = {"key": step.key, "offset_days": step.offset_days, "action": step.action,
-                "required": step.required}
+        info = step_info(step)
         charges = self.charge(case, step, done_keys, row, batch, events) if effect.charge else []
         self.queue(batch, row, case, customer, info, charges)
         if effect.suspend:
@@ -1187,7 +1185,7 @@ class DunningRun:
         except RenderLimitError as exc:  # its message says which limit, for staff
             return str(exc)[:2000]
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:2000]
+            return describe(exc)
 
     def unsubscribe_url(self, customer_id, channel, step_info):
         """The unsubscribe link of a message ("" for a legally required notice), issued
@@ -1219,14 +1217,8 @@ class DunningRun:
             extra = dict(kwargs[0]) if kwargs else {}
             if signal is signals.case_handed_over:
                 extra["agency"] = case.agency
-            for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer,
-                                                         **extra):
-                if isinstance(response, Exception):
-                    logger.error("Receiver %r of a dunning signal failed: %s", receiver, response)
-                    errors.append(self.event(
-                        case, CaseEvent.Kind.SIGNAL_ERROR,
-                        f"{getattr(receiver, '__qualname__', receiver)}: {response}"[:2000],
-                    ))
+            errors.extend(self.event(case, CaseEvent.Kind.SIGNAL_ERROR, failure) for failure in
+                          signals.send_robust(signal, Case, case=case, customer=customer, **extra))
         if errors:
             with self.write_transaction():
                 CaseEvent.objects.using(self.using).bulk_create(errors)
@@ -1284,7 +1276,7 @@ class DunningRun:
             if isinstance(decision, Exception):
                 self.result.note_failure(
                     case.pk if case.pk is not None else case_key(case),
-                    f"{type(decision).__name__}: {decision}"[:2000],
+                    describe(decision),
                     customer.label if customer else "")
                 continue
             effect = effects(decision, CaseState(self.as_of, bool(done_keys.get(case.pk)),
@@ -1297,8 +1289,7 @@ class DunningRun:
                 self.result.executed[step.key] += 1
                 if effect.status == TERMINATED:
                     self.result.terminated += 1
-                info = {"key": step.key, "offset_days": step.offset_days,
-                        "action": step.action, "required": step.required}
+                info = step_info(step)
                 self.planned(case, customer, step.key, step.action, step.channel,
                              invoices.get(case.customer_id, []), info)
             elif effect.status == RESOLVED:
@@ -1334,7 +1325,7 @@ class DunningRun:
             channel, address, reason, skipped, _note = self.reach(
                 customer, channel, spec.fallback if spec else "", spec.required if spec else False)
         except Exception as exc:  # a channel that is not set up fails the case
-            return f"{type(exc).__name__}: {exc}"[:2000]
+            return describe(exc)
         if skipped:
             return ""  # opted out: skipped, not failed
         if reason:

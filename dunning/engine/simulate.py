@@ -56,7 +56,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from ..conf import dunning_settings
-from ..exceptions import DunningConfigurationError
+from ..exceptions import DunningConfigurationError, SimulationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED, Action
@@ -91,10 +91,6 @@ PAUSE_KINDS = (
     CaseEvent.Kind.DISPUTE_RESOLVED,
 )
 NOT_SCHEDULED_RUN_HOSTS = (SEND_NOW_RUN_HOST, PAYMENT_EVENT_RUN_HOST)
-
-
-class SimulationError(ValueError):
-    """A bad argument to :func:`simulate` (the message says what is wrong)."""
 
 
 def check_days(days):

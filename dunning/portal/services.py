@@ -20,7 +20,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from .. import actors, services
-from ..conf import dunning_settings, import_setting, is_dotted_path, share_setting
+from ..conf import dunning_settings, share_setting
 from ..engine import holds
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
@@ -91,11 +91,8 @@ def host_url(setting, company_key, portfolio, token):
     value = getattr(dunning_settings, setting)
     if value is None:
         return str((dunning_settings.COMPANY or {}).get(company_key) or "")
-    if callable(value):
+    if callable(value):  # a dotted path, imported by conf (IMPORT_STRINGS)
         return value(portfolio.customer, portfolio.demanded(), token) or ""
-    if is_dotted_path(value):
-        hook = import_setting(setting, value)
-        return hook(portfolio.customer, portfolio.demanded(), token) or ""
     return value.format(customer=portfolio.customer.pk, token=token)
 
 

@@ -44,6 +44,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ..exceptions import ComplianceConfigError, NoSendTime  # noqa: F401 - part of this API
+
 UTC = datetime.timezone.utc
 ONE_DAY = datetime.timedelta(days=1)
 MIDNIGHT = datetime.time(0, 0)
@@ -87,18 +89,6 @@ WEEKDAY_FULL_NAMES = (
 
 # Rounds of "push forward" in next_send_time before rules that never agree are reported.
 MAX_ROUNDS = 64
-
-
-class ComplianceConfigError(ValueError):
-    """A compliance setting that cannot be used; ``messages`` lists every problem."""
-
-    def __init__(self, messages):
-        self.messages = list(messages)
-        super().__init__("; ".join(str(m) for m in self.messages))
-
-
-class NoSendTime(ValueError):
-    """The rules for a channel never allow a message (windows that do not overlap)."""
 
 
 # -- time zones and instants ------------------------------------------------------------
