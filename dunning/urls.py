@@ -4,7 +4,8 @@
 
 from django.urls import include, path
 
-from . import notices_views, unsubscribe
+from . import unsubscribe
+from .notices import views as notices_views
 from .payments.stripe_webhook import stripe_webhook
 from .portal import views as portal_views
 

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..hosts import _to_decimal
+from ..messages.rendering import format_money
 from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAdmin)
     AMOUNT,
     AMOUNT_BANDS,
@@ -30,7 +31,6 @@ from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAd
     search_cases,
     totals,
 )
-from ..rendering import format_money
 
 
 def amount_display(case):

@@ -19,10 +19,10 @@ from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..engine.run import invoice_snapshot
 from ..exceptions import RenderLimitError
-from ..history import customer_history, months_between
 from ..hosts import CustomerRow, get_adapter
+from ..messages.history import customer_history, months_between
+from ..messages.rendering import Renderer, babel_locale, build_context, company_context
 from ..models import Case, Step
-from ..rendering import Renderer, babel_locale, build_context, company_context
 
 TEST_PREFIX = "[TEST] "
 

@@ -18,8 +18,8 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..conf import dunning_settings
+from ..engine import actions as services
 from ..inputs import MAX_NOTE_LENGTH
 from ..models import CaseStep
 from ..queries import broken_promises, call_block, queue_call_blocks

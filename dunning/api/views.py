@@ -25,13 +25,16 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from .. import actors, queries, reports, services
+from .. import queries
 from ..conf import dunning_settings, import_setting
+from ..engine import actions as services
+from ..engine import actors
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
 from ..inputs import MAX_DAY, MIN_DAY, parse_day, parse_id
+from ..messages.variants import variant_report
 from ..models import Case, MessageTemplate, Policy, Run, Step
-from ..variants import variant_report
+from ..queries import reports
 from . import serializers as s
 from .filters import CaseFilterBackend, FieldFilterBackend
 from .permissions import (

@@ -38,7 +38,7 @@ from django.utils.translation import pgettext
 from ..conf import dunning_settings, import_setting
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model
-from ..rendering import HTML_LAYOUT, babel_locale, company_context, customer_timezone
+from ..messages.rendering import HTML_LAYOUT, babel_locale, company_context, customer_timezone
 from .base import Channel, Outcome, Outgoing
 
 logger = logging.getLogger("dunning.letter")

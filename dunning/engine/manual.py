@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS
 
-from .. import actors
 from ..models import CaseEvent, Run
+from . import actors
 from .run import DunningRun, case_key, is_day
 from .schedule import (
     ALL_DISPUTED,

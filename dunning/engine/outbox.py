@@ -49,8 +49,8 @@ from django.utils.translation import gettext as _
 from .. import webhooks
 from ..channels.base import Outcome, Outgoing
 from ..conf import dunning_settings
-from ..history import customer_history
 from ..hosts import CustomerRow
+from ..messages.history import customer_history
 from ..models import Case, CaseEvent, CaseStep
 from .breaker import Breakers
 

@@ -38,14 +38,20 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import segments, signals, variants, webhooks
-from ..charging import Charging
-from ..charging import summary as charges_summary
+from .. import signals, webhooks
 from ..conf import agency_settings, dunning_settings, import_setting
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
-from ..history import customer_history, mentions_history
 from ..hosts import CustomerRow, get_adapter, get_customer_model
+from ..messages import variants
+from ..messages.history import customer_history, mentions_history
+from ..messages.rendering import (
+    Renderer,
+    babel_locale,
+    build_context,
+    company_context,
+    customer_timezone,
+)
 from ..models import (
     Case,
     CaseCharge,
@@ -59,14 +65,10 @@ from ..models import (
 from ..models.consent import opted_out_channels
 from ..models.policy import PAYMENT_RECEIVED
 from ..portal.services import check_payment_plans
-from ..rendering import (
-    Renderer,
-    babel_locale,
-    build_context,
-    company_context,
-    customer_timezone,
-)
 from ..unsubscribe import message_link
+from . import segments
+from .charging import Charging
+from .charging import summary as charges_summary
 from .compliance import (
     Candidate,
     Compliance,
@@ -1068,7 +1070,7 @@ class DunningRun:
                 agency=agency, step_key=step.key))
             batch.signals.append((signals.case_handed_over, case))
         elif step.action == "write_off":
-            from ..services import close_written_off  # services imports this module
+            from .actions import close_written_off  # services imports this module
 
             close_written_off(case, _("Written off by the step %(step)s.") % {"step": step.key},
                               None, self.as_of, using=self.using, run=self.run,

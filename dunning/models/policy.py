@@ -429,7 +429,7 @@ class MessageTemplate(models.Model):
         return f"{self.step_key}{variant} [{self.language}]"
 
     def clean(self):
-        from ..rendering import validate_message_template
+        from ..messages.rendering import validate_message_template
 
         if self.weight is None:
             self.weight = 1

@@ -37,9 +37,7 @@ from django.utils.translation import gettext as _
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..hosts import ANNOTATION_PREFIX, get_adapter
-from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
-from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
-from ..rendering import (
+from ..messages.rendering import (
     Renderer,
     babel_locale,
     build_context,
@@ -47,6 +45,8 @@ from ..rendering import (
     format_day,
     format_money,
 )
+from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
+from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
 from ..unsubscribe import message_link
 from . import get_backend
 
@@ -179,7 +179,7 @@ def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
 def send_notices(notices, today, using=DEFAULT_DB_ALIAS):
     """Render and send claimed notices (one bad notice never stops the others) and record
     each outcome on its row. Returns a Counter of kind -> sent and of "failed"."""
-    from ..variants import pick_template
+    from ..messages.variants import pick_template
 
     summary = Counter()
     if not notices:

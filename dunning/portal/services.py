@@ -19,13 +19,13 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from .. import actors, services
 from ..conf import dunning_settings, import_setting, is_dotted_path, share_setting
-from ..engine import holds, schedule
+from ..engine import actions as services
+from ..engine import actors, holds, schedule
 from ..hosts import get_adapter
+from ..messages.rendering import babel_locale, format_day, format_money
 from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
-from ..rendering import babel_locale, format_day, format_money
 from .tokens import PortalAccess
 
 logger = logging.getLogger("dunning.portal")
@@ -110,7 +110,7 @@ def check_portal_date(date, today=None):
     services.check_promise_date(date)
     latest = latest_date(today)
     if date > latest:
-        from ..rendering import format_day
+        from ..messages.rendering import format_day
 
         raise ValidationError(
             _("Please choose a date no later than %(date)s.")
@@ -124,7 +124,7 @@ def page_locale():
     for the dates and amounts of its messages."""
     from django.utils import translation
 
-    from ..rendering import babel_locale
+    from ..messages.rendering import babel_locale
 
     return babel_locale(translation.get_language())
 
@@ -464,7 +464,7 @@ def payable(portfolio):
 
 
 def pay_amount(portfolio, locale):
-    from ..rendering import format_money
+    from ..messages.rendering import format_money
 
     if not portfolio.demanded():
         return ""

@@ -38,7 +38,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..conf import dunning_settings
-
 from ..models import CaseEvent, Consent, PortalSubmission
 from ..models.consent import ACCOUNT_UPDATER, channel_topic
 

@@ -21,11 +21,11 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
-from .engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
-from .hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
-from .inputs import parse_id, without_nul
-from .models import Case, CaseEvent, Dispute
-from .rendering import babel_locale, format_money
+from ..engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
+from ..hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
+from ..inputs import parse_id, without_nul
+from ..messages.rendering import babel_locale, format_money
+from ..models import Case, CaseEvent, Dispute
 
 P = ANNOTATION_PREFIX
 AMOUNT = "dunning_amount"
@@ -151,7 +151,7 @@ def filter_currency(queryset, code, today=None):
 def broken_promises(queryset, today=None):
     """Open cases whose promised payment date plus the grace has passed (paid cases are
     resolved by the run, so an open case is still owing): the dashboard's "broken"."""
-    from .services import PROMISE_GRACE_DAYS
+    from ..engine.actions import PROMISE_GRACE_DAYS
 
     grace = datetime.timedelta(days=PROMISE_GRACE_DAYS)
     return queryset.filter(status=Case.Status.OPEN, promised_on__lt=(today or _today()) - grace)
@@ -287,7 +287,7 @@ def call_history(cases, since, until):
     logged call is an attempt unless the customer called us (``inbound``); a call whose
     outcome is a conversation (services.CALL_CONVERSATION_OUTCOMES) is a conversation,
     inbound or not. The case is the debt: a call about it is about all its invoices."""
-    from .services import CALL_CONVERSATION_OUTCOMES
+    from ..engine.actions import CALL_CONVERSATION_OUTCOMES
 
     history = {}
     events = CaseEvent.objects.filter(

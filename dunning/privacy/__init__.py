@@ -43,9 +43,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from .exceptions import DunningError
-from .hosts import get_adapter
-from .models import (
+from ..exceptions import DunningError
+from ..hosts import get_adapter
+from ..models import (
     BalanceObservation,
     Case,
     CaseCharge,
@@ -67,8 +67,8 @@ from .models import (
     UnreadableTrackingEvent,
     WebhookDelivery,
 )
-from .models.notices import parse_customer_pk
-from .models.tracking import normalize_address
+from ..models.notices import parse_customer_pk
+from ..models.tracking import normalize_address
 
 logger = logging.getLogger("dunning.privacy")
 
@@ -374,7 +374,7 @@ def _refuse_if_collecting(scope, anonymize, today):
         ) % {"pk": pk})
     if anonymize:
         return
-    from .engine.run import CLOSED_FOR_GOOD
+    from ..engine.run import CLOSED_FOR_GOOD
 
     # The links that end dunning for the invoices of terminated and written-off cases go
     # with the cases: invoices still unpaid would be dunned again from the start.
@@ -413,7 +413,7 @@ def _letter_files(scope):
 
 
 def _delete_files(names):
-    from .models.letters import letter_storage
+    from ..models.letters import letter_storage
 
     for name in names:
         try:

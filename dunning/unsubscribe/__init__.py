@@ -40,8 +40,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from .conf import dunning_settings
-from .portal.tokens import InvalidToken
+from ..conf import dunning_settings
+from ..portal.tokens import InvalidToken
 
 logger = logging.getLogger("dunning.unsubscribe")
 
@@ -88,7 +88,7 @@ def make_token(customer_pk, channel="email", issued=None):
 def read_token(token):
     """The :class:`UnsubscribeAccess` a token grants, or raise ``InvalidToken``
     (tampered, revoked or not a token of this kind)."""
-    from .models import PortalRevocation
+    from ..models import PortalRevocation
 
     try:
         payload = signing.Signer(salt=SALT).unsign_object(token)
@@ -146,7 +146,7 @@ def list_unsubscribe_headers(url, *, required=False):
 
 # -- the opt-out ---------------------------------------------------------------------------
 def has_opted_out(customer_pk, channel):
-    from .models.consent import channel_topic, current_choices
+    from ..models.consent import channel_topic, current_choices
 
     topic = channel_topic(channel)
     key = str(customer_pk)
@@ -160,10 +160,10 @@ def opt_out(customer_pk, channel, source=None, message=""):
 
     The public way for a host to record an opt-out it received itself (a text message
     "STOP" from its SMS provider, an email to ``UNSUBSCRIBE_MAILTO``)."""
-    from .hosts import get_customer_model
-    from .models import Case, Consent
-    from .models.consent import channel_topic
-    from .portal.services import channel_label, log_consent
+    from ..hosts import get_customer_model
+    from ..models import Case, Consent
+    from ..models.consent import channel_topic
+    from ..portal.services import channel_label, log_consent
 
     source = source or Consent.Source.UNSUBSCRIBE
     with transaction.atomic():
@@ -189,7 +189,7 @@ def opt_out_by_esp_event(case_id, event_type):
     """An ESP reported ``unsubscribed`` or ``complained`` (spam) for a message of case
     ``case_id``: the customer is opted out of email in the consent log (source
     "unsubscribe" or "bounce"). Called by dunning.tracking."""
-    from .models import Case
+    from ..models import Case
 
     source = ESP_OPT_OUTS.get(event_type)
     customer_id = Case.objects.filter(pk=case_id).values_list("customer_id", flat=True).first()
@@ -213,7 +213,7 @@ def find_customer(access):
     """The CustomerRow of the link's customer, or None when they no longer exist."""
     from django.core.exceptions import ValidationError
 
-    from .hosts import get_adapter
+    from ..hosts import get_adapter
 
     try:
         rows = get_adapter().customer_rows([access.customer_key])
@@ -252,9 +252,9 @@ def one_click(request, token):
 
 @csrf_protect
 def page(request, token):
-    from .models.policy import Channel
-    from .portal.resend import fresh_link
-    from .portal.views import page_language
+    from ..models.policy import Channel
+    from ..portal.resend import fresh_link
+    from ..portal.views import page_language
 
     try:
         access = read_token(token)
