@@ -6,6 +6,7 @@ from django.dispatch import receiver
 
 from .conf import CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING, RELOAD_ON, dunning_settings
 from .notices import receivers as notices_receivers  # noqa: F401 (in-app notices resolve with their case)
+from .webhooks import receivers as webhooks_receivers  # noqa: F401 (a case event's webhooks)
 
 
 @receiver(setting_changed)

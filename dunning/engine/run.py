@@ -64,9 +64,9 @@ from ..models import (
 )
 from ..models.consent import opted_out_channels
 from ..models.policy import PAYMENT_RECEIVED
-from ..portal.services import check_payment_plans
-from ..unsubscribe import message_link
+from ..unsubscribe.links import message_link
 from . import segments
+from .actions import close_written_off
 from .charging import Charging
 from .charging import summary as charges_summary
 from .compliance import (
@@ -78,6 +78,7 @@ from .compliance import (
 )
 from .holds import check_holds, disputed_numbers
 from .outbox import Outbox
+from .plans import check_payment_plans
 from .pool import RenderPool, default_processes
 from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
 
@@ -1070,8 +1071,6 @@ class DunningRun:
                 agency=agency, step_key=step.key))
             batch.signals.append((signals.case_handed_over, case))
         elif step.action == "write_off":
-            from .actions import close_written_off  # services imports this module
-
             close_written_off(case, _("Written off by the step %(step)s.") % {"step": step.key},
                               None, self.as_of, using=self.using, run=self.run,
                               step_key=step.key)

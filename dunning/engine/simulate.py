@@ -60,8 +60,9 @@ from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED, Action
-from .actions import PAUSED_INDEFINITELY, PAYMENT_EVENT_RUN_HOST, PROMISE_GRACE_DAYS
+from .actions import PAUSED_INDEFINITELY, PROMISE_GRACE_DAYS
 from .manual import SEND_NOW_RUN_HOST
+from .ondemand import PAYMENT_EVENT_RUN_HOST
 from .schedule import CaseFacts, Kind, below_minimum, decide, policy_spec
 
 ONE_DAY = datetime.timedelta(days=1)

@@ -36,7 +36,7 @@ from ..sandbox import (
     render_size_limit,
     render_time_limit,
 )
-from ..unsubscribe import message_link
+from ..unsubscribe.links import message_link
 from .history import history_context
 
 SANDBOX_LIBRARY = "dunning.sandbox"

@@ -47,7 +47,7 @@ from ..messages.rendering import (
 )
 from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
 from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
-from ..unsubscribe import message_link
+from ..unsubscribe.links import message_link
 from . import get_backend
 
 logger = logging.getLogger(__name__)

@@ -481,7 +481,7 @@ def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS, *, as_of=None, no
     """After the commit of a collected payment: the host's signal, then the run over the
     customer that resolves the case (thank-you message, case_resolved) on ``as_of``, the
     date of the run that collected it (default today), at ``now``."""
-    from ..engine.actions import run_for_customers
+    from ..engine.ondemand import run_for_customers
 
     for receiver, response in signals.payment_succeeded.send_robust(
         sender=PaymentAttempt, case=case, customer=customer, amount=attempt.amount,

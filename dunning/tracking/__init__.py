@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 from ..inputs import parse_id, without_nul
 from ..models import Case, CaseEvent, CaseStep, DeliveryEvent, Suppression
 from ..models.tracking import normalize_address
-from ..unsubscribe import opt_out_by_esp_event
+from ..unsubscribe.optout import opt_out_by_esp_event
 
 logger = logging.getLogger("dunning.tracking")
 
