@@ -10,8 +10,8 @@ from django.contrib import admin
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ..formatting import format_money
 from ..hosts import _to_decimal
-from ..messages.rendering import format_money
 from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAdmin)
     AMOUNT,
     AMOUNT_BANDS,

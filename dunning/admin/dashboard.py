@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from ..formatting import babel_locale, format_money
 from ..inputs import parse_day
-from ..messages.rendering import babel_locale, format_money
 from ..queries import reports
 
 BAR_WIDTH = 300  # px of the longest bar

@@ -19,9 +19,10 @@ from ..channels.base import Outgoing
 from ..conf import dunning_settings
 from ..engine.run import invoice_snapshot
 from ..exceptions import RenderLimitError
+from ..formatting import babel_locale
 from ..hosts import CustomerRow, get_adapter
 from ..messages.history import customer_history, months_between
-from ..messages.rendering import Renderer, babel_locale, build_context, company_context
+from ..messages.rendering import Renderer, build_context, company_context
 from ..models import Case, Step
 
 TEST_PREFIX = "[TEST] "

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from .. import fees
 from ..conf import dunning_settings, import_setting
+from ..messages.rendering import charges_context
 from ..models import BalanceObservation, CaseCharge
 from ..models.policy import Action, Channel
 
@@ -269,8 +270,6 @@ def stale_rate_tables(as_of=None, *, policies=None, using="default"):
 def summary(charges, locale):
     """"Reminder fee: €5.00; Late-payment interest INV-1: €3.95" for the timeline, from
     the rows a message lists (rendering.charges_context)."""
-    from ..messages.rendering import charges_context
-
     parts = [f"{row['label']}{' ' + row['invoice'] if row['invoice'] else ''}: {row['amount']}"
              for row in charges_context(charges, locale)["charges"]]
     return _("Charged: %(charges)s") % {"charges": "; ".join(parts)}

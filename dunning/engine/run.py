@@ -42,16 +42,11 @@ from .. import signals, webhooks
 from ..conf import agency_settings, dunning_settings, import_setting
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
+from ..formatting import babel_locale, customer_timezone
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..messages import variants
 from ..messages.history import customer_history, mentions_history
-from ..messages.rendering import (
-    Renderer,
-    babel_locale,
-    build_context,
-    company_context,
-    customer_timezone,
-)
+from ..messages.rendering import Renderer, build_context, company_context
 from ..models import (
     Case,
     CaseCharge,

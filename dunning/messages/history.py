@@ -35,7 +35,9 @@ from django.db.models import Count, DateTimeField, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from ..formatting import format_day
 from ..hosts import ANNOTATION_PREFIX, get_adapter, resolve_path
+from ..models import Case
 
 #: The figures of a customer's history, in the order the docs list them.
 HISTORY_KEYS = (
@@ -189,8 +191,6 @@ def _paid_invoices(adapter, as_of):
 def _past_cases(as_of, exclude_cases):
     """dunning's closed cases of the outer customer (closed by ``as_of``), grouped by
     customer (for :func:`_count`)."""
-    from ..models import Case
-
     cases = (
         Case.objects.filter(customer_id=OuterRef("pk"), status__in=CLOSED_STATUSES)
         .filter(Q(closed_on__isnull=True) | Q(closed_on__lte=as_of))
@@ -209,8 +209,6 @@ def history_context(history, locale):
     ``{% if %}`` it is None, so ``{% if history.on_time_rate >= 90 %}`` is simply false.
     ``history`` None (not computed): every figure unknown.
     """
-    from .rendering import format_day  # rendering imports this module
-
     history = history or {}
     since = history.get("customer_since")
     values = {"customer_since": format_day(_as_date(since), locale) if since else ""}

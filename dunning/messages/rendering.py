@@ -2,176 +2,70 @@
 
 Templates are data written by staff, so they are compiled by a private template engine
 whose only library is ``dunning.sandbox`` (no ``load``, ``include``, ``extends``, ...),
-and they only ever see plain values: dicts, lists, strings, numbers and dates.
+and they only ever see plain values: dicts, lists, strings, numbers and dates. Compiling
+a template and checking it before it is saved (its variables against the documented
+context, its widths and loop depth) are the sandbox's (dunning.sandbox, below the models,
+which check a template in ``MessageTemplate.clean``); they are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
 import re
-import zoneinfo
 from decimal import Decimal
 
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal, list_currencies
-from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.template import Context, Engine, TemplateSyntaxError
+from babel.numbers import format_decimal
+from django.template import Context
 from django.utils import translation
 from django.utils.html import escape
 from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
 from ..exceptions import RenderLimitError, TemplateRenderError
+from ..formatting import (  # noqa: F401 (re-exported)
+    KNOWN_CURRENCIES,
+    _clear_caches,
+    babel_locale,
+    customer_timezone,
+    default_language,
+    format_day,
+    format_money,
+    totals_by_currency,
+)
 from ..portal.tokens import portal_url as portal_link
-from ..sandbox import (
+from ..sandbox import (  # noqa: F401 (the checks of a template: re-exported)
+    COMPANY_FIELDS,
+    CONTEXT_SHAPE,
+    CUSTOMER_FIELDS,
+    FORLOOP_FIELDS,
+    INVOICE_ITEM_FIELDS,
+    LEAF,
     MAX_LOOP_DEPTH,
+    SANDBOX_LIBRARY,
+    STEP_FIELDS,
+    TEMPLATE_VARIABLES,
+    TOTAL_ITEM_FIELDS,
     WIDTH_ARGUMENTS,
     Budget,
+    UnknownVariable,
+    UnsafeTemplate,
+    _error_line,
+    _ListOf,
+    _record,
+    check_template_variables,
+    compile_template,
     deactivate,
     format_size,
     guard_loops,
     render_size_limit,
     render_time_limit,
+    sandbox_engine,
+    unknown_variable_message,
+    validate_message_template,
+    validate_template_source,
 )
 from ..unsubscribe.links import message_link
 from .history import history_context
-
-SANDBOX_LIBRARY = "dunning.sandbox"
-
-# The variables a message template can use (documented in the README).
-TEMPLATE_VARIABLES = (
-    "customer",
-    "invoices",
-    "totals",
-    "total",
-    "days_overdue",
-    "step",
-    "company",
-    "portal_url",
-    "today",
-    # Pre-dunning notices only (dunning.payments.predunning); empty in other messages.
-    "card",
-    "renewal",
-    # The message's unsubscribe link ("" for a required notice, see dunning.unsubscribe)
-    # and whether it is a legally required notice (Step.required).
-    "unsubscribe_url",
-    "required_notice",
-    # The customer's history (dunning.history; no figures when not computed).
-    "history",
-    # What the message charges: reminder fees and interest (dunning.charging), and their
-    # sum per currency ("" without charges).
-    "charges",
-    "charges_total",
-)
-
-
-@functools.cache
-def sandbox_engine():
-    engine = Engine(autoescape=True, debug=False, string_if_invalid="", libraries={})
-    # Engine() always prepends Django's default builtins; replace them by the allow-list.
-    engine.builtins = [SANDBOX_LIBRARY]
-    engine.template_builtins = engine.get_template_builtins(engine.builtins)
-    engine.template_libraries = {}
-    return engine
-
-
-def compile_template(source):
-    """Compile ``source`` in the sandbox; raise TemplateRenderError with the line."""
-    try:
-        # Every loop body checks the render's limits (dunning.sandbox).
-        return guard_loops(sandbox_engine().from_string(source or ""))
-    except TemplateSyntaxError as exc:
-        line = _error_line(source, exc)
-        where = _(" (line %(line)s)") % {"line": line} if line else ""
-        raise TemplateRenderError(f"{exc}{where}") from exc
-
-
-def _error_line(source, exc):
-    info = getattr(exc, "template_debug", None)
-    if info:
-        return info.get("line")
-    token = getattr(exc, "token", None)
-    if token is not None and getattr(token, "lineno", None):
-        return token.lineno
-    return None
-
-
-def validate_template_source(source):
-    """Raise ValidationError when ``source`` does not compile in the sandbox."""
-    try:
-        compile_template(source)
-    except TemplateRenderError as exc:
-        raise ValidationError(str(exc)) from exc
-
-
-# -- locale, money and dates ---------------------------------------------------------
-
-KNOWN_CURRENCIES = frozenset(list_currencies())
-
-
-def default_language():
-    return (dunning_settings.DEFAULT_LANGUAGE or settings.LANGUAGE_CODE or "en").replace("_", "-")
-
-
-@functools.lru_cache(maxsize=256)
-def babel_locale(language):
-    """A Babel locale for a language code, falling back to the site's language."""
-    for code in (language, default_language(), "en"):
-        if not code:
-            continue
-        try:
-            return Locale.parse(code.replace("-", "_"))
-        except (UnknownLocaleError, ValueError, TypeError):
-            continue
-    return Locale.parse("en")
-
-
-@functools.lru_cache(maxsize=512)
-def customer_timezone(name):
-    """The customer's time zone, falling back to the site's ``TIME_ZONE``."""
-    for candidate in (name, settings.TIME_ZONE, "UTC"):
-        if not candidate:
-            continue
-        try:
-            return zoneinfo.ZoneInfo(candidate)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            continue
-    return datetime.timezone.utc
-
-
-@dunning_settings.on_reload
-def _clear_caches():
-    babel_locale.cache_clear()
-    customer_timezone.cache_clear()
-
-
-def format_money(amount: Decimal, currency: str, locale: Locale) -> str:
-    """An amount in the customer's language; an unknown currency keeps its raw code."""
-    if currency in KNOWN_CURRENCIES:
-        return format_currency(amount, currency, locale=locale)
-    # At least two decimals, as for most currencies, and every digit the amount has.
-    number = format_decimal(amount, format="#,##0.00####", locale=locale)
-    return f"{number} {currency or '?'}"
-
-
-@functools.lru_cache(maxsize=4096)
-def format_day(value: datetime.date, locale: Locale) -> str:
-    """A date in the customer's language (cached: invoices share due dates)."""
-    return format_date(value, format="medium", locale=locale)
-
-
-def totals_by_currency(invoices):
-    """Sum of the open amounts per currency (never a sum across currencies)."""
-    totals: dict[str, Decimal] = {}
-    for invoice in invoices:
-        totals[invoice["currency"]] = totals.get(invoice["currency"], Decimal(0)) + Decimal(
-            invoice["amount_due"]
-        )
-    return totals
-
 
 # -- message context -----------------------------------------------------------------
 
@@ -372,270 +266,3 @@ class Renderer:
         return subject, text, html
 
 
-# -- unknown-variable detection ------------------------------------------------------
-#
-# A template that compiles may still name things that are not there ({{ customer.password }}
-# renders as nothing, silently). Staff learn of that at save time: the compiled template's
-# nodes are walked and every variable is checked against the documented context, with the
-# loop and ``with`` variables in scope.
-
-
-class _Leaf:
-    """A plain value (string, number): no attribute of it is documented."""
-
-    def __repr__(self):
-        return "LEAF"
-
-
-LEAF = _Leaf()
-
-
-class _ListOf:
-    __slots__ = ("item",)
-
-    def __init__(self, item):
-        self.item = item
-
-
-def _record(*names):
-    return dict.fromkeys(names, LEAF)
-
-
-CUSTOMER_FIELDS = _record("name", "email", "language")
-STEP_FIELDS = _record("key", "offset_days", "action")
-COMPANY_FIELDS = _record(
-    "name", "email", "phone", "website", "address", "payment_url", "update_payment_url"
-)
-INVOICE_ITEM_FIELDS = _record("number", "amount", "currency", "due_date", "days_overdue")
-TOTAL_ITEM_FIELDS = _record("currency", "amount")
-FORLOOP_FIELDS = _record("counter", "counter0", "revcounter", "revcounter0", "first", "last")
-FORLOOP_FIELDS["parentloop"] = FORLOOP_FIELDS
-
-# The documented shape of the context (see build_context and TEMPLATE_VARIABLES).
-CONTEXT_SHAPE = {
-    "customer": CUSTOMER_FIELDS,
-    "invoices": _ListOf(INVOICE_ITEM_FIELDS),
-    "totals": _ListOf(TOTAL_ITEM_FIELDS),
-    "total": LEAF,
-    "days_overdue": LEAF,
-    "step": STEP_FIELDS,
-    "company": COMPANY_FIELDS,
-    "portal_url": LEAF,
-    "today": LEAF,
-    "card": _record("label", "expires", "days_left"),
-    "renewal": _record("date", "amount"),
-    "unsubscribe_url": LEAF,
-    "required_notice": LEAF,
-    "charges": _ListOf(_record("kind", "label", "amount", "invoice", "period", "rate")),
-    "charges_total": LEAF,
-    "history": _record("months_as_customer", "customer_since", "on_time_rate",
-                       "invoices_paid", "past_cases", "first_time_late"),
-}
-assert set(CONTEXT_SHAPE) == set(TEMPLATE_VARIABLES)
-
-# Names every Django context has.
-_BUILTIN_NAMES = {"True": LEAF, "False": LEAF, "None": LEAF}
-
-# Filters that keep a list a list, and those that pick one of its items.
-_LIST_KEEPING_FILTERS = {"dictsort", "dictsortreversed", "slice_filter", "default", "default_if_none"}
-_ITEM_FILTERS = {"first", "last", "random"}
-
-
-class UnknownVariable(Exception):
-    def __init__(self, name, line):
-        super().__init__(name)
-        self.name = name
-        self.line = line
-
-
-def _resolve_shape(lookups, scope):
-    """The shape of a dotted lookup in ``scope``, or None when it is not documented."""
-    shape = scope.get(lookups[0])
-    for part in lookups[1:]:
-        if shape is None or shape is LEAF:
-            return None
-        if isinstance(shape, _ListOf):
-            shape = shape.item if part.isdigit() else None
-        else:
-            shape = shape.get(part)
-    return shape
-
-
-def _filtered_shape(shape, filters):
-    for func, _args in filters:
-        name = getattr(func, "__name__", "")
-        if isinstance(shape, _ListOf) and name in _ITEM_FILTERS:
-            shape = shape.item
-        elif name not in _LIST_KEEPING_FILTERS:
-            shape = LEAF
-    return shape
-
-
-class UnsafeTemplate(Exception):
-    """A template that would go over the render limits whatever the customer (a width
-    far too large, loops nested too deep): refused when it is saved."""
-
-    def __init__(self, message, line):
-        super().__init__(message)
-        self.message = message
-        self.line = line
-
-
-class _VariableChecker:
-    def __init__(self):
-        self.asvars = {}  # names bound by "... as name" (cycle, now, widthratio, firstof)
-        self.depth = 0  # loops around the node being checked
-
-    def line(self, node):
-        token = getattr(node, "token", None)
-        return getattr(token, "lineno", None)
-
-    def variable(self, var, scope, line, root_shape=None):
-        """Check a template Variable; return its shape (LEAF for literals)."""
-        from django.template.base import Variable
-
-        if not isinstance(var, Variable) or var.lookups is None:
-            return LEAF
-        if root_shape is not None:
-            shape = _resolve_shape(("_",) + var.lookups[1:], {"_": root_shape})
-        else:
-            shape = _resolve_shape(var.lookups, {**_BUILTIN_NAMES, **self.asvars, **scope})
-        if shape is None:
-            raise UnknownVariable(".".join(var.lookups), line)
-        return shape
-
-    def expression(self, fexpr, scope, line, *, check_var=True):
-        """Check a FilterExpression (its variable and every variable filter argument)."""
-        from django.template.base import FilterExpression
-
-        if not isinstance(fexpr, FilterExpression):
-            return LEAF
-        for func, args in fexpr.filters:
-            for lookup, arg in args:
-                if lookup:
-                    self.variable(arg, scope, line)
-            width = WIDTH_ARGUMENTS.get(getattr(func, "_filter_name", None))
-            # A quoted argument is kept as text; a number is a Variable with a literal.
-            literal = [arg if not lookup else arg.literal for lookup, arg in args
-                       if not lookup or getattr(arg, "lookups", True) is None]
-            if width is not None and literal:
-                error = width(func._filter_name, None, literal[0])
-                if error:
-                    raise UnsafeTemplate(error, line)
-        shape = self.variable(fexpr.var, scope, line) if check_var else LEAF
-        return _filtered_shape(shape, fexpr.filters)
-
-    def condition(self, cond, scope, line):
-        if cond is None:
-            return
-        value = getattr(cond, "value", None)
-        if value is not None and hasattr(value, "filters"):
-            self.expression(value, scope, line)
-        for part in (getattr(cond, "first", None), getattr(cond, "second", None)):
-            if part is not None:
-                self.condition(part, scope, line)
-
-    def nodelist(self, nodes, scope):
-        for node in nodes or ():
-            self.node(node, scope)
-
-    def node(self, node, scope):
-        from django.template import defaulttags
-        from django.template.base import TextNode, VariableNode
-
-        line = self.line(node)
-        if isinstance(node, TextNode):
-            return
-        if isinstance(node, VariableNode):
-            self.expression(node.filter_expression, scope, line)
-        elif isinstance(node, defaulttags.IfNode):
-            for cond, nodelist in node.conditions_nodelists:
-                self.condition(cond, scope, line)
-                self.nodelist(nodelist, scope)
-        elif isinstance(node, defaulttags.ForNode):
-            shape = self.expression(node.sequence, scope, line)
-            if isinstance(shape, _ListOf) and len(node.loopvars) == 1:
-                item = shape.item
-            else:
-                item = LEAF
-            inner = dict(scope)
-            inner.update(dict.fromkeys(node.loopvars, item))
-            inner["forloop"] = FORLOOP_FIELDS
-            self.depth += 1
-            if self.depth > MAX_LOOP_DEPTH:
-                raise UnsafeTemplate(
-                    _("loops are nested %(depth)s deep; at most %(max)s are allowed")
-                    % {"depth": self.depth, "max": MAX_LOOP_DEPTH}, line)
-            self.nodelist(node.nodelist_loop, inner)
-            self.depth -= 1
-            self.nodelist(node.nodelist_empty, scope)
-        elif isinstance(node, defaulttags.WithNode):
-            inner = dict(scope)
-            for name, value in node.extra_context.items():
-                inner[name] = self.expression(value, scope, line)
-            self.nodelist(node.nodelist, inner)
-        elif isinstance(node, defaulttags.RegroupNode):
-            shape = self.expression(node.target, scope, line)
-            item = shape.item if isinstance(shape, _ListOf) else LEAF
-            # The grouping expression is "<var_name>.<attribute>", looked up on each item.
-            try:
-                self.variable(node.expression.var, scope, line, root_shape=item)
-            except UnknownVariable as exc:
-                attr = ".".join(node.expression.var.lookups[1:])
-                raise UnknownVariable(f"{node.target.token}.{attr}", line) from exc
-            self.asvars[node.var_name] = _ListOf({"grouper": LEAF, "list": _ListOf(item)})
-        elif isinstance(node, defaulttags.FilterNode):
-            # "{% filter upper %}": the expression is "var|upper" on the block's output.
-            self.expression(node.filter_expr, scope, line, check_var=False)
-            self.nodelist(node.nodelist, scope)
-        else:
-            for attr in ("cyclevars", "vars", "_varlist"):
-                for value in getattr(node, attr, None) or ():
-                    self.expression(value, scope, line)
-            for attr in ("val_expr", "max_expr", "max_width"):
-                value = getattr(node, attr, None)
-                if value is not None:
-                    self.expression(value, scope, line)
-            for attr in ("asvar", "variable_name"):
-                name = getattr(node, attr, None)
-                if isinstance(name, str) and name:
-                    self.asvars[name] = LEAF
-            for attr in getattr(node, "child_nodelists", ()):
-                self.nodelist(getattr(node, attr, None), scope)
-
-
-def check_template_variables(template):
-    """Raise UnknownVariable for the first undocumented variable of a compiled template."""
-    checker = _VariableChecker()
-    checker.nodelist(template.nodelist, dict(CONTEXT_SHAPE))
-
-
-def unknown_variable_message(exc):
-    if exc.line:
-        return _("line %(line)s: unknown variable '%(name)s'") % {"line": exc.line, "name": exc.name}
-    return _("unknown variable '%(name)s'") % {"name": exc.name}
-
-
-def validate_message_template(source, channel="email"):
-    """Raise ValidationError when ``source`` does not compile in the sandbox, uses a
-    variable that the message context does not have, or would go over the render limits
-    of ``channel`` whatever the customer: larger than a rendered part may be, a filter
-    that pads or formats to a width above ``sandbox.MAX_WIDTH``, loops nested deeper than
-    ``sandbox.MAX_LOOP_DEPTH``."""
-    limit = render_size_limit(channel)
-    size = len((source or "").encode("utf-8", "surrogatepass"))
-    if size > limit:
-        raise ValidationError(
-            _("The template is %(size)s, more than the %(limit)s a rendered %(channel)s "
-              "message may have.") % {"size": format_size(size), "limit": format_size(limit),
-                                     "channel": channel})
-    validate_template_source(source)
-    try:
-        check_template_variables(compile_template(source))
-    except UnknownVariable as exc:
-        raise ValidationError(unknown_variable_message(exc)) from exc
-    except UnsafeTemplate as exc:
-        if exc.line:
-            raise ValidationError(_("line %(line)s: %(error)s")
-                                  % {"line": exc.line, "error": exc.message}) from exc
-        raise ValidationError(exc.message) from exc

@@ -32,7 +32,8 @@ from collections import defaultdict
 
 from django.db.models import Count, F, Q
 
-from .rendering import default_language
+from ..formatting import default_language
+from ..models import Case, CaseStep
 
 #: The control variant (A).
 CONTROL = ""
@@ -188,8 +189,6 @@ def two_proportion_p_value(successes_a, trials_a, successes_b, trials_b):
 def variant_rows(since=None, *, until=None, recovery_days=RECOVERY_DAYS, using=None):
     """The aggregate query of :func:`variant_report`: (policy key, step key, variant,
     sent, recovered) per group."""
-    from ..models import Case, CaseStep
-
     recovered = Q(
         case__status=Case.Status.RESOLVED,
         case__closed_on__gte=F("executed_on"),

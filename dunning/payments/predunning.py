@@ -36,15 +36,9 @@ from django.utils.translation import gettext as _
 
 from ..channels.base import Outgoing
 from ..conf import dunning_settings
+from ..formatting import babel_locale, format_day, format_money
 from ..hosts import ANNOTATION_PREFIX, get_adapter
-from ..messages.rendering import (
-    Renderer,
-    babel_locale,
-    build_context,
-    company_context,
-    format_day,
-    format_money,
-)
+from ..messages.rendering import Renderer, build_context, company_context
 from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
 from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
 from ..unsubscribe.links import message_link

@@ -32,8 +32,8 @@ from ..engine.plans import (  # noqa: F401 (re-exported: the portal's public nam
     open_invoices_of,
     paid_so_far,
 )
+from ..formatting import babel_locale, format_day, format_money
 from ..hosts import get_adapter
-from ..messages.rendering import babel_locale, format_day, format_money
 from ..models import Case, CaseEvent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
 from ..unsubscribe.optout import channel_label, log_consent  # noqa: F401 (re-exported)
@@ -121,7 +121,7 @@ def check_portal_date(date, today=None):
     services.check_promise_date(date)
     latest = latest_date(today)
     if date > latest:
-        from ..messages.rendering import format_day
+        from ..formatting import format_day
 
         raise ValidationError(
             _("Please choose a date no later than %(date)s.")
@@ -135,7 +135,7 @@ def page_locale():
     for the dates and amounts of its messages."""
     from django.utils import translation
 
-    from ..messages.rendering import babel_locale
+    from ..formatting import babel_locale
 
     return babel_locale(translation.get_language())
 
@@ -356,7 +356,7 @@ def payable(portfolio):
 
 
 def pay_amount(portfolio, locale):
-    from ..messages.rendering import format_money
+    from ..formatting import format_money
 
     if not portfolio.demanded():
         return ""

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from ..engine.actions import CaseActionRefused
-from ..messages.rendering import babel_locale, format_day, format_money
+from ..formatting import babel_locale, format_day, format_money
 from . import forms, resend, services, stamps
 from .tokens import InvalidToken, read_token
 

@@ -43,6 +43,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from ..engine.run import CLOSED_FOR_GOOD
 from ..exceptions import DunningError
 from ..hosts import get_adapter
 from ..models import (
@@ -374,8 +375,6 @@ def _refuse_if_collecting(scope, anonymize, today):
         ) % {"pk": pk})
     if anonymize:
         return
-    from ..engine.run import CLOSED_FOR_GOOD
-
     # The links that end dunning for the invoices of terminated and written-off cases go
     # with the cases: invoices still unpaid would be dunned again from the start.
     adapter = get_adapter()

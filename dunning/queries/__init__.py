@@ -21,10 +21,11 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
+from ..engine.actions import CALL_CONVERSATION_OUTCOMES, PROMISE_GRACE_DAYS
 from ..engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
+from ..formatting import babel_locale, format_money
 from ..hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
 from ..inputs import parse_id, without_nul
-from ..messages.rendering import babel_locale, format_money
 from ..models import Case, CaseEvent, Dispute
 
 P = ANNOTATION_PREFIX
@@ -151,8 +152,6 @@ def filter_currency(queryset, code, today=None):
 def broken_promises(queryset, today=None):
     """Open cases whose promised payment date plus the grace has passed (paid cases are
     resolved by the run, so an open case is still owing): the dashboard's "broken"."""
-    from ..engine.actions import PROMISE_GRACE_DAYS
-
     grace = datetime.timedelta(days=PROMISE_GRACE_DAYS)
     return queryset.filter(status=Case.Status.OPEN, promised_on__lt=(today or _today()) - grace)
 
@@ -287,8 +286,6 @@ def call_history(cases, since, until):
     logged call is an attempt unless the customer called us (``inbound``); a call whose
     outcome is a conversation (services.CALL_CONVERSATION_OUTCOMES) is a conversation,
     inbound or not. The case is the debt: a call about it is about all its invoices."""
-    from ..engine.actions import CALL_CONVERSATION_OUTCOMES
-
     history = {}
     events = CaseEvent.objects.filter(
         case__in=cases.order_by().values("pk"), kind=CaseEvent.Kind.CALL,

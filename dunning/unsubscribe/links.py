@@ -10,6 +10,7 @@ from urllib.parse import quote
 from django.core import signing
 
 from ..conf import dunning_settings
+from ..models import PortalRevocation
 from ..portal.tokens import InvalidToken
 
 SALT = "dunning.unsubscribe"
@@ -55,8 +56,6 @@ def make_token(customer_pk, channel="email", issued=None):
 def read_token(token):
     """The :class:`UnsubscribeAccess` a token grants, or raise ``InvalidToken``
     (tampered, revoked or not a token of this kind)."""
-    from ..models import PortalRevocation
-
     try:
         payload = signing.Signer(salt=SALT).unsign_object(token)
         access = UnsubscribeAccess(str(payload["c"]), str(payload["h"]), float(payload["i"]))
