@@ -27,7 +27,7 @@ from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
-from ..privacy import is_suppressed
+from ..models.tracking import is_suppressed
 from ..unsubscribe.links import list_unsubscribe_headers
 from .base import Channel, Outcome, Outgoing
 

@@ -31,7 +31,6 @@ message waiting in the outbox) is refused: close the case first.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,17 +68,18 @@ from ..models import (
     WebhookDelivery,
 )
 from ..models.notices import parse_customer_pk
-from ..models.tracking import normalize_address
+from ..models.tracking import (  # noqa: F401 (re-exported: the suppressed address forms)
+    SUPPRESSION_PREFIX,
+    is_suppressed,
+    normalize_address,
+    suppression_digest,
+)
 
 logger = logging.getLogger("dunning.privacy")
 
 #: What a scrubbed free text (a reason, a note, a message) becomes. Identifiers (an
 #: address, a message id) become empty instead.
 ERASED = "[erased]"
-
-#: Suppressed addresses of erased customers are kept as this prefix + the SHA-256 of the
-#: normalized address (see :func:`suppression_digest`).
-SUPPRESSION_PREFIX = "sha256:"
 
 #: The figures of dunning.reports (and the dashboard) a hard erase lowers by the
 #: customer's contribution. ``--anonymize`` keeps every one of them.
@@ -127,23 +127,6 @@ SAFE_SUBTREES = frozenset({"amounts", "charges", "instalments", "invoice_numbers
 
 class PrivacyError(DunningError):
     """An erasure that cannot be done as asked (a bad id, a customer still in dunning)."""
-
-
-def suppression_digest(address):
-    """The form in which the suppressed address of an erased customer is kept:
-    ``"sha256:" + hex SHA-256 of the normalized address``. Unkeyed on purpose, so that
-    rotating SECRET_KEY does not silently lift a suppression."""
-    return SUPPRESSION_PREFIX + hashlib.sha256(normalize_address(address).encode()).hexdigest()
-
-
-def is_suppressed(address, suppressed):
-    """The reason ``address`` is suppressed in ``suppressed`` (``{address: reason}``, as
-    the email channel loads the Suppression table), checking its hashed form too; None
-    when it is not."""
-    address = normalize_address(address)
-    if not address:
-        return None
-    return suppressed.get(address) or suppressed.get(suppression_digest(address))
 
 
 # -- the report -----------------------------------------------------------------------------
