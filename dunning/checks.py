@@ -7,19 +7,22 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import models
 
-from .conf import (
-    CODE_SETTINGS,
+from .conf import (  # noqa: F401 - CODE_KINDS: once defined here
+    CODE_KINDS,
     CUSTOMER_MODEL_SETTING,
     DEFAULT_CUSTOMER_MODEL,
     DEFAULT_INVOICE_MODEL,
     DEFAULTS,
+    IMPORT_STRINGS,
     INVOICE_MODEL_SETTING,
+    check_imported,
     customer_model_label,
     dunning_settings,
     import_setting,
     invoice_model_label,
     is_dotted_path,
     setting_name,
+    setting_needs,
 )
 from .exceptions import DunningConfigurationError
 from .hosts import (
@@ -468,14 +471,6 @@ CODE_SETTING_IDS = {
     "SMS_BACKEND": "dunning.E020",
     "CUSTOMER_ADDRESS": "dunning.E031",
 }
-#: What the code a setting names must be, by its base class (conf.CODE_SETTINGS).
-CODE_KINDS = {
-    None: "a class",
-    "dunning.channels.base.Channel": "a channel class",
-    "dunning.channels.sms_backends.base.BaseSmsBackend": "an SMS backend class",
-    "dunning.payments.base.PaymentBackend": "a payment backend class",
-    "rest_framework.authentication.BaseAuthentication": "an authentication class",
-}
 CODE_HINTS = {
     "ADAPTER": "The dotted path of a dunning.hosts.FieldMapAdapter subclass (docs/hosts.md).",
     "SMS_BACKEND": "E.g. 'dunning.channels.sms_backends.twilio.SmsBackend' (pip install "
@@ -498,19 +493,15 @@ CODE_HINTS["PORTAL_UPDATE_PAYMENT_URL"] = CODE_HINTS["PORTAL_PAY_URL"]
 
 
 def code_setting_errors(key):
-    """The errors of one dotted-path setting of conf.CODE_SETTINGS: each path is imported
+    """The errors of one dotted-path setting of conf.IMPORT_STRINGS: each path is imported
     now (``manage.py check``), not at the first run, request or charge that needs it, and
-    must name what the setting needs (a subclass of its base class, or a callable)."""
-    from django.utils.module_loading import import_string
-
-    kind, base, container = CODE_SETTINGS[key]
+    must name what the setting needs (a subclass of its base class implementing what the
+    base requires, or a callable), as conf.imported() checks it when it is used."""
+    _kind, _base, container = IMPORT_STRINGS[key]
     error_id = CODE_SETTING_IDS.get(key, "dunning.E092")
     user = dunning_settings.user_settings
     value = user.get(key, DEFAULTS[key])
-    if kind == "class":
-        what = CODE_KINDS.get(base, "a class") + (f" (a subclass of {base})" if base else "")
-    else:
-        what = "callable"
+    what = setting_needs(key)
     hint = CODE_HINTS.get(key) or f"Give the dotted path of {what}."
 
     def error(message):
@@ -550,12 +541,10 @@ def code_setting_errors(key):
                 message += " (a URL must start with its scheme, https://...)"
             errors.append(error(message))
             continue
-        if kind == "callable":
-            good = callable(target)
-        else:
-            good = isinstance(target, type) and (base is None or issubclass(target, import_string(base)))
-        if not good:
-            errors.append(error(f"{name} = {path!r} is not {what}."))
+        try:
+            check_imported(key, target, path, entry)
+        except DunningConfigurationError as exc:
+            errors.append(error(str(exc)))
     return errors
 
 
@@ -581,7 +570,7 @@ def check_settings(app_configs=None, **kwargs):
     except DunningConfigurationError:
         pass  # reported by dunning.E009
     try:
-        for key in CODE_SETTINGS:
+        for key in IMPORT_STRINGS:
             if key not in CODE_SETTING_IDS:
                 errors.extend(code_setting_errors(key))
     except DunningConfigurationError:

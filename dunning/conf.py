@@ -6,10 +6,13 @@ so that ``override_settings`` works in tests. Nothing is read at import time and
 is ever written to ``django.conf.settings``.
 """
 
+from typing import NamedTuple
+
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from .exceptions import DunningConfigurationError
+from .failures import describe
 
 CUSTOMER_MODEL_SETTING = "DUNNING_CUSTOMER_MODEL"
 INVOICE_MODEL_SETTING = "DUNNING_INVOICE_MODEL"
@@ -247,14 +250,25 @@ DEFAULTS = {
     "CUSTOMER_ADDRESS": None,
 }
 
-IMPORT_STRINGS = {"ADAPTER", "EMAIL_CHANNEL", "SMS_BACKEND"}
+class ImportString(NamedTuple):
+    """What a dotted-path setting names: ``kind`` "class" or "callable"; ``base`` the
+    dotted path of the class a class must subclass (None: any class); ``container`` "one"
+    (a single path), "dict" (paths by key), "list" or "url" (a URL format or a path)."""
 
-#: Every setting that names code by a dotted path: key -> (what it must be: "class" or
-#: "callable", the dotted path of the base class a class must subclass or None, the
-#: container: "one", "dict" (values by key) or "list"). `manage.py check` imports each
-#: one (dunning.checks.check_code_settings), so a typo stops the site at deploy, not at
-#: the first run that needs it; the code that uses them imports through import_setting().
-CODE_SETTINGS = {
+    kind: str
+    base: str | None
+    container: str
+
+
+#: Every setting that names code by a dotted path, as DRF's ``IMPORT_STRINGS``, with what
+#: each must be. ``dunning_settings.<KEY>`` of a single path ("one", and a "url" that is
+#: a dotted path) is the object it names, imported on first use and checked against its
+#: kind; a dict or list setting is imported entry by entry where it is used
+#: (:func:`import_setting` with the entry, or :func:`load_plugin`). ``manage.py check``
+#: imports every one (dunning.checks.code_setting_errors), so a typo stops the site at
+#: deploy, not at the first run that needs it. Plug-ins (channels, the SMS and payment
+#: backends) are built by :func:`load_plugin`, the one loader.
+IMPORT_STRINGS = {
     "ADAPTER": ("class", None, "one"),
     "EMAIL_CHANNEL": ("class", "dunning.channels.base.Channel", "one"),
     "CHANNELS": ("class", "dunning.channels.base.Channel", "dict"),
@@ -270,6 +284,87 @@ CODE_SETTINGS = {
     "PORTAL_PAY_URL": ("callable", None, "url"),
     "PORTAL_UPDATE_PAYMENT_URL": ("callable", None, "url"),
 }
+IMPORT_STRINGS = {key: ImportString(*spec) for key, spec in IMPORT_STRINGS.items()}
+#: The name of IMPORT_STRINGS in 0.x (kept: the same table).
+CODE_SETTINGS = IMPORT_STRINGS
+
+#: How messages name what a class setting must be, by its base class.
+CODE_KINDS = {
+    None: "a class",
+    "dunning.channels.base.Channel": "a channel class",
+    "dunning.channels.sms_backends.base.BaseSmsBackend": "an SMS backend class",
+    "dunning.payments.base.PaymentBackend": "a payment backend class",
+    "rest_framework.authentication.BaseAuthentication": "an authentication class",
+}
+
+
+def setting_needs(key):
+    """What the code ``DUNNING[key]`` names must be, in words: "an SMS backend class (a
+    subclass of dunning.channels.sms_backends.base.BaseSmsBackend)", "callable"."""
+    kind, base, _container = IMPORT_STRINGS[key]
+    if kind != "class":
+        return "callable"
+    return CODE_KINDS.get(base, "a class") + (f" (a subclass of {base})" if base else "")
+
+
+def check_imported(key, target, path, entry=None):
+    """``target`` (what ``path`` of ``DUNNING[key]`` named) if it is what the setting
+    needs (IMPORT_STRINGS); else DunningConfigurationError naming the setting, or, for a
+    plug-in class, the methods it leaves unimplemented."""
+    kind, base, _container = IMPORT_STRINGS[key]
+    if kind == "callable":
+        good = callable(target)
+    else:
+        good = isinstance(target, type) and (base is None or issubclass(target, import_string(base)))
+    if not good:
+        raise DunningConfigurationError(
+            f"{setting_name(key, entry)} = {path!r} is not {setting_needs(key)}.")
+    missing = getattr(target, "missing_methods", None) if kind == "class" and base else None
+    missing = missing() if missing else []
+    if missing:
+        raise DunningConfigurationError(
+            f"{setting_name(key, entry)} = {path!r}: {target.__name__} must implement "
+            f"{', '.join(f'{name}()' for name in missing)}.")
+    return target
+
+
+def imported(key, value, entry=None):
+    """The object ``value`` of ``DUNNING[key]`` (or its entry ``entry``) names, checked
+    against IMPORT_STRINGS: a dotted path is imported, an object is checked as it is."""
+    return check_imported(key, import_setting(key, value, entry), value, entry)
+
+
+def load_plugin(key, entry=None, optional=None, **kwargs):
+    """The one loader of plug-ins: an instance of the class ``DUNNING[key]`` (or its entry
+    ``entry``, e.g. ``load_plugin("CHANNELS", "sms")``) names, built with the keyword
+    arguments of ``DUNNING["<key>_OPTIONS"]`` (when the family has one) and ``kwargs``;
+    ``optional`` keyword arguments are passed only to a class whose constructor takes
+    them. None when the setting is empty. A path that cannot be imported, names the wrong
+    thing, or whose options the class refuses raises DunningConfigurationError naming the
+    setting."""
+    import inspect
+
+    value = getattr(dunning_settings, key)
+    if entry is not None:
+        value = (value or {}).get(entry) if isinstance(value, dict) else None
+    if value is None or value == "":
+        return None
+    cls = imported(key, value, entry)
+    options_key = f"{key}_OPTIONS"
+    options = dict(getattr(dunning_settings, options_key) or {}) if options_key in DEFAULTS else {}
+    options.update(kwargs)
+    if optional:
+        try:
+            accepted = inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        options.update({k: v for k, v in optional.items() if k in accepted})
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        where = f"DUNNING[{options_key!r}]" if options_key in DEFAULTS else setting_name(key, entry)
+        raise DunningConfigurationError(
+            f"{where} does not fit {cls.__module__}.{cls.__qualname__}: {exc}") from exc
 
 
 def is_dotted_path(value):
@@ -295,8 +390,7 @@ def import_setting(key, value, entry=None):
         raise DunningConfigurationError(f"{name} = {value!r} cannot be imported: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the module itself fails on import
         raise DunningConfigurationError(
-            f"{name} = {value!r} cannot be imported: its module raised "
-            f"{type(exc).__name__}: {exc}"
+            f"{name} = {value!r} cannot be imported: its module raised {describe(exc, None)}"
         ) from exc
 
 # Settings whose change must drop every cached value.
@@ -321,8 +415,11 @@ class DunningSettings:
         if name not in self.defaults:
             raise AttributeError(f"Invalid django-dunning setting: {name!r}")
         value = self.user_settings.get(name, self.defaults[name])
-        if name in self.import_strings and isinstance(value, str):
-            value = import_setting(name, value)
+        spec = self.import_strings.get(name)
+        if spec and spec.container == "one" and value is not None and value != "":
+            value = imported(name, value)
+        elif spec and spec.container == "url" and is_dotted_path(value):
+            value = imported(name, value)
         self._cached.add(name)
         setattr(self, name, value)
         return value

@@ -30,6 +30,8 @@ from types import MappingProxyType
 from babel.numbers import get_currency_precision
 from django.utils.translation import gettext_lazy as _
 
+from .exceptions import MissingRateError  # noqa: F401 - defined there, part of this API
+
 ONE_DAY = datetime.timedelta(days=1)
 ZERO = Decimal(0)
 
@@ -108,10 +110,6 @@ CHARGE_LABELS = {
     INTEREST: _("Late-payment interest"),
     COMPENSATION: _("Fixed compensation for recovery costs"),
 }
-
-
-class MissingRateError(ValueError):
-    """The rate table has no rate in force on a day interest accrues."""
 
 
 # -- money ------------------------------------------------------------------------------

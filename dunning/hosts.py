@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import CharField, Expression, F, JSONField, Q, QuerySet, Value
+from django.db.models import CharField, Expression, F, JSONField, Model, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
 
 from .conf import (
@@ -33,6 +33,7 @@ from .conf import (
     customer_model_label,
     dunning_settings,
     invoice_model_label,
+    load_plugin,
 )
 
 INVOICE_CANONICAL = ("customer", "number", "amount_due", "currency", "due_date")
@@ -99,19 +100,67 @@ class CustomerRow:
 
 
 class HostAdapter(Protocol):
-    """What the engine asks of the host. Implement it, or subclass FieldMapAdapter."""
+    """Everything the package asks of the host's adapter (``DUNNING["ADAPTER"]``): every
+    attribute and method below is called somewhere in dunning (a test scans the package
+    for ``adapter.<name>`` and checks it is declared here). Subclass
+    :class:`FieldMapAdapter` and override what differs, or implement all of it.
 
+    Canonical names: invoices have ``customer``, ``number``, ``amount_due``,
+    ``currency``, ``due_date``; customers ``name``, ``email``, ``phone``, ``language``,
+    ``timezone``, ``segment`` (and the optional ``customer_since``).
+    """
+
+    #: The annotation (``ANNOTATION_PREFIX + "customer"``) that carries an invoice's
+    #: customer pk on every queryset of :meth:`annotated_invoices`.
     customer_annotation: str
 
-    def overdue_invoices(self, as_of: datetime.date) -> QuerySet:
-        """Invoices with an open balance (> 0) due before ``as_of``, annotated with
-        ``dunning_customer`` (the customer's pk)."""
+    @property
+    def invoice_model(self) -> type[Model]:
+        """The host's invoice model."""
 
+    @property
+    def customer_model(self) -> type[Model]:
+        """The host's customer model."""
+
+    # -- mapping ----------------------------------------------------------------------
+    def invoice_field(self, name: str) -> str | None:
+        """The host's lookup path of the canonical invoice field ``name``, or None when
+        the host has no such optional field (dunning.testing builds invoices with it)."""
+
+    def customer_field(self, name: str) -> str | None:
+        """The host's lookup path of the canonical customer field ``name``, or None (the
+        admin's and the API's customer search, dunning.testing)."""
+
+    def invoice_expression(self, name: str) -> Expression:
+        """An expression over the invoice model that yields the canonical field ``name``
+        (the customer history's queries)."""
+
+    def customer_expression(self, name: str) -> Expression:
+        """An expression over the customer model that yields the canonical field ``name``
+        ("" for an optional field the host does not have)."""
+
+    # -- querysets --------------------------------------------------------------------
+    def invoices(self) -> QuerySet:
+        """Every invoice the engine may look at (override to exclude drafts, say)."""
+
+    def annotated_invoices(self) -> QuerySet:
+        """:meth:`invoices` annotated with every canonical invoice field, each under
+        ``ANNOTATION_PREFIX + name`` (the API, payments, pre-dunning filter on them)."""
+
+    def overdue_invoices(self, as_of: datetime.date) -> QuerySet:
+        """Invoices with an open balance (> 0) due before ``as_of``, annotated as by
+        :meth:`annotated_invoices` (``dunning_customer``: the customer's pk)."""
+
+    def customer_queryset(self) -> QuerySet:
+        """Every customer (the customer history's queries; override to narrow)."""
+
+    # -- rows -------------------------------------------------------------------------
     def invoice_rows(self, queryset: QuerySet) -> Iterable[InvoiceRow]:
-        """Canonical rows for a queryset returned by ``overdue_invoices``."""
+        """Canonical rows for a queryset returned by :meth:`overdue_invoices` or
+        :meth:`annotated_invoices`."""
 
     def customer_rows(self, pks: Iterable[Any]) -> dict[Any, CustomerRow]:
-        """Canonical rows of the given customers, by pk."""
+        """Canonical rows of the given customers, by pk (missing pks are left out)."""
 
 
 class FieldMapAdapter:
@@ -341,7 +390,7 @@ def get_adapter() -> HostAdapter:
     """The configured adapter instance (cached until the settings change)."""
     global _adapter
     if _adapter is None:
-        _adapter = dunning_settings.ADAPTER()
+        _adapter = load_plugin("ADAPTER")
     return _adapter
 
 

@@ -28,7 +28,12 @@ from django.template import Engine, Library, TemplateSyntaxError, defaultfilters
 from django.utils.translation import gettext as _
 
 from .conf import DEFAULTS, dunning_settings
-from .exceptions import RenderLimitError, TemplateRenderError
+from .exceptions import (  # noqa: F401 - UnknownVariable, UnsafeTemplate: part of this API
+    RenderLimitError,
+    TemplateRenderError,
+    UnknownVariable,
+    UnsafeTemplate,
+)
 
 register = Library()
 
@@ -431,13 +436,6 @@ _LIST_KEEPING_FILTERS = {"dictsort", "dictsortreversed", "slice_filter", "defaul
 _ITEM_FILTERS = {"first", "last", "random"}
 
 
-class UnknownVariable(Exception):
-    def __init__(self, name, line):
-        super().__init__(name)
-        self.name = name
-        self.line = line
-
-
 def _resolve_shape(lookups, scope):
     """The shape of a dotted lookup in ``scope``, or None when it is not documented."""
     shape = scope.get(lookups[0])
@@ -459,16 +457,6 @@ def _filtered_shape(shape, filters):
         elif name not in _LIST_KEEPING_FILTERS:
             shape = LEAF
     return shape
-
-
-class UnsafeTemplate(Exception):
-    """A template that would go over the render limits whatever the customer (a width
-    far too large, loops nested too deep): refused when it is saved."""
-
-    def __init__(self, message, line):
-        super().__init__(message)
-        self.message = message
-        self.line = line
 
 
 class _VariableChecker:

@@ -3,10 +3,17 @@
 Every signal is sent with the keyword arguments ``case`` (a :class:`dunning.models.Case`)
 and ``customer`` (the host's customer instance), after the database work of the run that
 caused it has been committed. Receivers that raise are recorded on the case's timeline and
-do not stop the run.
+do not stop the run: send them with :func:`send_robust`, the one way the package sends
+its signals.
 """
 
+import logging
+
 from django.dispatch import Signal
+
+from .failures import REASON_MAX, describe
+
+logger = logging.getLogger("dunning.signals")
 
 # case, customer: a suspension step was executed; the host should suspend its service.
 service_suspended = Signal()
@@ -47,3 +54,26 @@ payment_succeeded = Signal()
 # docs/fees.md). The invoices are the host's: it books the charges (adds them to the
 # invoice, or raises a new one). Each amount is new: nothing is handed over twice.
 fees_charged = Signal()
+
+
+def signal_name(signal):
+    """The name of one of the signals above (``"case_resolved"``), else ``repr(signal)``."""
+    return next((name for name, value in globals().items() if value is signal), repr(signal))
+
+
+def send_robust(signal, sender, **kwargs):
+    """Send ``signal`` to every receiver, as ``Signal.send_robust`` does: a receiver that
+    raises does not stop the others, nor the caller. Each failure is logged with its
+    traceback and returned as one line, ``"<signal>: <receiver>: <Error>: <message>"``
+    (at most 2000 characters), for the caller to record on the case's timeline (a
+    ``CaseEvent`` of kind ``signal_error``). Returns ``[]`` when every receiver worked."""
+    failures = []
+    for receiver, response in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(response, Exception):
+            name = signal_name(signal)
+            who = getattr(receiver, "__qualname__", None) or repr(receiver)
+            case = kwargs.get("case")
+            logger.error("Receiver %s of the dunning signal %s failed for case %s", who, name,
+                         getattr(case, "pk", None), exc_info=response)
+            failures.append(f"{name}: {who}: {describe(response, None)}"[:REASON_MAX])
+    return failures

@@ -43,7 +43,7 @@ MOVED = {
 #: What the top of dunning/ may hold besides packages: the app's face and foundations.
 FACE_AND_FOUNDATIONS = {
     "__init__", "apps", "checks", "conf", "db", "exceptions", "formatting", "hosts", "inputs",
-    "receivers", "sandbox", "signals", "tasks", "testing", "urls",
+    "receivers", "sandbox", "signals", "tasks", "testing", "urls", "failures", "plugins",
     # pure fee and interest rules: below the models (to dunning.rules, issue 15)
     "fees",
 }

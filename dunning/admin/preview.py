@@ -16,9 +16,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..channels.base import Outgoing
-from ..conf import dunning_settings
+from ..channels.base import step_info as base_step_info
+from ..conf import dunning_settings, load_plugin
 from ..engine.run import invoice_snapshot
 from ..exceptions import RenderLimitError
+from ..failures import describe
 from ..formatting import babel_locale
 from ..hosts import CustomerRow, get_adapter
 from ..messages.history import customer_history, months_between
@@ -79,10 +81,7 @@ def real_customer(pk, today):
 
 def step_info(template):
     step = Step.objects.filter(policy_id=template.policy_id, key=template.step_key).first()
-    if step is None:
-        return {"key": template.step_key}
-    return {"key": step.key, "offset_days": step.offset_days, "action": step.action,
-            "required": step.required}
+    return base_step_info(step, template.step_key)
 
 
 #: What stands in a preview for the customer's signed links: a visible placeholder in
@@ -139,7 +138,7 @@ def render_preview(template, customer_pk):
         result["error"] = _("The template cannot be rendered: %(error)s") % {"error": exc}
     except Exception as exc:  # a template may fail in any way; staff see why
         result["error"] = _("The template cannot be rendered: %(error)s") % {
-            "error": f"{type(exc).__name__}: {exc}"
+            "error": describe(exc, None)
         }
     return result
 
@@ -162,7 +161,7 @@ def send_test(model_admin, request, template, customer_pk):
     if rendered["error"]:
         messages.error(request, rendered["error"])
         return
-    channel = dunning_settings.EMAIL_CHANNEL()
+    channel = load_plugin("EMAIL_CHANNEL")
     try:
         message = channel.build(Outgoing(
             case_id="test", customer_id=rendered["customer"].pk, step_key=template.step_key,
@@ -172,7 +171,7 @@ def send_test(model_admin, request, template, customer_pk):
         outcome = channel.send([message])[0]
     except Exception as exc:
         messages.error(request, _("The test could not be sent: %(error)s") % {
-            "error": f"{type(exc).__name__}: {exc}"
+            "error": describe(exc, None)
         })
         return
     if outcome.ok:

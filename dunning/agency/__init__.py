@@ -507,15 +507,9 @@ def apply_update(case, agency, update, actor=None):
 def send_signal(signal, case, **kwargs):
     """Send ``signal`` for ``case`` (and its customer); a receiver that raises is logged
     and recorded on the case's timeline, as the run does."""
-    for receiver, response in signal.send_robust(sender=Case, case=case,
-                                                 customer=case.customer, **kwargs):
-        if isinstance(response, Exception):
-            logger.error("Receiver %r of a dunning signal failed for case %s", receiver,
-                         case.pk, exc_info=response)
-            CaseEvent.objects.create(
-                case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
-                message=f"{getattr(receiver, '__qualname__', receiver)}: {response}"[:2000],
-            )
+    for failure in signals.send_robust(signal, Case, case=case, customer=case.customer, **kwargs):
+        CaseEvent.objects.create(case=case, kind=CaseEvent.Kind.SIGNAL_ERROR,
+                                 created_at=timezone.now(), message=failure)
 
 
 def read_dataset(path, fmt=None):

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from rest_framework.exceptions import ValidationError
 
 from ..conf import dunning_settings
+from ..exceptions import DunningError
 from ..hosts import get_customer_model, get_invoice_model
 from ..inputs import invoice_of_another_customer
 from ..models import Customer, Invoice
@@ -24,7 +25,7 @@ INVOICE_FIELDS = ("customer_id", "amount_due", "currency", "due_date")
 CUSTOMER_FIELDS = ("name", "phone", "language", "timezone", "customer_since")
 
 
-class BadRows(Exception):
+class BadRows(DunningError):
     """Rows that cannot be written: ``rows`` is ``[{"index": i, "errors": {...}}]``."""
 
     def __init__(self, rows):
@@ -32,7 +33,7 @@ class BadRows(Exception):
         self.rows = rows
 
 
-class OtherCustomers(Exception):
+class OtherCustomers(DunningError):
     """Rows whose invoice number belongs to another customer: ``rows`` is ``[{"index",
     "number", "errors": {"customer": {"email": [...]}}}]``. An invoice never moves to
     another customer (a typo in a number would otherwise move someone else's debt)."""

@@ -26,7 +26,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from .. import queries
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings, imported
 from ..engine import actions as services
 from ..engine import actors, ondemand
 from ..exceptions import DunningConfigurationError
@@ -113,7 +113,7 @@ def authentication_classes():
     ``rest_framework.authtoken`` is installed) and session authentication."""
     configured = dunning_settings.API_AUTHENTICATION_CLASSES
     if configured is not None:
-        return [import_setting("API_AUTHENTICATION_CLASSES", path, index)
+        return [imported("API_AUTHENTICATION_CLASSES", path, index)
                 for index, path in enumerate(configured)]
     classes = [SessionAuthentication]
     if apps.is_installed("rest_framework.authtoken"):

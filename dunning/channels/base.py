@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..plugins import Plugin, Result
+
 
 @dataclass(slots=True)
 class Outgoing:
@@ -22,12 +24,30 @@ class Outgoing:
     #: The message's unsubscribe link (dunning.unsubscribe; "" for none).
     unsubscribe_url: str = ""
 
+    def metadata(self):
+        """The message's metadata, the same on every channel (a public contract: ESP
+        tracking and the SMS provider's callbacks match a message back by it):
+        ``dunning_case``, ``dunning_step`` and ``customer``, as text."""
+        return {"dunning_case": str(self.case_id), "dunning_step": self.step_key,
+                "customer": str(self.customer_id)}
+
     @property
     def idempotency_key(self):
         """A key the same for every try of this (case, step) and nothing else: an ESP
         that takes an idempotency key drops a second message with it (see
         :func:`idempotency_key`)."""
         return idempotency_key(self.case_id, self.step_key)
+
+
+def step_info(step, key=""):
+    """What a message knows of its step (the template's ``step``, the unsubscribe rule):
+    ``{"key", "offset_days", "action", "required"}`` of ``step`` (a policy's Step row or
+    a StepSpec), or just ``{"key": key}`` when there is no such step (the thank-you, a
+    step deleted since)."""
+    if step is None:
+        return {"key": key}
+    return {"key": step.key, "offset_days": step.offset_days, "action": step.action,
+            "required": step.required}
 
 
 def idempotency_key(case_id, step_key):
@@ -42,7 +62,7 @@ def idempotency_key(case_id, step_key):
 
 
 @dataclass(slots=True)
-class Outcome:
+class Outcome(Result):
     """What became of one message. ``transient``: it failed for a reason that may pass
     (a timeout, an ESP outage, SMTP 4xx), so the outbox tries again later; a failure that
     is not transient (a rejected recipient) is final."""
@@ -63,18 +83,21 @@ class Outcome:
     reached: bool = True
 
 
-class Channel:
-    """Base class of a channel. Subclasses implement every method below."""
+class Channel(Plugin):
+    """Base class of a channel (``DUNNING["EMAIL_CHANNEL"]``, ``DUNNING["CHANNELS"]``).
+    Subclasses implement every method below. A channel that writes rows takes a
+    ``using`` keyword argument (the run's database)."""
 
     key = ""
+    required = ("recipient", "build", "send")
 
     def recipient(self, customer) -> tuple[str, str]:
         """Return ``(address, "")`` or ``("", reason)`` when the customer cannot be
         reached on this channel for a permanent reason."""
-        raise NotImplementedError(f"{type(self).__name__} must implement recipient()")
+        raise self.not_implemented("recipient")
 
     def build(self, outgoing: Outgoing):
-        raise NotImplementedError(f"{type(self).__name__} must implement build()")
+        raise self.not_implemented("build")
 
     def send(self, messages) -> list[Outcome]:
         """Send built messages; return one Outcome per message, in order.
@@ -82,4 +105,4 @@ class Channel:
         A message is sent at most once per call: a channel must not send a message again
         by itself (the outbox retries transient failures, and only those it was told
         about). Raise only when the channel cannot tell what became of the messages."""
-        raise NotImplementedError(f"{type(self).__name__} must implement send()")
+        raise self.not_implemented("send")

@@ -27,6 +27,7 @@ from django.core.validators import EmailValidator
 from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
+from ..failures import describe
 from ..models.tracking import is_suppressed
 from ..unsubscribe.links import list_unsubscribe_headers
 from .base import Channel, Outcome, Outgoing
@@ -78,9 +79,7 @@ class EmailChannel(Channel):
             reply_to=list(dunning_settings.REPLY_TO or []),
             tags=["dunning", outgoing.step_key],
             metadata={
-                "dunning_case": str(outgoing.case_id),
-                "dunning_step": outgoing.step_key,
-                "customer": str(outgoing.customer_id),
+                **outgoing.metadata(),
                 # The same on every try of the step: an ESP log search, a tracking event
                 # or an ESP's duplicate check can tell a second try of it.
                 "dunning_idempotency_key": outgoing.idempotency_key,
@@ -193,10 +192,6 @@ def close_quietly(connection):
         connection.close()
     except Exception:  # noqa: BLE001 - closing a broken connection may fail too
         logger.debug("Closing the email connection failed", exc_info=True)
-
-
-def describe(exc):
-    return f"{type(exc).__name__}: {exc}"[:2000]
 
 
 def failure(exc):

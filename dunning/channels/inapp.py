@@ -30,6 +30,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
+from ..failures import describe
 from ..models.policy import PAYMENT_RECEIVED
 from .base import Channel, Outcome, Outgoing
 
@@ -188,7 +189,7 @@ class InAppChannel(Channel):
                         )
         except DatabaseError as exc:
             logger.warning("Could not write in-app notices", exc_info=True)
-            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            reason = describe(exc)
             return [Outcome(False, reason=reason, transient=True) for _ in messages]
         return [Outcome(True, message_id=f"notice:{n.pk}" if n.pk is not None else "")
                 for n in created]

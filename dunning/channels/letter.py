@@ -35,8 +35,9 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
+from ..failures import describe
 from ..formatting import babel_locale, customer_timezone
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model
 from ..messages.rendering import HTML_LAYOUT, company_context
@@ -199,12 +200,7 @@ class Addressee:
 
 
 def _address_callable():
-    value = dunning_settings.CUSTOMER_ADDRESS
-    if not value:
-        return None
-    if callable(value):
-        return value
-    return import_setting("CUSTOMER_ADDRESS", value)
+    return dunning_settings.CUSTOMER_ADDRESS or None  # imported by conf (IMPORT_STRINGS)
 
 
 def addressees(customer_ids, using=DEFAULT_DB_ALIAS):
@@ -272,7 +268,7 @@ def _call(func, customer):
     except Exception as exc:  # noqa: BLE001 - the host's function: one letter fails
         logger.warning("DUNNING['CUSTOMER_ADDRESS'] failed for customer %s", customer.pk,
                        exc_info=True)
-        return _AddressFailed(f"{type(exc).__name__}: {exc}")
+        return _AddressFailed(describe(exc, None))
 
 
 # -- rendering ---------------------------------------------------------------------------
@@ -308,7 +304,7 @@ def _weasyprint():
     except (ImportError, OSError) as exc:  # OSError: Pango is missing
         raise DunningConfigurationError(
             "Letters need WeasyPrint and Pango: pip install django-dunning[letters] and "
-            f"apt-get install libpango-1.0-0 libpangoft2-1.0-0 ({type(exc).__name__}: {exc})"
+            f"apt-get install libpango-1.0-0 libpangoft2-1.0-0 ({describe(exc, None)})"
         ) from exc
     return weasyprint
 
@@ -414,7 +410,7 @@ class LetterChannel(Channel):
                                message.step_key, message.case_id, exc_info=True)
                 outcomes[index] = Outcome(False, reason=_("the letter could not be rendered: "
                                                           "%(error)s") % {
-                    "error": f"{type(exc).__name__}: {exc}"[:1900]})
+                    "error": describe(exc, 1900)})
                 continue
             step_pk = steps.get((message.case_id, message.step_key))
             letter = existing.get(step_pk) if step_pk else None
@@ -439,7 +435,7 @@ class LetterChannel(Channel):
                                message.step_key, message.case_id, exc_info=True)
                 outcomes[index] = Outcome(False, transient=True, reason=_(
                     "the letter could not be stored: %(error)s"
-                ) % {"error": f"{type(exc).__name__}: {exc}"[:1900]})
+                ) % {"error": describe(exc, 1900)})
                 if letter in new:
                     new.remove(letter)
                 else:
@@ -456,7 +452,7 @@ class LetterChannel(Channel):
                 for _index, letter in saved:
                     self._delete_file(letter)
                 reason = _("the letter could not be recorded: %(error)s") % {
-                    "error": f"{type(exc).__name__}: {exc}"[:1900]}
+                    "error": describe(exc, 1900)}
                 for index, _letter in saved:
                     outcomes[index] = Outcome(False, reason=reason, transient=True)
                 return outcomes

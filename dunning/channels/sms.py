@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
 
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings, load_plugin
 from ..exceptions import DunningConfigurationError
+from ..failures import describe
 from .base import Channel, Outcome, Outgoing
 from .sms_backends.base import BaseSmsBackend
 
@@ -241,9 +242,7 @@ def default_region():
 def get_backend(**overrides) -> BaseSmsBackend:
     """A new backend of ``DUNNING["SMS_BACKEND"]``, built with
     ``DUNNING["SMS_BACKEND_OPTIONS"]`` (and ``overrides``)."""
-    backend = dunning_settings.SMS_BACKEND
-    backend = import_setting("SMS_BACKEND", backend)
-    return backend(**{**(dunning_settings.SMS_BACKEND_OPTIONS or {}), **overrides})
+    return load_plugin("SMS_BACKEND", **overrides)
 
 
 class SmsChannel(Channel):
@@ -265,11 +264,7 @@ class SmsChannel(Channel):
         return SmsMessage(
             to=outgoing.recipient,
             body=body,
-            metadata={
-                "dunning_case": str(outgoing.case_id),
-                "dunning_step": outgoing.step_key,
-                "customer": str(outgoing.customer_id),
-            },
+            metadata=outgoing.metadata(),
             sender=dunning_settings.SMS_FROM or "",
         )
 
@@ -285,7 +280,7 @@ class SmsChannel(Channel):
             backend.open()
         except Exception as exc:  # noqa: BLE001 - nothing was sent: retry later
             logger.warning("Could not open the SMS backend", exc_info=True)
-            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            reason = describe(exc)
             return [Outcome(False, reason=reason, transient=True, reached=False)
                     for _ in messages]
         try:

@@ -32,15 +32,15 @@ from .. import signals
 from ..exceptions import DunningError
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, CaseInvoice, Dispute
+from ..rules import schedule
 from . import actors, holds
 
 logger = logging.getLogger("dunning.services")  # the name before the move (issue 15)
 
-#: "Paused without an end date": the engine compares dates, so a date far away will do.
-PAUSED_INDEFINITELY = datetime.date(9999, 12, 31)
-
-#: Days after a promised payment date before dunning goes on by itself.
-PROMISE_GRACE_DAYS = holds.PROMISE_GRACE_DAYS
+# "Paused without an end date", and the days after a promised payment date before dunning
+# goes on by itself: rules (dunning.rules.schedule), importable from here as before.
+PAUSED_INDEFINITELY = schedule.PAUSED_INDEFINITELY
+PROMISE_GRACE_DAYS = schedule.PROMISE_GRACE_DAYS
 
 #: The outcomes of a logged call (value, label).
 CALL_OUTCOMES = [
@@ -223,16 +223,10 @@ def escalate(case, actor):
 
 
 def send_written_off(case, using=DEFAULT_DB_ALIAS):
-    for receiver, response in signals.case_written_off.send_robust(
-        sender=Case, case=case, customer=case.customer
-    ):
-        if isinstance(response, Exception):
-            logger.error("case_written_off receiver %r failed for case %s", receiver, case.pk,
-                         exc_info=response)
-            CaseEvent.objects.using(using).create(
-                case=case, kind=CaseEvent.Kind.SIGNAL_ERROR, created_at=timezone.now(),
-                message=f"case_written_off: {type(response).__name__}: {response}"[:2000],
-            )
+    for failure in signals.send_robust(signals.case_written_off, Case, case=case,
+                                       customer=case.customer):
+        CaseEvent.objects.using(using).create(case=case, kind=CaseEvent.Kind.SIGNAL_ERROR,
+                                              created_at=timezone.now(), message=failure)
 
 
 def write_off(case, reason, actor):

@@ -23,15 +23,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from ..conf import dunning_settings
+from ..failures import backoff
 from ..models import ChannelBreaker
 
 logger = logging.getLogger("dunning.outbox")
 
 def breaker_delay(failures):
     """Seconds a channel pauses after ``failures`` failed connections in a row."""
-    base = max(float(dunning_settings.OUTBOX_BREAKER_BACKOFF), 1.0)
-    cap = max(float(dunning_settings.OUTBOX_BREAKER_MAX_DELAY), base)
-    return datetime.timedelta(seconds=min(cap, base * 2.0 ** min(max(failures - 1, 0), 60)))
+    base = float(dunning_settings.OUTBOX_BREAKER_BACKOFF)
+    return backoff(failures, base, max(float(dunning_settings.OUTBOX_BREAKER_MAX_DELAY), base),
+                   least=1.0)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from django.db.models import Max, Sum
 from django.utils.translation import gettext as _
 
 from .. import fees
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings
 from ..messages.rendering import charges_context
 from ..models import BalanceObservation, CaseCharge
 from ..models.policy import Action, Channel
@@ -79,8 +79,7 @@ class Charging:
         self.run = run
         self.by_policy = {pk: PolicyCharges(loaded.policy) for pk, loaded in run.policies.items()}
         self.any = any(p.active for p in self.by_policy.values())
-        path = dunning_settings.BALANCE_HISTORY
-        self.ledger = import_setting("BALANCE_HISTORY", path) if path else None
+        self.ledger = dunning_settings.BALANCE_HISTORY or None  # imported by conf
         self.facts = {}  # case pk -> [fees.InvoiceFacts]
         self.before = {}  # case pk -> {invoice number: fees.AlreadyCharged}
 

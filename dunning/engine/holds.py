@@ -20,18 +20,18 @@ from __future__ import annotations
 import datetime
 from collections import defaultdict
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
 from ..models import Case, CaseEvent, Dispute
-from . import schedule
+from ..rules import schedule
 
 #: Days after a promised payment date before dunning goes on by itself (and the promise
-#: counts as broken).
-PROMISE_GRACE_DAYS = 3
+#: counts as broken): a rule (dunning.rules.schedule), importable from here as before.
+PROMISE_GRACE_DAYS = schedule.PROMISE_GRACE_DAYS
 
 #: ``data["reason"]`` of the ``escalated`` events this module records.
 ESCALATED_DISPUTE = "dispute"
@@ -69,6 +69,30 @@ def _event(case_id, kind, message, now, run, **data):
                      data=data)
 
 
+def waiting_disputes(as_of, using=DEFAULT_DB_ALIAS):
+    """Open disputes of open cases opened at least ``DISPUTE_ESCALATE_AFTER_DAYS`` days
+    before ``as_of`` (local dates) and not yet handed to staff."""
+    days = int(dunning_settings.DISPUTE_ESCALATE_AFTER_DAYS)
+    # Opened on or before as_of - days (local dates): before the start of the day after.
+    latest_day = as_of - datetime.timedelta(days=days) + datetime.timedelta(days=1)
+    before = timezone.make_aware(datetime.datetime.combine(latest_day, datetime.time.min))
+    return open_disputes(using).filter(
+        escalated_at__isnull=True, case__status=Case.Status.OPEN, opened_at__lt=before)
+
+
+def exist(*querysets, using=DEFAULT_DB_ALIAS):
+    """Whether each queryset has a row, in one query (``SELECT EXISTS(...), ...``): the
+    run asks what there is to do before it does it, without a round trip per question."""
+    parts, params = [], []
+    for queryset in querysets:
+        sql, query_params = queryset.values("pk").order_by().query.sql_with_params()
+        parts.append(f"EXISTS({sql})")
+        params.extend(query_params)
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        return [bool(value) for value in cursor.fetchone()]
+
+
 def escalate_disputes(as_of, *, now=None, run=None, using=DEFAULT_DB_ALIAS):
     """Hand every open dispute of an open case that was opened at least
     ``DISPUTE_ESCALATE_AFTER_DAYS`` days before ``as_of`` (in the site's time zone) to
@@ -76,11 +100,9 @@ def escalate_disputes(as_of, *, now=None, run=None, using=DEFAULT_DB_ALIAS):
     Returns how many disputes were escalated."""
     now = now or timezone.now()
     days = int(dunning_settings.DISPUTE_ESCALATE_AFTER_DAYS)
-    # Opened on or before as_of - days (local dates): before the start of the day after.
-    latest_day = as_of - datetime.timedelta(days=days) + datetime.timedelta(days=1)
-    before = timezone.make_aware(datetime.datetime.combine(latest_day, datetime.time.min))
-    waiting = open_disputes(using).filter(
-        escalated_at__isnull=True, case__status=Case.Status.OPEN, opened_at__lt=before)
+    waiting = waiting_disputes(as_of, using)
+    if not waiting.exists():  # the usual run: one query, no transaction
+        return 0
     with transaction.atomic(using=using):
         rows = list(waiting.select_for_update(skip_locked=True, of=("self",))
                     .order_by("pk").values_list("pk", "case_id", "invoice_number", "opened_at"))
@@ -136,6 +158,8 @@ def count_broken_promises(as_of, *, cases=None, postponed_to=None, now=None, run
             status=Case.Status.OPEN, promise_broken=False, promised_on__lt=postponed_to)
     if cases is not None:
         lapsed = lapsed.filter(pk__in=cases)
+    if not lapsed.exists():  # the usual run: one query, no transaction
+        return {}
     with transaction.atomic(using=using):
         rows = list(lapsed.select_for_update(skip_locked=True, of=("self",))
                     .order_by("pk").values_list("pk", "broken_promises", "promised_on"))
@@ -185,7 +209,13 @@ def broken_count(case, today=None, new_date=None):
 
 
 def check_holds(as_of, *, now=None, run=None, using=DEFAULT_DB_ALIAS):
-    """The run's check: count broken promises, escalate disputes that waited too long."""
-    promises = count_broken_promises(as_of, now=now, run=run, using=using)
-    disputes = escalate_disputes(as_of, now=now, run=run, using=using)
-    return {"broken_promises": len(promises), "escalated_disputes": disputes}
+    """The run's check: count broken promises, escalate disputes that waited too long.
+    One query when there is nothing to do (the usual run); ``open_disputes`` tells the
+    run whether any dispute is open at all (else it asks no batch for its disputes)."""
+    lapsed, waiting, any_open = exist(
+        lapsed_promises(as_of, using), waiting_disputes(as_of, using), open_disputes(using),
+        using=using)
+    promises = count_broken_promises(as_of, now=now, run=run, using=using) if lapsed else {}
+    disputes = escalate_disputes(as_of, now=now, run=run, using=using) if waiting else 0
+    return {"broken_promises": len(promises), "escalated_disputes": disputes,
+            "open_disputes": any_open}

@@ -21,17 +21,16 @@ from __future__ import annotations
 from django.db import DEFAULT_DB_ALIAS
 
 from ..models import CaseEvent, Run
-from . import actors
-from .run import DunningRun, case_key, is_day
-from .schedule import (
+from ..rules.schedule import (
     ALL_DISPUTED,
     BELOW_MINIMUM,
-    CaseFacts,
-    Decision,
+    PAUSED,
+    STEP_TODAY,
     Kind,
-    next_step_index,
-    step_due_on,
+    decide_now,
 )
+from . import actors
+from .run import DunningRun, case_key, is_day
 
 #: The ``Run.host`` of a run by hand (the simulator does not take its day for a run day).
 SEND_NOW_RUN_HOST = "send-now"
@@ -46,6 +45,14 @@ REFUSED_DISPUTED = "disputed"
 #: The policy's compliance guards do not allow the step today (quiet hours until
 #: tomorrow, a holiday or weekend, a frequency cap): it goes out when they do.
 REFUSED_COMPLIANCE = "compliance"
+
+#: Why decide_now() made a case wait, as a refusal.
+REFUSED_BY_REASON = {
+    BELOW_MINIMUM: REFUSED_MINIMUM,
+    ALL_DISPUTED: REFUSED_DISPUTED,
+    PAUSED: REFUSED_PAUSED,
+    STEP_TODAY: REFUSED_TODAY,
+}
 
 
 class SendNowRun(DunningRun):
@@ -90,34 +97,15 @@ class SendNowRun(DunningRun):
         self._claimed.update(c.pk for c in claimed)
         return claimed
 
+    #: Today whatever the offset, the minimum gap or a pause that has ended
+    #: (schedule.decide_now).
+    decide_rule = staticmethod(decide_now)
+
     def decide(self, case, invoices, done):
         decision = super().decide(case, invoices, done)
-        if decision.kind is not Kind.WAIT:
-            return decision  # resolve (paid), execute (due anyway) or done
-        spec = self.policies[case.policy_id].spec
-        if decision.reason == BELOW_MINIMUM:
-            self.refused[case.pk] = REFUSED_MINIMUM
-            return decision
-        if decision.reason == ALL_DISPUTED:
-            self.refused[case.pk] = REFUSED_DISPUTED
-            return decision
-        if case.paused_until is not None and case.paused_until > self.as_of:
-            self.refused[case.pk] = REFUSED_PAUSED
-            return decision
-        if case.last_step_on is not None and case.last_step_on >= self.as_of:
-            self.refused[case.pk] = REFUSED_TODAY
-            return decision
-        index = next_step_index(spec, frozenset(done))
-        step = spec.steps[index]
-        following = None
-        if index + 1 < len(spec.steps) and step.action != "terminate":
-            after = CaseFacts(
-                oldest_due=min(i.due_date for i in invoices),
-                done_keys=frozenset(done) | {step.key},
-                last_step_on=self.as_of,
-            )
-            following = step_due_on(spec, spec.steps[index + 1], after)
-        return Decision(Kind.EXECUTE, step=step, next_check=following)
+        if decision.kind is Kind.WAIT and decision.reason in REFUSED_BY_REASON:
+            self.refused[case.pk] = REFUSED_BY_REASON[decision.reason]
+        return decision
 
     def apply(self, case, decision, invoices, customer, done_keys, batch, steps, events, links):
         if decision.kind is Kind.DONE:

@@ -46,9 +46,10 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from .. import webhooks
-from ..channels.base import Outcome, Outgoing
+from ..channels.base import Outcome, Outgoing, step_info
 from ..conf import dunning_settings
 from ..db import can_return_from_update, update_returning  # noqa: F401 (moved to db)
+from ..failures import backoff, describe
 from ..hosts import CustomerRow
 from ..messages.history import customer_history
 from ..models import Case, CaseEvent, CaseStep
@@ -71,9 +72,8 @@ def retry_delay(attempts):
     """How long a message waits after its ``attempts``-th try failed for a transient
     reason: ``OUTBOX_RETRY_BACKOFF`` seconds, doubled for every further try, at most
     ``OUTBOX_RETRY_MAX_DELAY`` seconds (with the defaults 1, 2, 4, 8 minutes)."""
-    base = max(float(dunning_settings.OUTBOX_RETRY_BACKOFF), 0.0)
-    cap = max(float(dunning_settings.OUTBOX_RETRY_MAX_DELAY), 0.0)
-    return datetime.timedelta(seconds=min(cap, base * 2.0 ** min(max(attempts - 1, 0), 60)))
+    return backoff(attempts, dunning_settings.OUTBOX_RETRY_BACKOFF,
+                   dunning_settings.OUTBOX_RETRY_MAX_DELAY)
 
 
 def stale_before(now):
@@ -179,7 +179,7 @@ class Outbox:
                     unsubscribe_url=item.unsubscribe_url,
                 ))
             except Exception as exc:  # noqa: BLE001 - a message that cannot be built fails
-                unsendable.append((item, f"{type(exc).__name__}: {exc}"[:2000]))
+                unsendable.append((item, describe(exc)))
                 continue
             built.append((item, message))
         if unsendable:
@@ -562,12 +562,9 @@ class Outbox:
             failure = _("customer not found")
             if customer is not None:
                 failure = run.channel_for(row.channel).recipient(customer)[1]
-            info = {"key": row.step_key}
             loaded = run.policies.get(row.case.policy_id)
             step = next((s for s in loaded.spec.steps if s.key == row.step_key), None) if loaded else None
-            if step is not None:
-                info.update(offset_days=step.offset_days, action=step.action,
-                            required=step.required)
+            info = step_info(step, row.step_key)
             # The A/B variant the step recorded (dunning.variants), not a new draw.
             template = run.template_pk(row.case.policy_id, row.step_key, row.channel,
                                        row.language, variant=row.variant, case_pk=row.case_id)

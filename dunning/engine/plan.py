@@ -77,6 +77,10 @@ class DunningPlan(DunningRun):
                                   action, channel, "", snapshot,
                                   problem=f"customer {case.customer_id} not found",
                                   resolves=resolves)
+        problem = self.hand_over_failure(case, key, action)
+        if problem:  # the run fails the case before anything goes out
+            return PlannedMessage(case.pk, case.customer_id, customer, customer.label, key,
+                                  action, channel, "", snapshot, problem=problem)
         spec = self.step_spec(case, key)
         channel, address, reason, _skipped, _note = self.reach(
             customer, channel, spec.fallback if spec else "", spec.required if spec else False)

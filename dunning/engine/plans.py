@@ -6,7 +6,6 @@ so the run needs nothing from the portal."""
 
 from __future__ import annotations
 
-import datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -16,14 +15,14 @@ from django.utils.translation import gettext as _
 from ..conf import dunning_settings
 from ..hosts import get_adapter
 from ..models import CaseEvent, PaymentPlan
+from ..rules import plans as plan_rules
 from . import actions as services
 
 
 def _pause_for_instalment(case, plan, instalment):
     """Pause the case until an instalment's date plus the grace days (never shortening a
     longer pause, e.g. one by hand)."""
-    due = datetime.date.fromisoformat(instalment["due"])
-    until = due + datetime.timedelta(days=dunning_settings.PORTAL_PLAN_GRACE_DAYS)
+    until = plan_rules.pause_until(instalment, dunning_settings.PORTAL_PLAN_GRACE_DAYS)
     if case.paused_until is not None and case.paused_until >= until:
         return
     number = plan.instalments.index(instalment) + 1
@@ -80,7 +79,7 @@ def check_payment_plans(as_of=None):
     Two queries read every active plan and its invoices; only plans whose state changes
     write (a pause already long enough is left alone without a query)."""
     as_of = as_of or timezone.localdate()
-    grace = datetime.timedelta(days=dunning_settings.PORTAL_PLAN_GRACE_DAYS)
+    grace_days = dunning_settings.PORTAL_PLAN_GRACE_DAYS
     counts = {"broken": 0, "completed": 0}
     plans = list(PaymentPlan.objects.filter(status=PaymentPlan.Status.ACTIVE)
                  .select_related("case"))
@@ -88,21 +87,14 @@ def check_payment_plans(as_of=None):
     for plan in plans:
         case = plan.case
         paid = paid_so_far(plan, invoices)
-        expected = {c: Decimal(0) for c in plan.totals}
-        pending = None
-        for instalment in plan.instalments:
-            for currency, amount in instalment["amounts"].items():
-                expected[currency] += Decimal(amount)
-            if any(paid[c] < expected[c] for c in expected):
-                pending = instalment
-                break
+        pending = plan_rules.pending_instalment(plan.instalments, plan.totals, paid)
         if pending is None:
             with transaction.atomic():
                 plan.status = PaymentPlan.Status.COMPLETED
                 plan.save(update_fields=["status"])
                 services.record(case, CaseEvent.Kind.PLAN_COMPLETED, None, plan=plan.pk)
             counts["completed"] += 1
-        elif datetime.date.fromisoformat(pending["due"]) + grace < as_of:
+        elif plan_rules.instalment_missed(pending, as_of, grace_days):
             with transaction.atomic():
                 plan.status = PaymentPlan.Status.BROKEN
                 plan.save(update_fields=["status"])

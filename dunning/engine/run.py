@@ -20,7 +20,6 @@ Queries per batch are constant; nothing is fetched per customer.
 from __future__ import annotations
 
 import datetime
-import inspect
 import logging
 import math
 import os
@@ -39,9 +38,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import signals, webhooks
-from ..conf import agency_settings, dunning_settings, import_setting
+from ..channels.base import step_info
+from ..conf import agency_settings, dunning_settings, load_plugin
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
+from ..failures import describe
 from ..formatting import babel_locale, customer_timezone
 from ..hosts import CustomerRow, get_adapter, get_customer_model
 from ..messages import variants
@@ -59,23 +60,32 @@ from ..models import (
 )
 from ..models.consent import opted_out_channels
 from ..models.policy import PAYMENT_RECEIVED
-from ..unsubscribe.links import message_link
-from . import segments
-from .actions import close_written_off
-from .charging import Charging
-from .charging import summary as charges_summary
-from .compliance import (
+from ..rules.compliance import (
     Candidate,
     Compliance,
     ComplianceConfigError,
     compliance_spec,
     filter_batch,
+    split_uncounted,
 )
-from .holds import check_holds, disputed_numbers
+from ..rules.effects import (  # noqa: F401 (is_day: imported from here)
+    AGENCY,
+    RESOLVED,
+    TERMINATED,
+    CaseState,
+    effects,
+    is_day,
+)
+from ..rules.schedule import CaseFacts, Kind, PolicySpec, decide, policy_spec
+from ..unsubscribe.links import message_link
+from . import segments
+from .actions import close_written_off
+from .charging import Charging
+from .charging import summary as charges_summary
+from .holds import check_holds, disputed_numbers, open_disputes
 from .outbox import Outbox
 from .plans import check_payment_plans
 from .pool import RenderPool, default_processes
-from .schedule import CaseFacts, Decision, Kind, PolicySpec, decide, policy_spec
 
 logger = logging.getLogger("dunning.run")
 
@@ -182,11 +192,6 @@ def case_key(case):
     return case.pk if case.pk is not None else -id(case)
 
 
-def is_day(hold):
-    """A compliance hold that makes the step wait for another day (a date, not a time)."""
-    return isinstance(hold, datetime.date) and not isinstance(hold, datetime.datetime)
-
-
 def load_compliance(policy):
     """The policy's compliance rules; a policy whose settings do not parse (saved around
     the admin's validation) gets the defaults, and the error is logged."""
@@ -290,6 +295,7 @@ class DunningRun:
         # {customer pk as text: {channel, ...}} the customers of the batch opted out of.
         self.opted_out = {}
         self.disputed = {}  # customer pk -> its invoices held by a dispute (per batch)
+        self._any_disputes = None  # whether any dispute is open: asked once per run
         self.history = {}  # customer pk -> dunning.history figures (when templates use them)
         self._reached = {}
         self.hold = {}  # case pk -> date (wait) or datetime (later today): compliance
@@ -302,7 +308,7 @@ class DunningRun:
             raise DunningConfigurationError("DUNNING['BATCH_SIZE'] must be at least 1.")
         self.using = using
         self.adapter = get_adapter()
-        self.channel = dunning_settings.EMAIL_CHANNEL()
+        self.channel = load_plugin("EMAIL_CHANNEL")
         self._channels = {"email": self.channel}
         self.renderer = Renderer()
         self.company = company_context()
@@ -415,7 +421,9 @@ class DunningRun:
                     # breaks the plan and ends its pause, so this run dunns again.
                     check_payment_plans(self.as_of)
                     # Broken promises counted, disputes that waited too long to staff.
-                    check_holds(self.as_of, now=self.clock(), run=self.run, using=self.using)
+                    holds = check_holds(self.as_of, now=self.clock(), run=self.run,
+                                        using=self.using)
+                    self._any_disputes = holds["open_disputes"]
                 self.advance(paid="paid" in stages, due="due" in stages)
                 # One more pass: transient send failures whose retry fell due meanwhile.
                 self.drain_stale_outbox()
@@ -688,7 +696,7 @@ class DunningRun:
         self.deliver(batch)
 
     def record_case_failure(self, pk, exc):
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        reason = describe(exc)
         self.result.failed += 1
         self.result.failures.append((pk, reason))
         try:
@@ -715,7 +723,12 @@ class DunningRun:
             invoices[row.customer_id].append(row)
         # A disputed invoice is held: not demanded, listed or charged until its dispute is
         # resolved; the rest of the debt keeps its schedule (dunning.engine.holds).
-        held = disputed_numbers([c.pk for c in cases], using=self.using)
+        # Most runs have no open dispute at all: one EXISTS per run instead of a query per
+        # batch (a dispute opened while the run goes counts from the next run on).
+        if self._any_disputes is None:
+            self._any_disputes = open_disputes(self.using).exists()
+        held = (disputed_numbers([c.pk for c in cases], using=self.using)
+                if self._any_disputes else {})
         self.disputed = {}  # customer pk -> the invoice rows held by a dispute
         for case in cases:
             numbers = held.get(case.pk)
@@ -741,26 +754,27 @@ class DunningRun:
                 done[case_id].add(key)
         return invoices, customers, done
 
+    #: The rule that decides a case (send-now: ``decide_now``).
+    decide_rule = staticmethod(decide)
+
     def decide(self, case, invoices, done):
-        loaded = self.policies[case.policy_id]
+        return self.decide_rule(self.policies[case.policy_id].spec,
+                         self.case_facts(case, invoices, done), self.as_of)
+
+    def case_facts(self, case, invoices, done):
+        """The rules' view of a case (schedule.CaseFacts)."""
         balances = {}
         for inv in invoices:
             balances[inv.currency] = balances.get(inv.currency, Decimal(0)) + inv.amount_due
-        facts = CaseFacts(
+        return CaseFacts(
             oldest_due=min((i.due_date for i in invoices), default=None),
             balances=balances,
             done_keys=frozenset(done),
             last_step_on=case.last_step_on,
             paused_until=case.paused_until,
             disputed=case.customer_id in self.disputed,
+            at_agency=bool(case.agency),
         )
-        decision = decide(loaded.spec, facts, self.as_of)
-        if (case.agency and decision.kind is Kind.EXECUTE
-                and decision.step.action != "write_off"):
-            # At a collections agency: nothing more but a write-off step; a payment, or the
-            # agency returning the case (dunning.agency), moves it on.
-            return Decision(Kind.DONE)
-        return decision
 
     def process(self, cases):
         """Decide and record a claimed batch (inside the write transaction)."""
@@ -783,7 +797,7 @@ class DunningRun:
                            done.get(case.pk, set()), batch, steps, events, links)
             except Exception as exc:
                 logger.exception("Dunning case %s failed", case.pk)
-                reason = f"{type(exc).__name__}: {exc}"[:2000]
+                reason = describe(exc)
                 known = customers.get(case.customer_id)
                 self.result.note_failure(case.pk, reason, known.label if known else "")
                 case.next_due_on = self.as_of + ONE_DAY
@@ -856,12 +870,7 @@ class DunningRun:
         if not candidates:
             return {}
         history = self.sent_history(candidates, rules)
-        # A customer with no earlier message in the caps' window and one due step here is
-        # within any cap (caps allow at least one message): only the others are counted.
-        per_customer = Counter(c.customer for c in candidates)
-        counted, free = [], []
-        for c in candidates:
-            (counted if history.get(c.customer) or per_customer[c.customer] > 1 else free).append(c)
+        counted, free = split_uncounted(candidates, history)
         plan = filter_batch(counted, history, default_tz=settings.TIME_ZONE or "UTC")
         plan.allowed.extend(free)
         holds = {}
@@ -906,15 +915,13 @@ class DunningRun:
         built once per run."""
         channel = self._channels.get(key)
         if channel is None:
-            path = (dunning_settings.CHANNELS or {}).get(key)
-            if not path:
+            # Channels that write rows (letters, in-app notices) write to the run's database.
+            channel = load_plugin("CHANNELS", key, optional={"using": self.using})
+            if channel is None:
                 raise DunningConfigurationError(
                     f"No channel {key!r}: add it to DUNNING['CHANNELS']."
                 )
-            cls = import_setting("CHANNELS", path, key)
-            # Channels that write rows (letters, in-app notices) write to the run's database.
-            takes_using = "using" in inspect.signature(cls).parameters
-            channel = self._channels[key] = cls(using=self.using) if takes_using else cls()
+            self._channels[key] = channel
         return channel
 
     def reach(self, customer, channel, fallback="", required=False):
@@ -995,77 +1002,71 @@ class DunningRun:
 
     def apply(self, case, decision, invoices, customer, done_keys, batch, steps, events, links):
         """Record a case's decision: its step row, events, signals, queued message and
-        new state. ``done_keys``: the keys of the steps the case executed before."""
-        if decision.kind is Kind.WAIT:
-            case.next_due_on = decision.next_check
-            return
-        if decision.kind is Kind.DONE:
-            case.next_due_on = None
-            return
+        new state, as ``effects()`` (dunning.rules.effects) says. ``done_keys``: the keys
+        of the steps the case executed before."""
+        effect = effects(decision, CaseState(self.as_of, bool(done_keys), case.suspended,
+                                             self.hold.get(case_key(case))))
+        case.next_due_on = effect.next_due_on
+        if effect.step is None and not effect.status and not effect.held:
+            return  # wait, or nothing more until something changes
         if customer is None:
             raise LookupError(f"customer {case.customer_id} of case {case.pk} not found")
-        if decision.kind is Kind.RESOLVE:
+        if effect.status == RESOLVED:
             case.status = Case.Status.RESOLVED
-            case.closed_on = self.as_of
-            case.next_due_on = None
+            case.closed_on = effect.closed_on
             self.result.resolved += 1
             events.append(self.event(case, CaseEvent.Kind.RESOLVED))
-            if done_keys:
+            if effect.thank_you:
                 row = self.step_row(case, PAYMENT_RECEIVED, "", "email", customer, [], events)
                 steps.append(row)
                 self.queue(batch, row, case, customer, {"key": PAYMENT_RECEIVED})
             batch.signals.append((signals.case_resolved, case))
-            if case.suspended:
+            if effect.restore:
                 case.suspended = False
                 events.append(self.event(case, CaseEvent.Kind.RESTORED))
                 batch.signals.append((signals.service_restored, case))
             return
-        step = decision.step
-        hold = self.hold.get(case_key(case))
-        if is_day(hold):
-            case.next_due_on = hold  # quiet hours, a holiday or a frequency cap: wait
+        if effect.held:  # quiet hours, a holiday or a frequency cap: wait for that day
             self.result.held += 1
             return
+        step = effect.step
         # Before anything is recorded: an agency that is not set up fails the case here.
-        agency, agency_name = self.step_agency(case, step) if step.action == "agency" else ("", "")
+        agency, agency_name = self.step_agency(case, step) if effect.hand_over else ("", "")
         silent = step.action in ACTION_ONLY and self.template_for(
             case.policy_id, step.key, step.channel, customer.language, case_pk=case.pk) is None
         row = self.step_row(case, step.key, step.action, step.channel, customer, invoices,
                             events, step.required, step.fallback, silent=silent)
-        if hold is not None and row["status"] == CaseStep.Status.QUEUED:
+        if effect.send_at is not None and row["status"] == CaseStep.Status.QUEUED:
             # Goes out later today: queued until then and sent by the outbox's drain.
-            row["next_attempt_at"] = hold
+            row["next_attempt_at"] = effect.send_at
         steps.append(row)
         self.result.executed[step.key] += 1
         case.last_step_key = step.key
         case.last_step_on = self.as_of
-        case.next_due_on = decision.next_check
-        info = {"key": step.key, "offset_days": step.offset_days, "action": step.action,
-                "required": step.required}
-        charges = self.charge(case, step, done_keys, row, batch, events)
+        info = step_info(step)
+        charges = self.charge(case, step, done_keys, row, batch, events) if effect.charge else []
         self.queue(batch, row, case, customer, info, charges)
-        if step.action == "suspend" and not case.suspended:
+        if effect.suspend:
             case.suspended = True
             events.append(self.event(case, CaseEvent.Kind.SUSPENDED, step_key=step.key))
             batch.signals.append((signals.service_suspended, case))
-        elif step.action == "terminate":
+        elif effect.status == TERMINATED:
             case.status = Case.Status.TERMINATED
-            case.closed_on = self.as_of
-            case.next_due_on = None
+            case.closed_on = effect.closed_on
             self.result.terminated += 1
             events.append(self.event(case, CaseEvent.Kind.TERMINATED, step_key=step.key))
             # The disputed invoices too: no later case dunns them without their dispute.
             links.extend(CaseInvoice(case=case, invoice_id=i.pk)
                          for i in [*invoices, *self.disputed.get(case.customer_id, ())])
             batch.signals.append((signals.account_terminated, case))
-        elif step.action == "agency":
+        elif effect.hand_over:
             case.agency, case.handed_over_on = agency, self.as_of
             events.append(self.event(
                 case, CaseEvent.Kind.HANDED_OVER,
                 _("Handed over to %(agency)s.") % {"agency": agency_name},
                 agency=agency, step_key=step.key))
             batch.signals.append((signals.case_handed_over, case))
-        elif step.action == "write_off":
+        elif effect.write_off:
             close_written_off(case, _("Written off by the step %(step)s.") % {"step": step.key},
                               None, self.as_of, using=self.using, run=self.run,
                               step_key=step.key)
@@ -1077,6 +1078,18 @@ class DunningRun:
                       if s.key == step.key), "")
         key, config = agency_settings(named)
         return key, config["name"]
+
+    def hand_over_failure(self, case, key, action):
+        """Why the run would fail the hand-over step ``key`` of the case (its agency is not
+        set up), as the run records it; "" when it would not, or for another step. The dry
+        run and the plan ask, as apply() fails the case before recording anything."""
+        if action != AGENCY:
+            return ""
+        try:
+            self.step_agency(case, self.step_spec(case, key))
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:2000]
+        return ""
 
     def charge(self, case, step, done_keys, row, batch, events):
         """The reminder fees and interest of a queued step (dunning.charging): recorded
@@ -1168,7 +1181,7 @@ class DunningRun:
         except RenderLimitError as exc:  # its message says which limit, for staff
             return str(exc)[:2000]
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:2000]
+            return describe(exc)
 
     def unsubscribe_url(self, customer_id, channel, step_info):
         """The unsubscribe link of a message ("" for a legally required notice), issued
@@ -1200,14 +1213,8 @@ class DunningRun:
             extra = dict(kwargs[0]) if kwargs else {}
             if signal is signals.case_handed_over:
                 extra["agency"] = case.agency
-            for receiver, response in signal.send_robust(sender=Case, case=case, customer=customer,
-                                                         **extra):
-                if isinstance(response, Exception):
-                    logger.error("Receiver %r of a dunning signal failed: %s", receiver, response)
-                    errors.append(self.event(
-                        case, CaseEvent.Kind.SIGNAL_ERROR,
-                        f"{getattr(receiver, '__qualname__', receiver)}: {response}"[:2000],
-                    ))
+            errors.extend(self.event(case, CaseEvent.Kind.SIGNAL_ERROR, failure) for failure in
+                          signals.send_robust(signal, Case, case=case, customer=customer, **extra))
         if errors:
             with self.write_transaction():
                 CaseEvent.objects.using(self.using).bulk_create(errors)
@@ -1256,8 +1263,8 @@ class DunningRun:
             self.plan([c for c in cases if c.pk not in paid])
 
     def plan(self, cases):
-        invoices, customers, done = self.gather(cases)
-        decisions = self.decide_batch(cases, invoices, done)
+        invoices, customers, done_keys = self.gather(cases)
+        decisions = self.decide_batch(cases, invoices, done_keys)
         holds = self.compliance_holds(cases, decisions, customers)
         for case in cases:
             decision = decisions[case_key(case)]
@@ -1265,24 +1272,25 @@ class DunningRun:
             if isinstance(decision, Exception):
                 self.result.note_failure(
                     case.pk if case.pk is not None else case_key(case),
-                    f"{type(decision).__name__}: {decision}"[:2000],
+                    describe(decision),
                     customer.label if customer else "")
                 continue
-            if decision.kind is Kind.EXECUTE and is_day(holds.get(case_key(case))):
+            effect = effects(decision, CaseState(self.as_of, bool(done_keys.get(case.pk)),
+                                                 case.suspended, holds.get(case_key(case))))
+            if effect.held:
                 self.result.held += 1
                 continue
-            if decision.kind is Kind.EXECUTE:
-                step = decision.step
+            if effect.step is not None:
+                step = effect.step
                 self.result.executed[step.key] += 1
-                if step.action == "terminate":
+                if effect.status == TERMINATED:
                     self.result.terminated += 1
-                info = {"key": step.key, "offset_days": step.offset_days,
-                        "action": step.action, "required": step.required}
+                info = step_info(step)
                 self.planned(case, customer, step.key, step.action, step.channel,
                              invoices.get(case.customer_id, []), info)
-            elif decision.kind is Kind.RESOLVE:
+            elif effect.status == RESOLVED:
                 self.result.resolved += 1
-                if done.get(case.pk):
+                if effect.thank_you:
                     self.planned(case, customer, PAYMENT_RECEIVED, "", "email", [],
                                  {"key": PAYMENT_RECEIVED}, resolves=True)
 
@@ -1302,6 +1310,9 @@ class DunningRun:
         not), by the same checks: reach() as step_row() does, then the rendering."""
         if customer is None:
             return f"LookupError: customer {case.customer_id} of case {case.pk} not found"
+        problem = self.hand_over_failure(case, key, action)
+        if problem:
+            return problem
         if action in ACTION_ONLY and self.template_for(
                 case.policy_id, key, channel, customer.language, case_pk=case.pk) is None:
             return ""  # an action without a message
@@ -1310,7 +1321,7 @@ class DunningRun:
             channel, address, reason, skipped, _note = self.reach(
                 customer, channel, spec.fallback if spec else "", spec.required if spec else False)
         except Exception as exc:  # a channel that is not set up fails the case
-            return f"{type(exc).__name__}: {exc}"[:2000]
+            return describe(exc)
         if skipped:
             return ""  # opted out: skipped, not failed
         if reason:

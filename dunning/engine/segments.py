@@ -24,7 +24,7 @@ from django.db.models import Count, Sum
 from django.utils.translation import gettext as _
 
 from .. import webhooks
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings
 from ..hosts import ANNOTATION_PREFIX
 from ..models import Case, CaseEvent, PolicyRule
 
@@ -78,8 +78,7 @@ def active_rules(using="default"):
 
 
 def risk_hook():
-    path = dunning_settings.RISK_SCORE
-    return import_setting("RISK_SCORE", path) if path else None
+    return dunning_settings.RISK_SCORE or None  # imported by conf (IMPORT_STRINGS)
 
 
 def gather_facts(run, customer_ids, case_pks):

@@ -56,17 +56,27 @@ from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from ..conf import dunning_settings
-from ..exceptions import DunningConfigurationError
+from ..exceptions import DunningConfigurationError, SimulationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..models import Case, CaseEvent, CaseInvoice, CaseStep, Policy, Run
 from ..models.policy import PAYMENT_RECEIVED, Action
-from .actions import PAUSED_INDEFINITELY, PROMISE_GRACE_DAYS
+from ..rules.effects import RESOLVED, TERMINATED, CaseState, effects
+from ..rules.schedule import (
+    BELOW_MINIMUM,
+    PAUSED_INDEFINITELY,
+    PROMISE_GRACE_DAYS,
+    CaseFacts,
+    Kind,
+    decide,
+    policy_spec,
+)
 from .manual import SEND_NOW_RUN_HOST
 from .ondemand import PAYMENT_EVENT_RUN_HOST
-from .schedule import CaseFacts, Kind, below_minimum, decide, policy_spec
 
 ONE_DAY = datetime.timedelta(days=1)
 FAR = datetime.date.max
+#: The facts of a case with nothing left to pay.
+PAID = CaseFacts(oldest_due=None)
 
 DEFAULT_DAYS = 90
 MIN_DAYS = 7
@@ -81,10 +91,6 @@ PAUSE_KINDS = (
     CaseEvent.Kind.DISPUTE_RESOLVED,
 )
 NOT_SCHEDULED_RUN_HOSTS = (SEND_NOW_RUN_HOST, PAYMENT_EVENT_RUN_HOST)
-
-
-class SimulationError(ValueError):
-    """A bad argument to :func:`simulate` (the message says what is wrong)."""
 
 
 def check_days(days):
@@ -365,9 +371,11 @@ def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally
             pass  # every open invoice disputed: the case waits (schedule.ALL_DISPUTED)
         elif not invoices:
             if is_open:
-                if done:
+                # Paid: resolved, with the thank-you message of a case that had steps.
+                effect = effects(decide(spec, PAID, day), CaseState(day, bool(done)))
+                if effect.thank_you:
                     tally.add(case_id, day, PAYMENT_RECEIVED)
-                is_open = False
+                is_open = effect.status != RESOLVED
         else:
             if not is_open:
                 is_open, done, last_step_on = True, frozenset(), None
@@ -384,19 +392,18 @@ def replay(spec, case_id, timeline, start_day, last_day, run_days, pauses, tally
                 paused_until=_paused_on(pauses, day) if pauses else None,
             )
             decision = decide(spec, facts, day)
-            if decision.kind is Kind.EXECUTE:
-                step = decision.step
+            effect = effects(decision, CaseState(day, bool(done)))
+            if effect.step is not None:
+                step = effect.step
                 tally.add(case_id, day, step.key, step.action)
                 done, last_step_on = done | {step.key}, day
-                if step.action == Action.TERMINATE:
-                    excluded.update(invoices)
-                    is_open = False
-                else:
-                    following = decision.next_check or FAR
-            elif decision.kind is Kind.WAIT:
-                following = decision.next_check or FAR
-                if below_minimum(spec, balances):
-                    following = FAR  # until the invoices change
+            if effect.status == TERMINATED:
+                excluded.update(invoices)
+                is_open = False
+            elif decision.kind is Kind.WAIT and decision.reason == BELOW_MINIMUM:
+                following = FAR  # until the invoices change
+            else:
+                following = effect.next_due_on or FAR
         following = min(following, timeline.next_change(day))
         if pauses:
             following = min(following, _next_pause_change(pauses, day))

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
 from ..exceptions import RenderLimitError, TemplateRenderError
+from ..failures import describe
 from ..formatting import (  # noqa: F401 (re-exported)
     KNOWN_CURRENCIES,
     _clear_caches,
@@ -258,7 +259,7 @@ class Renderer:
             if budget.error is not None:  # over a limit, then failed for that
                 self._over_limit[key] = (failures + 1, str(budget.error))
                 raise budget.error from exc
-            raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+            raise TemplateRenderError(describe(exc, None)) from exc
         finally:
             deactivate(token)
         if failures:

@@ -182,7 +182,7 @@ def charge_rule_errors(obj, fields=("fee_rule", "interest_rule")):
 
 def compliance_errors(policy):
     """{field: [message, ...]} of the policy's compliance settings that do not parse."""
-    from ..engine import compliance
+    from ..rules import compliance
 
     errors = {}
     checks = {

@@ -12,7 +12,6 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from ..channels.inapp import setting
-from ..conf import import_setting
 from ..models.notices import _customer_pk
 
 
@@ -23,7 +22,6 @@ def customer_for_request(request):
     finder = setting("INAPP_CUSTOMER_FOR_REQUEST")
     if not finder:
         return None
-    finder = import_setting("INAPP_CUSTOMER_FOR_REQUEST", finder)
     return _customer_pk(finder(request))
 
 

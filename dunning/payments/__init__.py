@@ -7,7 +7,7 @@ then failed payments are not retried.
 """
 
 
-from ..conf import dunning_settings, import_setting
+from ..conf import dunning_settings, load_plugin
 from .base import ChargeResult, PaymentBackend, StoredMethod
 
 __all__ = ["ChargeResult", "PaymentBackend", "StoredMethod", "get_backend"]
@@ -22,10 +22,6 @@ def _drop_backend():
 
 def get_backend():
     """The configured payment backend (one instance per settings), or None."""
-    path = dunning_settings.PAYMENT_BACKEND
-    if not path:
-        return None
     if "backend" not in _cache:
-        cls = import_setting("PAYMENT_BACKEND", path)
-        _cache["backend"] = cls(**(dunning_settings.PAYMENT_BACKEND_OPTIONS or {}))
+        _cache["backend"] = load_plugin("PAYMENT_BACKEND")
     return _cache["backend"]

@@ -47,10 +47,11 @@ Optional, for charges that settle later (a SEPA or ACH debit: ``charge`` returne
 
 from __future__ import annotations
 
-import abc
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from ..plugins import Plugin, Result
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class StoredMethod:
 
 
 @dataclass(frozen=True)
-class ChargeResult:
+class ChargeResult(Result):
     ok: bool
     #: Normalized decline code (dunning.payments.declines), "" on success.
     decline_code: str = ""
@@ -85,6 +86,16 @@ class ChargeResult:
     #: the processor's webhook.
     pending: bool = False
 
+    @property
+    def reason(self):
+        """The shared name of :attr:`message` (dunning.plugins.Result)."""
+        return self.message
+
+    @property
+    def transient(self):
+        """A technical failure (:attr:`error`): nobody declined, try again later."""
+        return bool(self.error and not self.ok)
+
 
 @dataclass(frozen=True)
 class Renewal:
@@ -96,21 +107,23 @@ class Renewal:
     method: StoredMethod
 
 
-class PaymentBackend(abc.ABC):
-    """Base class of payment backends (see the module's documentation)."""
+class PaymentBackend(Plugin):
+    """Base class of payment backends (see the module's documentation): a subclass
+    implements :meth:`stored_methods` and :meth:`charge`."""
 
     #: Shown in the admin and on the timeline.
     name = "payment backend"
+    required = ("stored_methods", "charge")
 
-    @abc.abstractmethod
     def stored_methods(self, customer) -> list[StoredMethod]:
         """The customer's stored payment methods, preferred first."""
+        raise self.not_implemented("stored_methods")
 
-    @abc.abstractmethod
     def charge(self, customer, amount: Decimal, currency: str, method: str, *,
                invoices=(), idempotency_key: str = "") -> ChargeResult:
         """Charge ``amount`` ``currency`` to the stored ``method``; never raises for a
         decline or a failure (see the module's documentation)."""
+        raise self.not_implemented("charge")
 
     #: True when the backend can fetch refreshed card details (see refresh_method).
     supports_account_updater = False

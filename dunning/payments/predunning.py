@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..channels.base import Outgoing
-from ..conf import dunning_settings
+from ..conf import dunning_settings, load_plugin
 from ..formatting import babel_locale, format_day, format_money
 from ..hosts import ANNOTATION_PREFIX, get_adapter
 from ..messages.rendering import Renderer, build_context, company_context
@@ -181,7 +181,7 @@ def send_notices(notices, today, using=DEFAULT_DB_ALIAS):
     customers = get_adapter().customer_rows({n.customer_id for n in notices})
     opted_out = opted_out_channels({n.customer_id for n in notices}, using=using)
     by_key = templates({n.kind for n in notices}, using)
-    channel = dunning_settings.EMAIL_CHANNEL()
+    channel = load_plugin("EMAIL_CHANNEL")
     renderer = Renderer()
     handed, failed = [], []
     for notice in notices:

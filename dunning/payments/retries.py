@@ -481,13 +481,10 @@ def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS, *, as_of=None, no
     """After the commit of a collected payment: the host's signal, then the run over the
     customer that resolves the case (thank-you message, case_resolved) on ``as_of``, the
     date of the run that collected it (default today), at ``now``."""
-    for receiver, response in signals.payment_succeeded.send_robust(
-        sender=PaymentAttempt, case=case, customer=customer, amount=attempt.amount,
-        currency=attempt.currency, invoices=list(attempt.invoices),
+    for failure in signals.send_robust(
+        signals.payment_succeeded, PaymentAttempt, case=case, customer=customer,
+        amount=attempt.amount, currency=attempt.currency, invoices=list(attempt.invoices),
         transaction_id=attempt.transaction_id,
     ):
-        if isinstance(response, Exception):
-            logger.error("payment_succeeded receiver %r failed", receiver, exc_info=response)
-            event(case, CaseEvent.Kind.SIGNAL_ERROR,
-                  f"payment_succeeded: {type(response).__name__}: {response}"[:2000], using)
+        event(case, CaseEvent.Kind.SIGNAL_ERROR, failure, using)
     run_for_customers([customer.pk], stages=("paid",), using=using, as_of=as_of, now=now)

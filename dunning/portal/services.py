@@ -22,9 +22,9 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from ..conf import dunning_settings, import_setting, is_dotted_path, share_setting
+from ..conf import dunning_settings, share_setting
 from ..engine import actions as services
-from ..engine import actors, holds, schedule
+from ..engine import actors, holds
 from ..engine.plans import (  # noqa: F401 (re-exported: the portal's public names)
     _pause_for_instalment,
     approve_plan,
@@ -36,6 +36,7 @@ from ..formatting import babel_locale, format_day, format_money
 from ..hosts import get_adapter
 from ..models import Case, CaseEvent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
+from ..rules import schedule
 from ..unsubscribe.optout import channel_label, log_consent  # noqa: F401 (re-exported)
 from .tokens import PortalAccess
 
@@ -100,11 +101,8 @@ def host_url(setting, company_key, portfolio, token):
     value = getattr(dunning_settings, setting)
     if value is None:
         return str((dunning_settings.COMPANY or {}).get(company_key) or "")
-    if callable(value):
+    if callable(value):  # a dotted path, imported by conf (IMPORT_STRINGS)
         return value(portfolio.customer, portfolio.demanded(), token) or ""
-    if is_dotted_path(value):
-        hook = import_setting(setting, value)
-        return hook(portfolio.customer, portfolio.demanded(), token) or ""
     return value.format(customer=portfolio.customer.pk, token=token)
 
 

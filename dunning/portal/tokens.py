@@ -17,6 +17,7 @@ from django.core import signing
 from django.utils import timezone
 
 from ..conf import dunning_settings
+from ..exceptions import InvalidToken  # noqa: F401 - part of this API
 from ..models import PortalRevocation
 
 SALT = "dunning.portal.link"
@@ -28,10 +29,6 @@ class PortalAccess:
     customer_key: str
     #: When the link was issued (seconds since the epoch).
     issued: float
-
-
-class InvalidToken(Exception):
-    """Tampered, expired, revoked or not a token at all."""
 
 
 def make_token(customer_pk, issued=None):

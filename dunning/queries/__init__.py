@@ -21,12 +21,13 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
-from ..engine.actions import CALL_CONVERSATION_OUTCOMES, PROMISE_GRACE_DAYS
-from ..engine.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
+from ..engine.actions import CALL_CONVERSATION_OUTCOMES
 from ..formatting import babel_locale, format_money
 from ..hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
 from ..inputs import parse_id, without_nul
 from ..models import Case, CaseEvent, Dispute
+from ..rules.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
+from ..rules.schedule import PROMISE_GRACE_DAYS
 
 P = ANNOTATION_PREFIX
 AMOUNT = "dunning_amount"

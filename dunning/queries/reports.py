@@ -34,10 +34,10 @@ from django.db.models import (
 from django.db.models import Case as CaseWhen
 from django.utils import timezone
 
-from ..engine.actions import PROMISE_GRACE_DAYS  # the grace the workbench and the API give
 from ..hosts import ANNOTATION_PREFIX, _to_decimal, get_adapter
 from ..messages import variants
 from ..models import Case, CaseStep, Step
+from ..rules.schedule import PROMISE_GRACE_DAYS  # the grace the workbench and the API give
 
 AGING_BUCKETS = ["1-30", "31-60", "61-90", "90+"]
 RECOVERY_WINDOWS = (30, 90)

@@ -42,6 +42,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ..failures import describe
 from ..inputs import parse_id, without_nul
 from ..models import Case, CaseEvent, CaseStep, DeliveryEvent, Suppression
 from ..models.tracking import normalize_address
@@ -241,7 +242,7 @@ def record_unreadable(request, esp_name, exc):
     """Keep a tracking body anymail could not parse, with the reason, for staff."""
     from ..models import UnreadableTrackingEvent
 
-    reason = without_nul(f"{type(exc).__name__}: {exc}")[:2000]
+    reason = without_nul(describe(exc, None))[:2000]
     logger.warning("Unreadable %s tracking webhook: %s", esp_name, reason)
     return UnreadableTrackingEvent.objects.create(
         esp=_text(esp_name, 32), reason=reason,

@@ -65,6 +65,7 @@ from django.utils.translation import gettext as _
 from .. import __version__
 from ..conf import dunning_settings
 from ..db import max_query_params, update_returning
+from ..failures import backoff, describe
 from ..models import Case, CaseEvent, CaseStep, Policy, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger("dunning.webhooks")
@@ -455,9 +456,8 @@ def retry_delay(attempts):
     """How long a delivery waits after its ``attempts``-th try failed:
     ``WEBHOOK_RETRY_BACKOFF`` seconds, doubled for every further try, at most
     ``WEBHOOK_RETRY_MAX_DELAY`` seconds."""
-    base = max(float(dunning_settings.WEBHOOK_RETRY_BACKOFF), 0.0)
-    cap = max(float(dunning_settings.WEBHOOK_RETRY_MAX_DELAY), 0.0)
-    return datetime.timedelta(seconds=min(cap, base * 2.0 ** min(max(attempts - 1, 0), 60)))
+    return backoff(attempts, dunning_settings.WEBHOOK_RETRY_BACKOFF,
+                   dunning_settings.WEBHOOK_RETRY_MAX_DELAY)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -509,9 +509,9 @@ def post(url, secret, event_type, event_id_, payload, *, timeout=None, timestamp
             exc.close()
         return Response(exc.code, f"HTTP {exc.code} {exc.reason}: {text}".strip().rstrip(":"))
     except urllib.error.URLError as exc:
-        return Response(None, f"{type(exc.reason).__name__}: {exc.reason}")
+        return Response(None, describe(exc.reason, None))
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        return Response(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return Response(None, describe(exc, None) if str(exc) else type(exc).__name__)
 
 
 def _lease(now, size, using, after, skip, only):

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ...failures import describe
+from ...plugins import Plugin, Result
+
 logger = logging.getLogger("dunning.sms")
 
 
 @dataclass(slots=True)
-class SmsResult:
+class SmsResult(Result):
     """What became of one message: ``message_id`` is the provider's id of a message it
     took (Twilio's ``SM...`` sid); ``code`` the provider's error code of one it refused."""
 
@@ -27,7 +30,7 @@ class SmsResult:
     code: str = ""
 
 
-class BaseSmsBackend:
+class BaseSmsBackend(Plugin):
     """Base class of SMS backends.
 
     ``opt_out_codes``: the provider's error codes that mean "the recipient opted out" (a
@@ -40,6 +43,14 @@ class BaseSmsBackend:
     """
 
     opt_out_codes: frozenset = frozenset()
+    required = ("send_message",)
+
+    @classmethod
+    def missing_methods(cls):
+        """None when the backend overrides :meth:`send_messages` (a batch API)."""
+        if cls.send_messages is not BaseSmsBackend.send_messages:
+            return []
+        return super().missing_methods()
 
     def __init__(self, *, fail_silently=False, **options):
         if options:
@@ -76,7 +87,7 @@ class BaseSmsBackend:
         return results
 
     def send_message(self, message) -> SmsResult:
-        raise NotImplementedError(f"{type(self).__name__} must implement send_message()")
+        raise self.not_implemented("send_message")
 
     def failure(self, exc) -> SmsResult:
         """The result of a message whose sending raised ``exc``."""
@@ -86,7 +97,3 @@ class BaseSmsBackend:
         """Whether trying again later may work. By default: a connection that failed or
         timed out (``OSError``, which ``requests``' errors are); anything else is final."""
         return isinstance(exc, OSError)
-
-
-def describe(exc):
-    return f"{type(exc).__name__}: {exc}"[:2000]
