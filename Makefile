@@ -43,6 +43,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check dunning tests example_project
+	$(VENV)/bin/lint-imports  # the layers of docs/architecture.md (pyproject.toml)
 	$(PY) manage.py makemigrations --check --dry-run --verbosity 1
 
 test-sqlite: $(STAMP)

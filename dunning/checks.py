@@ -767,7 +767,7 @@ def check_interest_rates_current(app_configs=None, databases=None, **kwargs):
     before the current half-year (the last rate keeps applying; a new one is published
     every half-year). Runs with ``manage.py check --database default``; the run logs the
     same warning."""
-    from .charging import stale_rate_tables
+    from .engine.charging import stale_rate_tables
 
     if not databases:
         return []

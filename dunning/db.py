@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from django.db import connections
+from django.db import connections, transaction
+from django.db.models.sql import UpdateQuery
 
 # Upper bound per statement where the backend sets none we can read.
 FALLBACK_MAX_PARAMS = 999
@@ -72,3 +73,39 @@ class _Preparer:
             return prepared
         except TypeError:  # unhashable (JSON)
             return self.prep(value, self.connection)
+
+
+def can_return_from_update(connection):
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 35)
+
+
+def update_returning(queryset, values, fields):
+    """``UPDATE`` the rows of ``queryset`` with ``values`` and return ``fields`` of exactly
+    the rows this statement changed (``UPDATE ... RETURNING`` where the database has it;
+    elsewhere the rows are locked first). A guard in the queryset (``status='queued'``)
+    is checked again on a row another transaction changed meanwhile, so two workers that
+    run this at once never both get the same row."""
+    using = queryset.db
+    connection = connections[using]
+    columns = [queryset.model._meta.get_field(f).column for f in fields]
+    if can_return_from_update(connection):
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        query.annotations = {}
+        sql, params = query.get_compiler(using).as_sql()
+        if not sql:
+            return []
+        returning = ", ".join(connection.ops.quote_name(c) for c in columns)
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+            cursor.execute(f"{sql} RETURNING {returning}", params)
+            return [tuple(row) for row in cursor.fetchall()]
+    with transaction.atomic(using=using):
+        rows = list(queryset.select_for_update().values_list(*[f"{f}_id" if f == "case" else f
+                                                                for f in fields]))
+        if rows:
+            queryset.model._default_manager.using(using).filter(
+                pk__in=[row[0] for row in rows]
+            ).update(**values)
+        return rows

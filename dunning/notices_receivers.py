@@ -1,15 +1,15 @@
-"""Receivers of the in-app notices (docs/inapp.md): a resolved case takes its banners
-away, whether or not its policy has an in-app step."""
+"""Deprecated: ``dunning.notices_receivers`` moved to ``dunning.notices.receivers`` (issue 15, docs/architecture.md "The tree");
+the old path goes in the next release. Importing it warns and gives the new module itself,
+so every name (and a monkeypatch through the old path) still reaches the code that runs."""
 
-from django.dispatch import receiver
+import sys
+import warnings
 
-from .signals import case_resolved
+from dunning.notices import receivers as _moved
 
-
-@receiver(case_resolved, dispatch_uid="dunning.resolve_inapp_notices")
-def resolve_inapp_notices(*, case, **kwargs):
-    """Every unresolved notice of the case's customer (but those of another case that is
-    still open, and the thank-you notice) is resolved: the banner disappears."""
-    from .models import Notice
-
-    Notice.objects.resolve_for(case.customer_id, case=case)
+warnings.warn(
+    "dunning.notices_receivers moved to dunning.notices.receivers; the old path goes in the next release.",
+    DeprecationWarning,
+    stacklevel=2,
+)
+sys.modules[__name__] = _moved

@@ -4,8 +4,9 @@ from anymail.signals import tracking
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from . import notices_receivers  # noqa: F401 (in-app notices resolve with their case)
 from .conf import CUSTOMER_MODEL_SETTING, INVOICE_MODEL_SETTING, RELOAD_ON, dunning_settings
+from .notices import receivers as notices_receivers  # noqa: F401 (in-app notices resolve with their case)
+from .webhooks import receivers as webhooks_receivers  # noqa: F401 (a case event's webhooks)
 
 
 @receiver(setting_changed)

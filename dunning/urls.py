@@ -4,9 +4,10 @@
 
 from django.urls import include, path
 
-from . import notices_views, unsubscribe
+from .notices import views as notices_views
 from .payments.stripe_webhook import stripe_webhook
 from .portal import views as portal_views
+from .unsubscribe import views as unsubscribe_views
 
 app_name = "dunning"
 
@@ -17,7 +18,7 @@ urlpatterns = [
     # In-app notices (docs/inapp.md): the banner's dismiss button posts here.
     path("notices/<int:pk>/dismiss/", notices_views.dismiss, name="notice-dismiss"),
     # The unsubscribe link of every email (docs/unsubscribe.md): a page, or RFC 8058 one-click.
-    path("unsubscribe/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
+    path("unsubscribe/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe"),
     # Stripe's webhook: pending bank debits settle here (docs/payments.md).
     path("payments/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
 ]

@@ -12,7 +12,6 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
-from dunning import timeline
 from dunning.models import (
     Case,
     CaseEvent,
@@ -25,6 +24,7 @@ from dunning.models import (
 from dunning.portal import stamps
 from dunning.portal.services import load_portfolio
 from dunning.portal.tokens import make_token, read_token
+from dunning.queries import timeline
 from dunning.testing import PortalClient, override_dunning_settings, portal_stamp
 from dunning.unsubscribe import unsubscribe_url
 
@@ -161,7 +161,7 @@ def test_an_old_tabs_promise_does_not_replace_a_newer_one(case, today):
 
 
 def test_a_promise_recorded_by_staff_makes_the_customers_open_form_stale(case, today, boss):
-    from dunning import services
+    from dunning.engine import actions as services
 
     client = PortalClient()
     old_tab = portal_stamp(client, portal(case.customer), "promise")
@@ -275,7 +275,7 @@ def by(case, kind):
 
 
 def test_the_timeline_says_who_did_what_through_each_door(case, today, admin_client, boss):
-    from dunning import services
+    from dunning.engine import actions as services
 
     # The customer, on their page.
     PortalClient().post(portal(case.customer), {

@@ -15,7 +15,8 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from import_export.formats.base_formats import CSV
 
-from dunning import agency, services, signals
+from dunning import agency, signals
+from dunning.engine import actions as services
 from dunning.models import (
     Case,
     CaseEvent,

@@ -691,7 +691,7 @@ def test_template_validation_gives_the_admins_errors(admin_client):
 
 # -- reports ----------------------------------------------------------------------------------
 def test_reports_are_the_dashboards_figures_as_json(admin_client, run, overdue_customer):
-    from dunning import reports
+    from dunning.queries import reports
 
     overdue_customer(name="Ada", amount="120.50")
     run(1)
@@ -1006,7 +1006,7 @@ def test_a_path_without_its_slash_is_redirected_then_a_json_404(admin_client, db
 def test_an_unexpected_error_is_a_json_500_and_still_reported(admin_client, db, monkeypatch):
     from django.core.signals import got_request_exception
 
-    from dunning import reports
+    from dunning.queries import reports
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

@@ -3,10 +3,10 @@ logging a call takes it out."""
 
 from dunning.channels.base import Outgoing
 from dunning.channels.call import CallChannel
+from dunning.engine.actions import log_call
 from dunning.hosts import CustomerRow
 from dunning.models import Case, CaseEvent
 from dunning.queries import in_call_queue
-from dunning.services import log_call
 
 
 def test_the_call_channel_wants_a_valid_number_landlines_included():

@@ -13,9 +13,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from dunning import services
 from dunning.channels.base import Outgoing
 from dunning.channels.call import CallChannel
+from dunning.engine import actions as services
 from dunning.engine.compliance import (
     REGF_CALL_FREQUENCY,
     REGF_CONVERSATION,

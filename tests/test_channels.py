@@ -182,8 +182,8 @@ def postal_address(customer):
 def test_one_customer_over_sms_email_letter_and_a_call_with_the_fallback_used(
         overdue_customer, run, sms_outbox, mailoutbox, settings, tmp_path, boss):
     require_weasyprint()
+    from dunning.engine.actions import log_call
     from dunning.models import Letter
-    from dunning.services import log_call
 
     settings.MEDIA_ROOT = str(tmp_path)
     set_channels(**{"initial-notice": ("sms", "email"), "gentle-reminder": ("email", ""),

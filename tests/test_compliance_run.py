@@ -162,7 +162,7 @@ def test_regulation_f_keeps_email_in_the_convenient_time(overdue_customer, mailo
 
 
 def test_sending_by_hand_respects_the_guards(overdue_customer, run, boss):
-    from dunning.services import SEND_NOW_REFUSED, send_now
+    from dunning.engine.ondemand import SEND_NOW_REFUSED, send_now
 
     ada = overdue_customer(name="Ada", timezone="Europe/Berlin")
     run_dunning(day(1), now=at(day(1), 10))

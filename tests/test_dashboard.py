@@ -11,9 +11,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from dunning import reports
 from dunning.admin.workbench import PROMISE_GRACE_DAYS
 from dunning.models import Case, CaseStep, Invoice, Policy
+from dunning.queries import reports
 from dunning.testing import create_customer, create_invoice
 from tests.conftest import DAY0, day
 

@@ -12,17 +12,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from dunning.history import CLOSED_STATUSES, customer_history, months_between
 from dunning.hosts import get_adapter
-from dunning.models import Case, Invoice, MessageTemplate, Policy
-from dunning.payments.retries import mark_shipped_invoices_paid
-from dunning.rendering import (
+from dunning.messages.history import CLOSED_STATUSES, customer_history, months_between
+from dunning.messages.rendering import (
     Renderer,
     babel_locale,
     build_context,
     compile_template,
     validate_message_template,
 )
+from dunning.models import Case, Invoice, MessageTemplate, Policy
+from dunning.payments.retries import mark_shipped_invoices_paid
 from dunning.testing import create_customer, create_invoice, override_dunning_settings
 from tests.conftest import DAY0, day
 
@@ -449,7 +449,7 @@ def test_invoice_model_has_paid_on_null_while_open(db):
 
 
 def test_mentions_history_tells_which_templates_need_it():
-    from dunning.history import mentions_history
+    from dunning.messages.history import mentions_history
 
     assert mentions_history("Hello", "{% if history.first_time_late %}x{% endif %}", None)
     assert not mentions_history("Hello {{ customer.name }}", "", None)

@@ -17,7 +17,7 @@ from django.utils import timezone, translation
 from dunning.channels.base import Outgoing
 from dunning.channels.inapp import InAppChannel, level_for, shorten, summary
 from dunning.models import Case, Notice
-from dunning.notices_views import customer_of_user
+from dunning.notices.views import customer_of_user
 from dunning.testing import create_customer, override_dunning_settings
 
 API = "/dunning/api/v1"

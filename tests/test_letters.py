@@ -34,8 +34,8 @@ from dunning.channels.letter import (
 )
 from dunning.checks import check_letter_settings
 from dunning.engine.outbox import drain
+from dunning.messages.rendering import HTML_LAYOUT
 from dunning.models import Case, CaseStep, Letter, Policy, Step
-from dunning.rendering import HTML_LAYOUT
 from dunning.testing import override_dunning_settings
 
 from .conftest import DAY0

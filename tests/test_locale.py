@@ -19,9 +19,9 @@ import dunning
 from dunning.channels.email import EmailChannel
 from dunning.exceptions import TemplateRenderError
 from dunning.hosts import CustomerRow
+from dunning.messages.rendering import compile_template
 from dunning.models import Case, CaseEvent, CaseStep, Invoice, Policy, Step
 from dunning.models.policy import Action
-from dunning.rendering import compile_template
 
 PACKAGE = Path(dunning.__file__).resolve().parent
 MESSAGES = PACKAGE / "locale" / "de" / "LC_MESSAGES"

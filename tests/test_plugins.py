@@ -45,8 +45,9 @@ def test_every_public_exception_is_a_dunning_error():
 def test_errors_keep_their_other_bases_and_old_import_paths():
     from django.core.exceptions import ImproperlyConfigured
 
-    from dunning import exceptions, fees, rendering
+    from dunning import exceptions, fees
     from dunning.engine import compliance, simulate
+    from dunning.messages import rendering
     from dunning.portal import tokens
 
     assert fees.MissingRateError is exceptions.MissingRateError
@@ -127,8 +128,8 @@ for _name in protocol_members() - {"customer_annotation"}:
 
 def test_an_adapter_written_to_the_protocol_alone_runs_dunning(settings, run, overdue_customer,
                                                               mailoutbox):
-    from dunning.history import customer_history
     from dunning.hosts import get_adapter
+    from dunning.messages.history import customer_history
     from dunning.models import Case
 
     settings.DUNNING = {**getattr(settings, "DUNNING", {}),
@@ -294,7 +295,8 @@ def test_describe_and_backoff():
 
 
 def test_a_failing_receiver_is_recorded_on_the_timeline_in_one_shape(case, mailoutbox):
-    from dunning import services, signals
+    from dunning import signals
+    from dunning.engine import actions as services
     from dunning.models import CaseEvent
 
     def books_the_loss(sender, case, customer, **kwargs):

@@ -11,11 +11,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from dunning.engine.actions import PROMISE_GRACE_DAYS
+from dunning.messages.rendering import babel_locale, build_context
 from dunning.models import Case, CaseEvent, CaseStep, Dispute, Feedback, Invoice, PaymentPlan
 from dunning.portal import services as portal_services
 from dunning.portal.tokens import make_token, portal_url, revoke_links
-from dunning.rendering import babel_locale, build_context
-from dunning.services import PROMISE_GRACE_DAYS
 from dunning.testing import PortalClient, override_dunning_settings, portal_stamp
 
 ONE_DAY = datetime.timedelta(days=1)

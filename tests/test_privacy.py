@@ -22,7 +22,7 @@ from django.core.management.base import CommandError
 from django.db import models, transaction
 from django.utils import timezone
 
-from dunning import privacy, reports
+from dunning import privacy
 from dunning.hosts import get_customer_model, get_invoice_model
 from dunning.models import (
     Case,
@@ -47,6 +47,7 @@ from dunning.models import (
 from dunning.models.consent import opted_out_channels
 from dunning.models.letters import letter_storage
 from dunning.portal.tokens import InvalidToken, make_token, read_token
+from dunning.queries import reports
 from dunning.testing import create_customer, create_invoice
 
 from .conftest import day

@@ -15,8 +15,8 @@ from dunning import sandbox
 from dunning.checks import check_render_limits
 from dunning.engine.run import run_dunning
 from dunning.exceptions import RenderLimitError
+from dunning.messages.rendering import TRIP_AFTER, Renderer
 from dunning.models import Case, CaseStep, MessageTemplate, Policy
-from dunning.rendering import TRIP_AFTER, Renderer
 from dunning.testing import override_dunning_settings
 from tests.conftest import day
 

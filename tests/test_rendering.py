@@ -11,11 +11,10 @@ from django.db.models import Model
 from django.template import Context
 from django.test import override_settings
 
-from dunning import rendering
 from dunning.exceptions import TemplateRenderError
 from dunning.hosts import CustomerRow, get_adapter
-from dunning.models import MessageTemplate, Policy
-from dunning.rendering import (
+from dunning.messages import rendering
+from dunning.messages.rendering import (
     Renderer,
     babel_locale,
     build_context,
@@ -24,6 +23,7 @@ from dunning.rendering import (
     customer_timezone,
     format_money,
 )
+from dunning.models import MessageTemplate, Policy
 from dunning.shipped import shipped_messages
 from dunning.testing import override_dunning_settings
 from tests.conftest import day

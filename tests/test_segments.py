@@ -7,8 +7,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from dunning.engine.plan import build_plan
+from dunning.engine.segments import Facts, choose
 from dunning.models import Case, CaseEvent, Policy, PolicyRule, Step
-from dunning.segments import Facts, choose
 from dunning.testing import override_dunning_settings
 
 from .conftest import day
@@ -134,7 +134,7 @@ def test_the_plan_shows_the_rule_s_policy(overdue_customer, personal):
 
 def test_rules_cost_a_constant_number_of_queries(overdue_customer, run, personal,
                                                  django_assert_max_num_queries):
-    from dunning.segments import assign_new_cases
+    from dunning.engine.segments import assign_new_cases
 
     for n in range(30):
         overdue_customer(name=f"C{n}", amount="9000.00" if n % 2 else "10.00")

@@ -17,8 +17,8 @@ from dunning.channels.inapp import InAppChannel
 from dunning.channels.letter import Addressee, letter_html, offline_url_fetcher, window_lines
 from dunning.channels.sms import GSM7, SmsChannel, one_paragraph, segments, to_gsm
 from dunning.hosts import CustomerRow
+from dunning.messages.rendering import Renderer, babel_locale, build_context, company_context
 from dunning.models import CaseStep, MessageTemplate, Notice, Policy
-from dunning.rendering import Renderer, babel_locale, build_context, company_context
 from dunning.shipped import LANGUAGES, MESSAGE_KEYS, STANDARD_POLICY, shipped_message
 from dunning.testing import override_dunning_settings
 

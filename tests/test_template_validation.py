@@ -4,8 +4,8 @@ and name only the documented variables; "Reset to the shipped text" restores a t
 import pytest
 from django.forms import modelform_factory
 
+from dunning.messages.rendering import validate_message_template
 from dunning.models import MessageTemplate, Policy
-from dunning.rendering import validate_message_template
 from dunning.shipped import shipped_message, shipped_messages
 
 TemplateForm = modelform_factory(MessageTemplate, fields="__all__")

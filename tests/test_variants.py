@@ -17,19 +17,19 @@ from django.urls import reverse
 from django.utils import timezone
 from import_export.formats.base_formats import CSV, JSON
 
-from dunning import reports
 from dunning.admin.resources import MessageTemplateResource, PolicyCSV, PolicyResource
 from dunning.engine.outbox import drain
 from dunning.engine.plan import build_plan
-from dunning.models import Case, CaseStep, MessageTemplate, Policy
-from dunning.testing import create_customer
-from dunning.variants import (
+from dunning.messages.variants import (
     StepTemplates,
     assignment_point,
     two_proportion_p_value,
     variant_report,
     wilson_interval,
 )
+from dunning.models import Case, CaseStep, MessageTemplate, Policy
+from dunning.queries import reports
+from dunning.testing import create_customer
 
 from .conftest import DAY0, day
 

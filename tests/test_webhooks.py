@@ -28,7 +28,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from dunning import services, tasks, webhooks
+from dunning import tasks, webhooks
+from dunning.engine import actions as services
 from dunning.engine.run import run_dunning
 from dunning.models import Case, CaseStep, WebhookDelivery, WebhookEndpoint
 from dunning.testing import override_dunning_settings

@@ -3,6 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("anymail/", include("dunning.anymail_urls")),
+    path("anymail/", include("dunning.tracking.urls")),
     path("dunning/", include("dunning.urls")),
 ]

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
-from .. import services
+from ..engine import actions as services
 from ..hosts import get_customer_model, get_invoice_model
 from ..models import (
     Case,

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ..formatting import format_money
 from ..hosts import _to_decimal
 from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAdmin)
     AMOUNT,
@@ -30,7 +31,6 @@ from ..queries import (  # noqa: F401 (annotate_owing ... totals: used by CaseAd
     search_cases,
     totals,
 )
-from ..rendering import format_money
 
 
 def amount_display(case):

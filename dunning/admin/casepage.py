@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 
-from ..timeline import timeline  # noqa: F401 (the case page's context)
+from ..queries.timeline import timeline  # noqa: F401 (the case page's context)
 
 
 def buttons(model_admin, request, case):

@@ -9,9 +9,9 @@ from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from .. import reports
+from ..formatting import babel_locale, format_money
 from ..inputs import parse_day
-from ..rendering import babel_locale, format_money
+from ..queries import reports
 
 BAR_WIDTH = 300  # px of the longest bar
 BAR_HEIGHT = 20

@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
+from ..engine import actions as services
 from ..models import Case, CaseEvent, Feedback, PaymentPlan
 from ..portal import services as portal_services
 from ..portal.tokens import revoke_links

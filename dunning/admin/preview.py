@@ -21,10 +21,11 @@ from ..conf import dunning_settings, load_plugin
 from ..engine.run import invoice_snapshot
 from ..exceptions import RenderLimitError
 from ..failures import describe
-from ..history import customer_history, months_between
+from ..formatting import babel_locale
 from ..hosts import CustomerRow, get_adapter
+from ..messages.history import customer_history, months_between
+from ..messages.rendering import Renderer, build_context, company_context
 from ..models import Case, Step
-from ..rendering import Renderer, babel_locale, build_context, company_context
 
 TEST_PREFIX = "[TEST] "
 

@@ -18,8 +18,9 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..conf import dunning_settings
+from ..engine import actions as services
+from ..engine import ondemand
 from ..inputs import MAX_NOTE_LENGTH
 from ..models import CaseStep
 from ..queries import broken_promises, call_block, queue_call_blocks
@@ -375,7 +376,7 @@ def resolve_disputes(modeladmin, request, queryset):
 
 
 #: Why "send the next step now" left a case alone (see dunning.engine.manual).
-SEND_NOW_REFUSED = services.SEND_NOW_REFUSED
+SEND_NOW_REFUSED = ondemand.SEND_NOW_REFUSED
 
 
 @admin.action(description=gettext_lazy("Send the next step now"), permissions=["send_by_hand"])
@@ -386,7 +387,7 @@ def send_now(modeladmin, request, queryset):
         modeladmin.message_user(request, _("You may not send steps by hand."), messages.ERROR)
         return
     cases = {case.pk: case for case in queryset}
-    outcome = services.send_now(list(cases.values()), actor_of(request))
+    outcome = ondemand.send_now(list(cases.values()), actor_of(request))
     for case in outcome.not_open:
         only_open(modeladmin, request, case)
     for pk in outcome.refused:

@@ -13,7 +13,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from .. import queries, services
+from .. import queries
+from ..engine import actions as services
 from ..hosts import _to_decimal
 from ..inputs import MAX_NOTE_LENGTH, negative_amount_due, validate_currency
 from ..models import Case, CaseCharge, Dispute, MessageTemplate, Policy, Step
@@ -322,7 +323,7 @@ class CaseDetailSerializer(CaseSerializer):
 
     @extend_schema_field(TimelineEntrySerializer(many=True))
     def get_timeline(self, case):
-        from ..timeline import timeline
+        from ..queries.timeline import timeline
 
         return TimelineEntrySerializer(timeline(case), many=True).data
 

@@ -25,13 +25,16 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from .. import actors, queries, reports, services
+from .. import queries
 from ..conf import dunning_settings, imported
+from ..engine import actions as services
+from ..engine import actors, ondemand
 from ..exceptions import DunningConfigurationError
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_invoice_model
 from ..inputs import MAX_DAY, MIN_DAY, parse_day, parse_id
+from ..messages.variants import variant_report
 from ..models import Case, MessageTemplate, Policy, Run, Step
-from ..variants import variant_report
+from ..queries import reports
 from . import serializers as s
 from .filters import CaseFilterBackend, FieldFilterBackend
 from .permissions import (
@@ -401,7 +404,7 @@ class CaseViewSet(DunningAPIMixin, viewsets.ReadOnlyModelViewSet):
         if not case.is_open:
             return Response({"detail": services.CaseNotOpen(case).message,
                              "reason": "not-open"}, status=status.HTTP_409_CONFLICT)
-        outcome = services.send_now([case], actors.api(request.user))
+        outcome = ondemand.send_now([case], actors.api(request.user))
         if case.pk in outcome.refused:
             return Response({"detail": outcome.refusal_message(case),
                              "reason": outcome.refused[case.pk]},
@@ -552,7 +555,7 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
         data = serializer.validated_data
         event_id = data.get("id")
         if event_id:
-            seen = Run.objects.filter(host=services.PAYMENT_EVENT_RUN_HOST,
+            seen = Run.objects.filter(host=ondemand.PAYMENT_EVENT_RUN_HOST,
                                       summary__event__id=event_id).order_by("pk").first()
             if seen is not None and isinstance(seen.summary.get("response"), dict):
                 return Response({**seen.summary["response"], "duplicate": True,
@@ -570,7 +573,7 @@ class PaymentEventViewSet(DunningAPIMixin, viewsets.GenericViewSet):
         if data["type"] == "invoice.paid":
             self._mark_paid(invoice_pk, data)
         try:
-            run = services.run_for_customers([customer_pk], stages=STAGES[data["type"]])
+            run = ondemand.run_for_customers([customer_pk], stages=STAGES[data["type"]])
         except DunningConfigurationError as exc:
             raise Unavailable(str(exc)) from exc
         if data["type"] == "payment.failed":

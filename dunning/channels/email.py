@@ -28,8 +28,8 @@ from django.utils.translation import gettext as _
 
 from ..conf import dunning_settings
 from ..failures import describe
-from ..privacy import is_suppressed
-from ..unsubscribe import list_unsubscribe_headers
+from ..models.tracking import is_suppressed
+from ..unsubscribe.links import list_unsubscribe_headers
 from .base import Channel, Outcome, Outgoing
 
 logger = logging.getLogger("dunning.email")

@@ -38,8 +38,9 @@ from django.utils.translation import pgettext
 from ..conf import dunning_settings
 from ..exceptions import DunningConfigurationError
 from ..failures import describe
+from ..formatting import babel_locale, customer_timezone
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model
-from ..rendering import HTML_LAYOUT, babel_locale, company_context, customer_timezone
+from ..messages.rendering import HTML_LAYOUT, company_context
 from .base import Channel, Outcome, Outgoing
 
 logger = logging.getLogger("dunning.letter")

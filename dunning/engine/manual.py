@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from django.db import DEFAULT_DB_ALIAS
 
-from .. import actors
 from ..models import CaseEvent, Run
 from ..rules.schedule import (
     ALL_DISPUTED,
@@ -30,6 +29,7 @@ from ..rules.schedule import (
     Kind,
     decide_now,
 )
+from . import actors
 from .run import DunningRun, case_key, is_day
 
 #: The ``Run.host`` of a run by hand (the simulator does not take its day for a run day).

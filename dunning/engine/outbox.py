@@ -41,7 +41,6 @@ from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connec
 from django.db.models import Case as SqlCase
 from django.db.models import CharField, DateTimeField, F, IntegerField, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -49,10 +48,12 @@ from django.utils.translation import gettext as _
 from .. import webhooks
 from ..channels.base import Outcome, Outgoing, step_info
 from ..conf import dunning_settings
+from ..db import can_return_from_update, update_returning  # noqa: F401 (moved to db)
 from ..failures import backoff, describe
-from ..history import customer_history
 from ..hosts import CustomerRow
+from ..messages.history import customer_history
 from ..models import Case, CaseEvent, CaseStep
+from ..unsubscribe.optout import opt_out
 from .breaker import Breakers
 
 logger = logging.getLogger("dunning.outbox")
@@ -77,42 +78,6 @@ def retry_delay(attempts):
 
 def stale_before(now):
     return now - datetime.timedelta(seconds=dunning_settings.OUTBOX_STALE_AFTER)
-
-
-def can_return_from_update(connection):
-    if connection.vendor == "postgresql":
-        return True
-    return connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 35)
-
-
-def update_returning(queryset, values, fields):
-    """``UPDATE`` the rows of ``queryset`` with ``values`` and return ``fields`` of exactly
-    the rows this statement changed (``UPDATE ... RETURNING`` where the database has it;
-    elsewhere the rows are locked first). A guard in the queryset (``status='queued'``)
-    is checked again on a row another transaction changed meanwhile, so two workers that
-    run this at once never both get the same row."""
-    using = queryset.db
-    connection = connections[using]
-    columns = [queryset.model._meta.get_field(f).column for f in fields]
-    if can_return_from_update(connection):
-        query = queryset.query.chain(UpdateQuery)
-        query.add_update_values(values)
-        query.annotations = {}
-        sql, params = query.get_compiler(using).as_sql()
-        if not sql:
-            return []
-        returning = ", ".join(connection.ops.quote_name(c) for c in columns)
-        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {returning}", params)
-            return [tuple(row) for row in cursor.fetchall()]
-    with transaction.atomic(using=using):
-        rows = list(queryset.select_for_update().values_list(*[f"{f}_id" if f == "case" else f
-                                                                for f in fields]))
-        if rows:
-            queryset.model._default_manager.using(using).filter(
-                pk__in=[row[0] for row in rows]
-            ).update(**values)
-        return rows
 
 
 def utc(value):
@@ -394,8 +359,6 @@ class Outbox:
     def record_opt_outs(self):
         """Recipients the provider says opted out (an SMS "STOP"): into the consent log,
         so every later step uses the fallback channel or is skipped."""
-        from ..unsubscribe import opt_out
-
         for customer_id, channel in dict.fromkeys(self.opted_out):
             opt_out(customer_id, channel, source="unsubscribe", message=_(
                 "The %(channel)s provider reports that the customer opted out (a STOP "

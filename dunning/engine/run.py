@@ -37,16 +37,17 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import segments, signals, variants, webhooks
+from .. import signals, webhooks
 from ..channels.base import step_info
-from ..charging import Charging
-from ..charging import summary as charges_summary
 from ..conf import agency_settings, dunning_settings, load_plugin
 from ..db import insert_rows
 from ..exceptions import DunningConfigurationError, RenderLimitError, TemplateRenderError
 from ..failures import describe
-from ..history import customer_history, mentions_history
+from ..formatting import babel_locale, customer_timezone
 from ..hosts import CustomerRow, get_adapter, get_customer_model
+from ..messages import variants
+from ..messages.history import customer_history, mentions_history
+from ..messages.rendering import Renderer, build_context, company_context
 from ..models import (
     Case,
     CaseCharge,
@@ -59,14 +60,6 @@ from ..models import (
 )
 from ..models.consent import opted_out_channels
 from ..models.policy import PAYMENT_RECEIVED
-from ..portal.services import check_payment_plans
-from ..rendering import (
-    Renderer,
-    babel_locale,
-    build_context,
-    company_context,
-    customer_timezone,
-)
 from ..rules.compliance import (
     Candidate,
     Compliance,
@@ -84,9 +77,14 @@ from ..rules.effects import (  # noqa: F401 (is_day: imported from here)
     is_day,
 )
 from ..rules.schedule import CaseFacts, Kind, PolicySpec, decide, policy_spec
-from ..unsubscribe import message_link
+from ..unsubscribe.links import message_link
+from . import segments
+from .actions import close_written_off
+from .charging import Charging
+from .charging import summary as charges_summary
 from .holds import check_holds, disputed_numbers, open_disputes
 from .outbox import Outbox
+from .plans import check_payment_plans
 from .pool import RenderPool, default_processes
 
 logger = logging.getLogger("dunning.run")
@@ -1069,8 +1067,6 @@ class DunningRun:
                 agency=agency, step_key=step.key))
             batch.signals.append((signals.case_handed_over, case))
         elif effect.write_off:
-            from ..services import close_written_off  # services imports this module
-
             close_written_off(case, _("Written off by the step %(step)s.") % {"step": step.key},
                               None, self.as_of, using=self.using, run=self.run,
                               step_key=step.key)

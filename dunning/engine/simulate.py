@@ -70,8 +70,8 @@ from ..rules.schedule import (
     decide,
     policy_spec,
 )
-from ..services import PAYMENT_EVENT_RUN_HOST
 from .manual import SEND_NOW_RUN_HOST
+from .ondemand import PAYMENT_EVENT_RUN_HOST
 
 ONE_DAY = datetime.timedelta(days=1)
 FAR = datetime.date.max

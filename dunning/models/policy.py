@@ -8,6 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from ..exceptions import DunningConfigurationError
+from ..sandbox import validate_message_template
 
 
 class Channel(models.TextChoices):
@@ -381,7 +382,8 @@ class Step(models.Model):
 class MessageTemplate(models.Model):
     """The message of one step (or of ``payment-received``) in one channel and language.
 
-    Bodies are Django template syntax, rendered in the sandbox of ``dunning.rendering``.
+    Bodies are Django template syntax, rendered in the sandbox of ``dunning.messages.rendering``
+    and checked when saved by ``dunning.sandbox.validate_message_template``.
     """
 
     policy = models.ForeignKey(
@@ -429,8 +431,6 @@ class MessageTemplate(models.Model):
         return f"{self.step_key}{variant} [{self.language}]"
 
     def clean(self):
-        from ..rendering import validate_message_template
-
         if self.weight is None:
             self.weight = 1
         errors = {}

@@ -1,3 +1,5 @@
+import hashlib
+
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -88,6 +90,27 @@ class Suppression(models.Model):
 def normalize_address(address):
     """The form suppressed addresses are stored and compared in."""
     return (address or "").strip().lower()
+
+
+#: Suppressed addresses of erased customers are kept as this prefix + the SHA-256 of the
+#: normalized address (see :func:`suppression_digest`; dunning.privacy keeps them so).
+SUPPRESSION_PREFIX = "sha256:"
+
+def suppression_digest(address):
+    """The form in which the suppressed address of an erased customer is kept:
+    ``"sha256:" + hex SHA-256 of the normalized address``. Unkeyed on purpose, so that
+    rotating SECRET_KEY does not silently lift a suppression."""
+    return SUPPRESSION_PREFIX + hashlib.sha256(normalize_address(address).encode()).hexdigest()
+
+
+def is_suppressed(address, suppressed):
+    """The reason ``address`` is suppressed in ``suppressed`` (``{address: reason}``, as
+    the email channel loads the Suppression table), checking its hashed form too; None
+    when it is not."""
+    address = normalize_address(address)
+    if not address:
+        return None
+    return suppressed.get(address) or suppressed.get(suppression_digest(address))
 
 
 class ChannelBreaker(models.Model):

@@ -1,6 +1,8 @@
 """Outbound webhooks: the URLs every case event is posted to, and one row per posting.
 
-See ``dunning.webhooks`` (enqueue and delivery) and docs/webhooks.md.
+See ``dunning.webhooks`` (enqueue and delivery) and docs/webhooks.md. The receivers that
+enqueue a case event's webhooks and drop the endpoint cache are ``dunning.webhooks.receivers``,
+wired in ``apps.ready()``: the models import no feature.
 """
 
 import secrets
@@ -9,7 +11,6 @@ import uuid
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator
 from django.db import models
-from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -110,30 +111,3 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.event_type} {self.event_id}"
-
-
-# Endpoints are cached for a few seconds by the process that enqueues events; a change
-# made in this process is seen at once.
-def _endpoints_changed(**kwargs):
-    from ..webhooks import clear_cache
-
-    clear_cache()
-
-
-post_save.connect(_endpoints_changed, sender=WebhookEndpoint,
-                  dispatch_uid="dunning.webhook_endpoint_saved")
-post_delete.connect(_endpoints_changed, sender=WebhookEndpoint,
-                    dispatch_uid="dunning.webhook_endpoint_deleted")
-
-
-def _case_event_saved(sender, instance, created, raw=False, using=None, **kwargs):
-    """A case event created on its own (``CaseEvent.objects.create``): enqueue its
-    webhooks in the same transaction. Bulk-created events are enqueued by their caller."""
-    if created and not raw:
-        from ..webhooks import events_created
-
-        events_created([instance], using)
-
-
-post_save.connect(_case_event_saved, sender="dunning.CaseEvent",
-                  dispatch_uid="dunning.webhook_case_event")

@@ -36,18 +36,12 @@ from django.utils.translation import gettext as _
 
 from ..channels.base import Outgoing
 from ..conf import dunning_settings, load_plugin
+from ..formatting import babel_locale, format_day, format_money
 from ..hosts import ANNOTATION_PREFIX, get_adapter
+from ..messages.rendering import Renderer, build_context, company_context
 from ..models import CaseEvent, Consent, MessageTemplate, PaymentAttempt, Policy, PreDunningNotice
 from ..models.consent import ACCOUNT_UPDATER, opted_out_channels
-from ..rendering import (
-    Renderer,
-    babel_locale,
-    build_context,
-    company_context,
-    format_day,
-    format_money,
-)
-from ..unsubscribe import message_link
+from ..unsubscribe.links import message_link
 from . import get_backend
 
 logger = logging.getLogger(__name__)
@@ -179,7 +173,7 @@ def run_predunning(today=None, *, using=DEFAULT_DB_ALIAS):
 def send_notices(notices, today, using=DEFAULT_DB_ALIAS):
     """Render and send claimed notices (one bad notice never stops the others) and record
     each outcome on its row. Returns a Counter of kind -> sent and of "failed"."""
-    from ..variants import pick_template
+    from ..messages.variants import pick_template
 
     summary = Counter()
     if not notices:

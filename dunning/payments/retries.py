@@ -37,6 +37,8 @@ from django.utils.translation import gettext as _
 
 from .. import signals
 from ..conf import dunning_settings
+from ..engine.holds import held_numbers_of_customer
+from ..engine.ondemand import run_for_customers
 from ..hosts import ANNOTATION_PREFIX, get_adapter, get_customer_model, get_invoice_model
 from ..models import Case, CaseEvent, PaymentAttempt
 from . import declines, get_backend, scheduler
@@ -62,8 +64,6 @@ def open_balance(customer_pk, numbers, using=DEFAULT_DB_ALIAS, *, held_too=False
     invoices in another currency than the first open one are left for another cycle, and
     an invoice held by an open dispute of the customer's case is never charged until the
     dispute is resolved (dunning.engine.holds; ``held_too``: those count as well)."""
-    from ..engine.holds import held_numbers_of_customer
-
     adapter = get_adapter()
     p = ANNOTATION_PREFIX
     held = () if held_too else held_numbers_of_customer(customer_pk, using)
@@ -481,8 +481,6 @@ def collected(case, customer, attempt, using=DEFAULT_DB_ALIAS, *, as_of=None, no
     """After the commit of a collected payment: the host's signal, then the run over the
     customer that resolves the case (thank-you message, case_resolved) on ``as_of``, the
     date of the run that collected it (default today), at ``now``."""
-    from ..services import run_for_customers
-
     for failure in signals.send_robust(
         signals.payment_succeeded, PaymentAttempt, case=case, customer=customer,
         amount=attempt.amount, currency=attempt.currency, invoices=list(attempt.invoices),

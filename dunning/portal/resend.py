@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from ..channels.email import EmailChannel
 from ..conf import dunning_settings
 from ..hosts import get_adapter
 from .tokens import make_token, portal_url, token_customer
@@ -46,8 +47,6 @@ def fresh_link(request, customer_pk):
 def resend(request, token):
     """Email a fresh link for ``token`` when it names a customer with an email address and
     the limit allows; returns whether a message went out (never shown to the visitor)."""
-    from ..channels.email import EmailChannel
-
     customer_key = token_customer(token)
     if customer_key is None:
         return False

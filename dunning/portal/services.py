@@ -1,10 +1,13 @@
 """What the customer does on the self-service page, as plain functions.
 
-Promises and disputes go through :mod:`dunning.services`, the same functions the
+Promises and disputes go through :mod:`dunning.engine.actions`, the same functions the
 workbench and the API call, so their rules (the pause, the timeline event) live in one
-place; the actor is the customer (dunning.actors.CUSTOMER). Payment plans and feedback are the
-portal's own; :func:`check_payment_plans` is the run-time check that breaks a plan whose
-instalment was missed (dunning then resumes by itself) and completes a paid one.
+place; the actor is the customer (dunning.engine.actors.CUSTOMER). The request of a payment
+plan and feedback are the portal's own; approving a plan and
+:func:`~dunning.engine.plans.check_payment_plans` (the run-time check that breaks a plan
+whose instalment was missed, dunning then resumes by itself, and completes a paid one) are
+the engine's (dunning.engine.plans), re-exported here. The consent log entry is
+:func:`dunning.unsubscribe.optout.log_consent`, re-exported here.
 """
 
 from __future__ import annotations
@@ -19,15 +22,22 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from .. import actors, services
 from ..conf import dunning_settings, share_setting
-from ..engine import holds
+from ..engine import actions as services
+from ..engine import actors, holds
+from ..engine.plans import (  # noqa: F401 (re-exported: the portal's public names)
+    _pause_for_instalment,
+    approve_plan,
+    check_payment_plans,
+    open_invoices_of,
+    paid_so_far,
+)
+from ..formatting import babel_locale, format_day, format_money
 from ..hosts import get_adapter
-from ..models import Case, CaseEvent, Consent, Feedback, PaymentAttempt, PaymentPlan
+from ..models import Case, CaseEvent, Feedback, PaymentAttempt, PaymentPlan
 from ..models.consent import ACCOUNT_UPDATER, channel_topic, current_choices
-from ..rendering import babel_locale, format_day, format_money
-from ..rules import plans as plan_rules
 from ..rules import schedule
+from ..unsubscribe.optout import channel_label, log_consent  # noqa: F401 (re-exported)
 from .tokens import PortalAccess
 
 logger = logging.getLogger("dunning.portal")
@@ -109,7 +119,7 @@ def check_portal_date(date, today=None):
     services.check_promise_date(date)
     latest = latest_date(today)
     if date > latest:
-        from ..rendering import format_day
+        from ..formatting import format_day
 
         raise ValidationError(
             _("Please choose a date no later than %(date)s.")
@@ -123,7 +133,7 @@ def page_locale():
     for the dates and amounts of its messages."""
     from django.utils import translation
 
-    from ..rendering import babel_locale
+    from ..formatting import babel_locale
 
     return babel_locale(translation.get_language())
 
@@ -275,104 +285,7 @@ def request_plan(portfolio, count, first):
     return plan
 
 
-def _pause_for_instalment(case, plan, instalment):
-    """Pause the case until an instalment's date plus the grace days (never shortening a
-    longer pause, e.g. one by hand)."""
-    until = plan_rules.pause_until(instalment, dunning_settings.PORTAL_PLAN_GRACE_DAYS)
-    if case.paused_until is not None and case.paused_until >= until:
-        return
-    number = plan.instalments.index(instalment) + 1
-    services.pause(case, _("Payment plan: instalment %(n)s of %(count)s due on %(date)s.") % {
-        "n": number, "count": len(plan.instalments), "date": instalment["due"],
-    }, until, None)
-
-
-def approve_plan(plan, actor, *, auto=False):
-    """Staff (``actor``) or the auto-approval accept a requested plan."""
-    case = plan.case
-    services.require_open(case)
-    with transaction.atomic():
-        PaymentPlan.objects.filter(pk=plan.pk).update(
-            status=PaymentPlan.Status.ACTIVE, decided_at=timezone.now(), auto_approved=auto
-        )
-        plan.status, plan.auto_approved = PaymentPlan.Status.ACTIVE, auto
-        services.record(case, CaseEvent.Kind.PLAN_APPROVED, actor,
-                        _("Payment plan approved automatically.") if auto
-                        else _("Payment plan approved."), plan=plan.pk)
-        _pause_for_instalment(case, plan, plan.instalments[0])
-    return plan
-
-
-def open_invoices_of(plans):
-    """{str(invoice pk): InvoiceRow} of the invoices of ``plans`` (one query for all;
-    keyed by text because the plan keeps the pks as JSON)."""
-    adapter = get_adapter()
-    pks = {pk for plan in plans for pk in plan.invoices}
-    if not pks:
-        return {}
-    rows = adapter.invoice_rows(adapter.annotated_invoices().filter(pk__in=pks))
-    return {str(row.pk): row for row in rows}
-
-
-def paid_so_far(plan, invoices=None):
-    """How much of the plan's invoices has been paid since, per currency (``invoices``:
-    :func:`open_invoices_of` of a batch of plans; read for this plan alone otherwise)."""
-    invoices = open_invoices_of([plan]) if invoices is None else invoices
-    still_open = {currency: Decimal(0) for currency in plan.totals}
-    for pk in plan.invoices:
-        row = invoices.get(str(pk))
-        if row is not None and row.currency in still_open and row.amount_due > 0:
-            still_open[row.currency] += row.amount_due
-    return {c: Decimal(t) - still_open[c] for c, t in plan.totals.items()}
-
-
-def check_payment_plans(as_of=None):
-    """The run-time check of active plans: an instalment whose date plus
-    PORTAL_PLAN_GRACE_DAYS has passed without its money breaks the plan and ends the
-    pause (dunning resumes by itself); a paid instalment moves the pause on to the next;
-    a plan paid in full is completed. Returns {"broken": n, "completed": n}.
-
-    Two queries read every active plan and its invoices; only plans whose state changes
-    write (a pause already long enough is left alone without a query)."""
-    as_of = as_of or timezone.localdate()
-    grace_days = dunning_settings.PORTAL_PLAN_GRACE_DAYS
-    counts = {"broken": 0, "completed": 0}
-    plans = list(PaymentPlan.objects.filter(status=PaymentPlan.Status.ACTIVE)
-                 .select_related("case"))
-    invoices = open_invoices_of(plans)  # one query for every plan's invoices
-    for plan in plans:
-        case = plan.case
-        paid = paid_so_far(plan, invoices)
-        pending = plan_rules.pending_instalment(plan.instalments, plan.totals, paid)
-        if pending is None:
-            with transaction.atomic():
-                plan.status = PaymentPlan.Status.COMPLETED
-                plan.save(update_fields=["status"])
-                services.record(case, CaseEvent.Kind.PLAN_COMPLETED, None, plan=plan.pk)
-            counts["completed"] += 1
-        elif plan_rules.instalment_missed(pending, as_of, grace_days):
-            with transaction.atomic():
-                plan.status = PaymentPlan.Status.BROKEN
-                plan.save(update_fields=["status"])
-                services.record(case, CaseEvent.Kind.PLAN_BROKEN, None,
-                                _("Instalment due on %(date)s was not paid.")
-                                % {"date": pending["due"]}, plan=plan.pk)
-                if case.is_open and case.paused_until is not None:
-                    # A dispute holds its invoice, not the case: nothing else to wait for.
-                    services.resume(case, None)
-            counts["broken"] += 1
-        elif case.is_open:
-            _pause_for_instalment(case, plan, pending)  # no query when paused long enough
-    return counts
-
-
 # -- contact preferences ------------------------------------------------------------------
-
-def channel_label(channel):
-    from ..models.policy import Channel
-
-    return dict(Channel.choices).get(channel, channel)
-
 
 def portal_channels():
     return list(dict.fromkeys(dunning_settings.PORTAL_CHANNELS or ()))
@@ -386,20 +299,6 @@ def preferences(customer_pk):
         "channels": {c: choices.get(channel_topic(c), True) for c in portal_channels()},
         "updater": choices.get(ACCOUNT_UPDATER),
     }
-
-
-def log_consent(customer_pk, case, entries, message, source=Consent.Source.PORTAL):
-    """Append ``entries`` ((topic, granted), ...) to the customer's consent log, made
-    through ``source``, and note the change on the timeline of ``case`` (the customer's
-    open case, or None). Shared by this page and dunning.unsubscribe."""
-    key = str(customer_pk)
-    with transaction.atomic():
-        Consent.objects.bulk_create(
-            Consent(customer_key=key, topic=topic, granted=granted, source=source)
-            for topic, granted in entries)
-        if case is not None:
-            services.record(case, CaseEvent.Kind.CONSENT, actors.CUSTOMER, message,
-                            **{topic: granted for topic, granted in entries})
 
 
 def set_channels(portfolio, wanted):
@@ -455,7 +354,7 @@ def payable(portfolio):
 
 
 def pay_amount(portfolio, locale):
-    from ..rendering import format_money
+    from ..formatting import format_money
 
     if not portfolio.demanded():
         return ""

@@ -40,6 +40,7 @@ from django.utils import timezone
 from ..conf import dunning_settings
 from ..models import CaseEvent, Consent, PortalSubmission
 from ..models.consent import ACCOUNT_UPDATER, channel_topic
+from . import services
 
 SALT = "dunning.portal.form"
 
@@ -57,8 +58,6 @@ def _customer_key(portfolio):
 
 def current_state(action, portfolio):
     """The version of what form ``action`` changes, as text (see the module docstring)."""
-    from . import services
-
     case = portfolio.case
     if action == "promise":
         if case is None:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from ..conf import dunning_settings
 from ..exceptions import InvalidToken  # noqa: F401 - part of this API
+from ..models import PortalRevocation
 
 SALT = "dunning.portal.link"
 
@@ -38,8 +39,6 @@ def make_token(customer_pk, issued=None):
 
 def read_token(token):
     """The :class:`PortalAccess` a token grants, or raise :class:`InvalidToken`."""
-    from ..models import PortalRevocation
-
     try:
         payload = signing.loads(token, salt=SALT, max_age=dunning_settings.PORTAL_LINK_MAX_AGE)
         access = PortalAccess(str(payload["c"]), float(payload["i"]))
@@ -66,8 +65,6 @@ def token_customer(token):
 
 def revoke_links(customer_pk):
     """Void every link of the customer issued until now (new links work again)."""
-    from ..models import PortalRevocation
-
     PortalRevocation.objects.update_or_create(
         customer_key=str(customer_pk), defaults={"revoked_at": timezone.now()}
     )

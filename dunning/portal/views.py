@@ -17,8 +17,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from ..rendering import babel_locale, format_day, format_money
-from ..services import CaseActionRefused
+from ..engine.actions import CaseActionRefused
+from ..formatting import babel_locale, format_day, format_money
 from . import forms, resend, services, stamps
 from .tokens import InvalidToken, read_token
 

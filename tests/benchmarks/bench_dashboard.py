@@ -331,7 +331,7 @@ def measure(repeat, do_explain):
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from dunning import reports
+    from dunning.queries import reports
 
     setup_test_environment()  # ALLOWED_HOSTS gets "testserver"
     functions = {

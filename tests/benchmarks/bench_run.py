@@ -247,8 +247,8 @@ def phase_floor(args):
     from dunning.channels.base import Outgoing
     from dunning.channels.email import EmailChannel
     from dunning.hosts import get_adapter
+    from dunning.messages.rendering import Renderer, babel_locale, build_context, company_context
     from dunning.models import MessageTemplate
-    from dunning.rendering import Renderer, babel_locale, build_context, company_context
 
     as_of = FIRST_RUN
     step_key = "initial-notice"

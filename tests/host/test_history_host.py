@@ -11,8 +11,8 @@ from django.db.models import Case as SqlCase
 from django.db.models import DateField, F, When
 from django.utils import timezone
 
-from dunning.history import customer_history
 from dunning.hosts import get_adapter
+from dunning.messages.history import customer_history
 from dunning.models import Case, Policy
 from dunning.testing import override_dunning_settings
 from tests.conftest import DAY0

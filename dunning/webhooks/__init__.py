@@ -62,11 +62,11 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 
-from . import __version__
-from .conf import dunning_settings
-from .db import max_query_params
-from .failures import backoff, describe
-from .models import Case, CaseEvent, CaseStep, Policy, WebhookDelivery, WebhookEndpoint
+from .. import __version__
+from ..conf import dunning_settings
+from ..db import max_query_params, update_returning
+from ..failures import backoff, describe
+from ..models import Case, CaseEvent, CaseStep, Policy, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger("dunning.webhooks")
 
@@ -540,8 +540,6 @@ def _lease(now, size, using, after, skip, only):
         else:
             # One UPDATE ... RETURNING under the database's write lock (SQLite: one
             # writer at a time): exactly the rows this statement moved.
-            from .engine.outbox import update_returning
-
             picked = due.order_by("pk").values("pk")[:size]
             pks = [row[0] for row in update_returning(
                 manager.filter(pk__in=picked), values, ("id",))]

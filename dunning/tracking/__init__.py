@@ -42,11 +42,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .failures import describe
-from .inputs import parse_id, without_nul
-from .models import Case, CaseEvent, CaseStep, DeliveryEvent, Suppression
-from .models.tracking import normalize_address
-from .unsubscribe import opt_out_by_esp_event
+from ..failures import describe
+from ..inputs import parse_id, without_nul
+from ..models import Case, CaseEvent, CaseStep, DeliveryEvent, Suppression
+from ..models.tracking import normalize_address
+from ..unsubscribe.optout import opt_out_by_esp_event
 
 logger = logging.getLogger("dunning.tracking")
 
@@ -240,7 +240,7 @@ def _body_text(request):
 
 def record_unreadable(request, esp_name, exc):
     """Keep a tracking body anymail could not parse, with the reason, for staff."""
-    from .models import UnreadableTrackingEvent
+    from ..models import UnreadableTrackingEvent
 
     reason = without_nul(describe(exc, None))[:2000]
     logger.warning("Unreadable %s tracking webhook: %s", esp_name, reason)

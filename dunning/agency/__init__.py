@@ -42,12 +42,13 @@ from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV, JSON
 
-from . import services, signals
-from .admin.resources import AmountWidget, SafeResourceMixin
-from .conf import agency_settings
-from .hosts import get_adapter
-from .inputs import MAX_NOTE_LENGTH, too_long, validate_currency
-from .models import Case, CaseEvent, CaseStep, Dispute
+from .. import signals
+from ..admin.resources import AmountWidget, SafeResourceMixin
+from ..conf import agency_settings
+from ..engine import actions as services
+from ..hosts import get_adapter
+from ..inputs import MAX_NOTE_LENGTH, too_long, validate_currency
+from ..models import Case, CaseEvent, CaseStep, Dispute
 
 logger = logging.getLogger("dunning.agency")
 

@@ -21,12 +21,13 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy
 
-from .hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
-from .inputs import parse_id, without_nul
-from .models import Case, CaseEvent, Dispute
-from .rendering import babel_locale, format_money
-from .rules.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
-from .rules.schedule import PROMISE_GRACE_DAYS
+from ..engine.actions import CALL_CONVERSATION_OUTCOMES
+from ..formatting import babel_locale, format_money
+from ..hosts import ANNOTATION_PREFIX, _to_decimal, customer_contains, get_adapter
+from ..inputs import parse_id, without_nul
+from ..models import Case, CaseEvent, Dispute
+from ..rules.compliance import REGF_REASON_TEXT, RegF, as_utc, zone_for
+from ..rules.schedule import PROMISE_GRACE_DAYS
 
 P = ANNOTATION_PREFIX
 AMOUNT = "dunning_amount"
@@ -286,8 +287,6 @@ def call_history(cases, since, until):
     logged call is an attempt unless the customer called us (``inbound``); a call whose
     outcome is a conversation (services.CALL_CONVERSATION_OUTCOMES) is a conversation,
     inbound or not. The case is the debt: a call about it is about all its invoices."""
-    from .services import CALL_CONVERSATION_OUTCOMES
-
     history = {}
     events = CaseEvent.objects.filter(
         case__in=cases.order_by().values("pk"), kind=CaseEvent.Kind.CALL,

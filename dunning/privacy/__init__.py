@@ -31,7 +31,6 @@ message waiting in the outbox) is refused: close the case first.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,9 +42,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from .exceptions import DunningError
-from .hosts import get_adapter
-from .models import (
+from ..engine.run import CLOSED_FOR_GOOD
+from ..exceptions import DunningError
+from ..hosts import get_adapter
+from ..models import (
     BalanceObservation,
     Case,
     CaseCharge,
@@ -67,18 +67,19 @@ from .models import (
     UnreadableTrackingEvent,
     WebhookDelivery,
 )
-from .models.notices import parse_customer_pk
-from .models.tracking import normalize_address
+from ..models.notices import parse_customer_pk
+from ..models.tracking import (  # noqa: F401 (re-exported: the suppressed address forms)
+    SUPPRESSION_PREFIX,
+    is_suppressed,
+    normalize_address,
+    suppression_digest,
+)
 
 logger = logging.getLogger("dunning.privacy")
 
 #: What a scrubbed free text (a reason, a note, a message) becomes. Identifiers (an
 #: address, a message id) become empty instead.
 ERASED = "[erased]"
-
-#: Suppressed addresses of erased customers are kept as this prefix + the SHA-256 of the
-#: normalized address (see :func:`suppression_digest`).
-SUPPRESSION_PREFIX = "sha256:"
 
 #: The figures of dunning.reports (and the dashboard) a hard erase lowers by the
 #: customer's contribution. ``--anonymize`` keeps every one of them.
@@ -126,23 +127,6 @@ SAFE_SUBTREES = frozenset({"amounts", "charges", "instalments", "invoice_numbers
 
 class PrivacyError(DunningError):
     """An erasure that cannot be done as asked (a bad id, a customer still in dunning)."""
-
-
-def suppression_digest(address):
-    """The form in which the suppressed address of an erased customer is kept:
-    ``"sha256:" + hex SHA-256 of the normalized address``. Unkeyed on purpose, so that
-    rotating SECRET_KEY does not silently lift a suppression."""
-    return SUPPRESSION_PREFIX + hashlib.sha256(normalize_address(address).encode()).hexdigest()
-
-
-def is_suppressed(address, suppressed):
-    """The reason ``address`` is suppressed in ``suppressed`` (``{address: reason}``, as
-    the email channel loads the Suppression table), checking its hashed form too; None
-    when it is not."""
-    address = normalize_address(address)
-    if not address:
-        return None
-    return suppressed.get(address) or suppressed.get(suppression_digest(address))
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -374,8 +358,6 @@ def _refuse_if_collecting(scope, anonymize, today):
         ) % {"pk": pk})
     if anonymize:
         return
-    from .engine.run import CLOSED_FOR_GOOD
-
     # The links that end dunning for the invoices of terminated and written-off cases go
     # with the cases: invoices still unpaid would be dunned again from the start.
     adapter = get_adapter()
@@ -413,7 +395,7 @@ def _letter_files(scope):
 
 
 def _delete_files(names):
-    from .models.letters import letter_storage
+    from ..models.letters import letter_storage
 
     for name in names:
         try:
