@@ -178,7 +178,7 @@ class Command(BaseCommand):
             # demo stays the same).
             data.setdefault("customer_since", start - datetime.timedelta(days=30 + (i * 97) % 1430))
             customer = Customer.objects.create(**data)
-            currency = rng.choice(["EUR", "EUR", "USD", "GBP", "XTS" if i % 13 == 0 else "EUR"])
+            currency = rng.choice(["EUR", "EUR", "USD", "GBP", "CHF" if i % 13 == 0 else "EUR"])
             for n in range(rng.choice([1, 1, 2, 3])):
                 Invoice.objects.create(
                     customer=customer,
